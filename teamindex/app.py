@@ -1,0 +1,56 @@
+"""The application factory: create_app(settings) wires services, blueprints and errors."""
+
+from __future__ import annotations
+
+from flask import Flask, Response
+
+from . import files, simple, upload
+from .auth import CredentialCache
+from .config import Settings, load_settings
+from .context import EXTENSION_KEY, Services
+from .db import Database
+from .errors import register_error_handlers
+from .health import bp as health_bp
+from .pagecache import PageCache
+from .storage import Storage
+
+# Form fields other than the file: a 600 KB README in `description` must fit (PROTOCOL 6.6).
+MAX_FORM_MEMORY = 16 << 20
+MAX_FORM_PARTS = 10_000
+# Multipart framing and metadata fields around the file itself.
+FORM_OVERHEAD = 32 << 20
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the WSGI app for one data dir; migrates the database on the way."""
+    settings = settings or load_settings()
+    app = Flask(__name__)
+    app.request_class = upload.IndexRequest
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_upload_size + FORM_OVERHEAD,
+        MAX_FORM_MEMORY_SIZE=MAX_FORM_MEMORY,
+        MAX_FORM_PARTS=MAX_FORM_PARTS,
+    )
+    storage = Storage(settings.packages_dir, settings.tmp_dir)
+    storage.ensure_dirs()
+    db = Database(settings.db_path)
+    db.migrate()
+    app.extensions[EXTENSION_KEY] = Services(
+        settings=settings,
+        db=db,
+        storage=storage,
+        credentials=CredentialCache(settings.auth_cache_seconds),
+        pages=PageCache(),
+    )
+    for blueprint in (simple.bp, files.bp, upload.bp, health_bp):
+        app.register_blueprint(blueprint)
+    app.teardown_request(upload.discard_upload_temps)
+    register_error_handlers(app)
+
+    @app.get("/")
+    def home() -> Response:
+        return Response(
+            "teamindex: install from /simple/, upload to /legacy/\n", mimetype="text/plain"
+        )
+
+    return app

@@ -1,0 +1,219 @@
+"""The `teamindex` command line. Each command's docstring is its --help text."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .auth import AuthError, hash_password, validate_password, validate_username
+from .config import OPTIONS, Settings, load_settings
+from .db import Conflict, Database
+from .ingest import utc_now
+
+log = logging.getLogger("teamindex")
+
+
+class CommandError(Exception):
+    """A failure to report as one line on stderr with exit status 1."""
+
+
+Command = Callable[[argparse.Namespace, Settings], int]
+_COMMANDS: dict[str, tuple[Command, Callable[[argparse.ArgumentParser], None]]] = {}
+
+
+def command(
+    setup: Callable[[argparse.ArgumentParser], None] = lambda parser: None,
+) -> Callable[[Command], Command]:
+    """Register a subcommand named after the function (underscores become dashes)."""
+
+    def register(func: Command) -> Command:
+        _COMMANDS[func.__name__.removeprefix("cmd_").replace("_", "-")] = (func, setup)
+        return func
+
+    return register
+
+
+def open_database(settings: Settings) -> Database:
+    """The database of an existing data dir, migrated; a missing dir is an error."""
+    if not settings.data_dir.is_dir():
+        raise CommandError(
+            f"data dir {settings.data_dir} does not exist "
+            "(create it, or start `teamindex serve` once)"
+        )
+    db = Database(settings.db_path)
+    db.migrate()
+    return db
+
+
+def read_new_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Repeat password: ") != password:
+            raise CommandError("passwords do not match")
+    else:
+        raise CommandError("no terminal to ask for a password; use --password-stdin")
+    try:
+        return validate_password(password)
+    except AuthError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _password_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", help="user name")
+    parser.add_argument(
+        "--password-stdin", action="store_true", help="read the password as one line from stdin"
+    )
+
+
+def _adduser_args(parser: argparse.ArgumentParser) -> None:
+    _password_args(parser)
+    parser.add_argument("--admin", action="store_true", help="make the user an administrator")
+
+
+def _name_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", help="user name")
+
+
+def _serve_args(parser: argparse.ArgumentParser) -> None:
+    for option in OPTIONS:
+        if option.name == "data_dir":
+            continue
+        parser.add_argument(option.flag, dest=option.name, type=option.parse, help=option.help)
+
+
+@command(_serve_args)
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the index with waitress (migrates the database first)."""
+    import waitress
+
+    from .app import FORM_OVERHEAD, create_app
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = create_app(settings)
+    server = waitress.create_server(
+        app,
+        host=settings.host,
+        port=settings.port,
+        threads=settings.threads,
+        max_request_body_size=settings.max_upload_size + FORM_OVERHEAD,
+        ident="teamindex",
+        trusted_proxy=",".join(settings.trusted_proxies) or None,
+        trusted_proxy_headers={"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"}
+        if settings.trusted_proxies
+        else None,
+        clear_untrusted_proxy_headers=True,
+    )
+    host, port = server.socket.getsockname()[:2]  # type: ignore[union-attr]
+    db = app.extensions["teamindex"].db
+    log.info(
+        "teamindex %s serving http://%s:%s/simple/ (data dir %s, %d threads)",
+        __version__,
+        host,
+        port,
+        settings.data_dir.resolve(),
+        settings.threads,
+    )
+    if db.count_users() == 0:
+        log.warning(
+            "no users yet: nobody can read or upload. Create the first admin with:\n"
+            "    teamindex adduser NAME --admin --data-dir %s",
+            settings.data_dir,
+        )
+    server.run()
+    return 0
+
+
+@command(_adduser_args)
+def cmd_adduser(args: argparse.Namespace, settings: Settings) -> int:
+    """Create a user (asks for the password twice, or reads it from --password-stdin)."""
+    try:
+        name = validate_username(args.name)
+    except AuthError as exc:
+        raise CommandError(str(exc)) from None
+    db = open_database(settings)
+    if db.get_user(name) is not None:
+        raise CommandError(f"user {name!r} already exists")
+    password = read_new_password(args)
+    try:
+        db.add_user(
+            name,
+            hash_password(password, settings.password_hash),
+            is_admin=args.admin,
+            now=utc_now(),
+        )
+    except Conflict as exc:
+        raise CommandError(str(exc)) from None
+    print(f"created {'admin' if args.admin else 'user'} {name}")
+    return 0
+
+
+@command(_password_args)
+def cmd_passwd(args: argparse.Namespace, settings: Settings) -> int:
+    """Set a user's password; takes effect at once, also for cached logins."""
+    db = open_database(settings)
+    if db.get_user(args.name) is None:
+        raise CommandError(f"no user {args.name!r}")
+    password = read_new_password(args)
+    db.set_password(args.name, hash_password(password, settings.password_hash))
+    print(f"password changed for {args.name}")
+    return 0
+
+
+@command(_name_arg)
+def cmd_deluser(args: argparse.Namespace, settings: Settings) -> int:
+    """Delete a user; their uploads stay."""
+    if not open_database(settings).delete_user(args.name):
+        raise CommandError(f"no user {args.name!r}")
+    print(f"deleted user {args.name}")
+    return 0
+
+
+@command()
+def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
+    """List users."""
+    for user in open_database(settings).list_users():
+        print(f"{user.name}{'  (admin)' if user.is_admin else ''}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="teamindex", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"teamindex {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (func, setup) in _COMMANDS.items():
+        help_text = (func.__doc__ or "").strip().splitlines()[0]
+        child = sub.add_parser(name, help=help_text, description=func.__doc__)
+        child.add_argument(
+            "--data-dir",
+            "--data",
+            dest="data_dir",
+            type=Path,
+            help="data directory (env TEAMINDEX_DATA_DIR, default ./data)",
+        )
+        setup(child)
+        child.set_defaults(func=func)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    args = build_parser().parse_args(argv)
+    flags: dict[str, Any] = {option.name: getattr(args, option.name, None) for option in OPTIONS}
+    try:
+        settings = load_settings(flags)
+        return int(args.func(args, settings))
+    except (CommandError, ValueError) as exc:
+        print(f"teamindex: error: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,131 @@
+"""Settings: one frozen dataclass, each option settable by CLI flag or TEAMINDEX_* variable.
+
+Every option is declared once in OPTIONS; the CLI builds its flags from that table and the
+environment is read with the same names, so a flag, its variable and its docs never drift.
+Precedence: command-line flag, then environment variable, then the default.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "TEAMINDEX_"
+
+
+def _parse_bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+def _parse_size(value: str) -> int:
+    """Parse a byte size such as ``1073741824``, ``512M`` or ``1G``."""
+    text = value.strip().upper().removesuffix("B").removesuffix("I")
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    if text and text[-1] in units:
+        return int(float(text[:-1]) * units[text[-1]])
+    return int(text)
+
+
+def _parse_list(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its field name, parser and help text."""
+
+    name: str
+    parse: Callable[[str], Any]
+    help: str
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The effective configuration of one teamindex instance."""
+
+    data_dir: Path = Path("data")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    threads: int = 8
+    max_upload_size: int = 1 << 30
+    anonymous_read: bool = False
+    trusted_proxies: tuple[str, ...] = ()
+    password_hash: str = "scrypt"  # noqa: S105 - a hash method name, not a secret
+    auth_cache_seconds: int = 300
+    # Where each value came from ("default", "env TEAMINDEX_PORT", "flag --port").
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "teamindex.sqlite3"
+
+    @property
+    def packages_dir(self) -> Path:
+        return self.data_dir / "packages"
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.data_dir / "tmp"
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("data_dir", Path, "data directory: SQLite database and package files"),
+    Option("host", str, "address to listen on"),
+    Option("port", int, "TCP port to listen on"),
+    Option("threads", int, "waitress worker threads"),
+    Option("max_upload_size", _parse_size, "largest accepted distribution file (e.g. 1G, 200M)"),
+    Option("anonymous_read", _parse_bool, "let unauthenticated clients read the index"),
+    Option(
+        "trusted_proxies",
+        _parse_list,
+        "comma-separated proxy addresses whose X-Forwarded-For is believed",
+    ),
+    Option(
+        "password_hash",
+        str,
+        "werkzeug password hash method for new passwords (e.g. scrypt, pbkdf2:sha256:600000)",
+    ),
+    Option(
+        "auth_cache_seconds",
+        int,
+        "how long a verified password is remembered in memory (0 disables the cache)",
+    ),
+)
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Build Settings from explicit flag values (None = not given), then env, then defaults."""
+    flags = flags or {}
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {f.name: "default" for f in fields(Settings) if f.name != "sources"}
+    for option in OPTIONS:
+        given = flags.get(option.name)
+        if given is not None:
+            values[option.name] = given
+            sources[option.name] = f"flag {option.flag}"
+        elif option.env in environ:
+            try:
+                values[option.name] = option.parse(environ[option.env])
+            except ValueError as exc:
+                raise ValueError(f"{option.env}: {exc}") from exc
+            sources[option.name] = f"env {option.env}"
+    return replace(Settings(**values), sources=sources)

@@ -1,0 +1,194 @@
+"""Adding a distribution to the index: validate, store, record. Used by upload and import.
+
+Order of operations (files before rows): the bytes are already in an fsynced temp file in
+the data dir; the archive is validated; then, holding SQLite's write lock (BEGIN IMMEDIATE),
+the duplicate rules are checked, the file and its .metadata are renamed into place, and the
+rows are inserted. If anything fails after the rename, the renamed files are removed before
+the lock is released, so the index never shows a row without its file; a crash in between
+leaves at most an unreferenced file, which `teamindex check` finds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from .db import Conflict, Database
+from .dists import DistributionError, FilenameInfo, inspect_distribution
+from .models import NewFile
+from .storage import Digests, Storage
+
+DIGEST_NAMES = ("md5", "sha256", "blake2_256")
+
+
+class IngestError(Exception):
+    """The file is refused; `status` is the HTTP status an upload answers with."""
+
+    status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class FileExists(IngestError):
+    pass
+
+
+class InsufficientStorage(IngestError):
+    status = 507
+
+
+class Outcome(Enum):
+    STORED = "stored"
+    UNCHANGED = "unchanged"  # identical bytes were already there: a successful no-op
+
+
+@dataclass(frozen=True)
+class Claims:
+    """What the client said about the file; every claim given must match the file."""
+
+    name: str | None = None
+    version: str | None = None
+    filetype: str | None = None
+    digests: tuple[tuple[str, str], ...] = ()
+
+
+def utc_now() -> str:
+    """Timestamps as PEP 700 wants them: UTC with microseconds and a literal Z."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def check_claims(info: FilenameInfo, digests: Digests, claims: Claims) -> None:
+    """Compare the client's form fields with the file and its name."""
+    if claims.name is not None and canonicalize_name(claims.name) != info.project:
+        raise IngestError(f"Name {claims.name!r} does not match the filename {info.filename!r}.")
+    if claims.version is not None:
+        try:
+            same = Version(claims.version) == info.version
+        except InvalidVersion:
+            raise IngestError(f"Invalid version {claims.version!r}.") from None
+        if not same:
+            raise IngestError(
+                f"Version {claims.version!r} does not match the filename {info.filename!r}."
+            )
+    if claims.filetype is not None and claims.filetype != info.packagetype:
+        raise IngestError(
+            f"Invalid file extension: Extension of {info.filename!r} is invalid for "
+            f"filetype {claims.filetype}."
+        )
+    actual = {"md5": digests.md5, "sha256": digests.sha256, "blake2_256": digests.blake2_256}
+    for name, claimed in claims.digests:
+        if claimed.strip().lower() != actual[name]:
+            raise IngestError(
+                "The digest supplied does not match a digest calculated from the uploaded file."
+            )
+
+
+def ingest(
+    db: Database,
+    storage: Storage,
+    temp: Path,
+    digests: Digests,
+    info: FilenameInfo,
+    *,
+    uploader_id: int | None,
+    claims: Claims = Claims(),
+) -> Outcome:
+    """Validate the temp file and add it to the index. The temp file is consumed (moved or
+    deleted) in every case."""
+    meta_temp: Path | None = None
+    try:
+        check_claims(info, digests, claims)
+        try:
+            inspection = inspect_distribution(temp, info)
+        except DistributionError as exc:
+            raise IngestError(str(exc)) from None
+        metadata_sha256 = None
+        if inspection.metadata_bytes is not None:
+            metadata_sha256 = hashlib.sha256(inspection.metadata_bytes).hexdigest()
+            meta_temp = storage.write_temp(inspection.metadata_bytes)
+        meta = inspection.metadata
+        new = NewFile(
+            project=info.project,
+            display_name=meta.name,
+            version=meta.version,
+            canonical_version=info.canonical_version,
+            summary=meta.summary,
+            metadata_json=json.dumps(meta.fields, sort_keys=True),
+            filename=info.filename,
+            packagetype=info.packagetype,
+            python_version=info.python_version,
+            requires_python=meta.requires_python,
+            size=digests.size,
+            sha256=digests.sha256,
+            blake2_256=digests.blake2_256,
+            md5=digests.md5,
+            metadata_sha256=metadata_sha256,
+            upload_time=utc_now(),
+            uploader_id=uploader_id,
+        )
+        return _record(db, storage, temp, meta_temp, new)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise InsufficientStorage("Insufficient storage: the index's disk is full.") from exc
+        raise
+    finally:
+        for leftover in (temp, meta_temp):
+            if leftover is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    leftover.unlink()
+
+
+def _record(
+    db: Database, storage: Storage, temp: Path, meta_temp: Path | None, new: NewFile
+) -> Outcome:
+    final = storage.file_path(new.project, new.filename)
+    meta_final = storage.metadata_path(new.project, new.filename)
+    with db.transaction():
+        existing = db.get_file(new.filename)
+        if existing is not None:
+            if existing.sha256 == new.sha256:
+                # twine retries and CI re-runs must succeed. If the file went missing from
+                # disk, the identical bytes just received put it back.
+                if not final.exists():
+                    storage.publish(temp, final)
+                return Outcome.UNCHANGED
+            raise FileExists(
+                f"File already exists ({new.filename!r}, with sha256 hash "
+                f"{existing.sha256!r}). A filename can only ever hold one content; "
+                "upload a new version."
+            )
+        same_bytes = db.filename_by_sha256(new.sha256)
+        if same_bytes is not None:
+            raise FileExists(f"File already exists: these bytes were uploaded as {same_bytes!r}.")
+        deleted = db.deleted_file_sha256(new.filename)
+        if deleted is not None and deleted != new.sha256:
+            raise IngestError(
+                "This filename was previously used by a file that has since been deleted. "
+                "Use a different version."
+            )
+        published: list[Path] = []
+        try:
+            storage.publish(temp, final)
+            published.append(final)
+            if meta_temp is not None:
+                storage.publish(meta_temp, meta_final)
+                published.append(meta_final)
+            db.insert_file(new)
+        except Conflict as exc:
+            storage.remove(*published)
+            raise FileExists(f"File already exists: {exc}.") from None
+        except OSError:
+            storage.remove(*published)
+            raise
+    return Outcome.STORED

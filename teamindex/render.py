@@ -1,0 +1,112 @@
+"""Simple-API pages as one dict each, serialized as PEP 503 HTML or PEP 691 JSON. No Flask.
+
+Field rules follow PEP 691/700/714/592 and the strictness of real clients (PROTOCOL.md 3.4,
+3.5): `hashes` always present, `size` an integer, `upload-time` ending in "Z", `yanked`
+never null or "", and `core-metadata` only where the .metadata file really exists.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import quote
+
+from markupsafe import escape
+from packaging.version import Version
+
+from .models import FileRecord
+
+API_VERSION = "1.1"  # PEP 700 fields are implemented; provenance (1.3) and status (1.4) are not
+
+JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+HTML_TYPE = "application/vnd.pypi.simple.v1+html"
+TEXT_HTML = "text/html"
+# Offer order matters: Werkzeug breaks q-value ties by it, so "*/*" gets HTML as on PyPI
+# (hatch's existence probe parses HTML).
+OFFERS = (TEXT_HTML, HTML_TYPE, JSON_TYPE)
+LATEST_ALIASES = {
+    "application/vnd.pypi.simple.latest+json": JSON_TYPE,
+    "application/vnd.pypi.simple.latest+html": HTML_TYPE,
+}
+
+
+def file_url(record: FileRecord) -> str:
+    """URL of a file relative to its project page (/simple/<project>/), no query string
+    (pip and uv append ".metadata" to the URL as given)."""
+    return f"../../files/{record.project}/{quote(record.filename)}"
+
+
+def project_page(name: str, files: list[FileRecord]) -> dict[str, Any]:
+    """The PEP 691 project detail dict; the HTML page is rendered from the same dict."""
+    entries = []
+    for record in files:
+        entry: dict[str, Any] = {
+            "filename": record.filename,
+            "url": file_url(record),
+            "hashes": {"sha256": record.sha256},
+            "size": record.size,
+            "upload-time": record.upload_time,
+            "yanked": (record.yanked_reason or True) if record.yanked else False,
+        }
+        if record.requires_python:
+            entry["requires-python"] = record.requires_python
+        if record.metadata_sha256:
+            entry["core-metadata"] = {"sha256": record.metadata_sha256}
+        entries.append(entry)
+    versions = sorted({record.version for record in files}, key=Version)
+    return {
+        "meta": {"api-version": API_VERSION},
+        "name": name,
+        "versions": versions,
+        "files": entries,
+    }
+
+
+def root_page(projects: list[tuple[str, str]]) -> dict[str, Any]:
+    """The PEP 691 project list; `_normalized` is private (PEP 700 reserves `_` keys)."""
+    return {
+        "meta": {"api-version": API_VERSION},
+        "projects": [{"name": display, "_normalized": name} for name, display in projects],
+    }
+
+
+def to_json(page: dict[str, Any]) -> bytes:
+    return json.dumps(page, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def project_html(page: dict[str, Any]) -> bytes:
+    name = escape(page["name"])
+    lines = [_head(f"Links for {name}"), f"<h1>Links for {name}</h1>"]
+    for entry in page["files"]:
+        attrs = [f'href="{escape(entry["url"])}#sha256={entry["hashes"]["sha256"]}"']
+        if "requires-python" in entry:
+            attrs.append(f'data-requires-python="{escape(entry["requires-python"])}"')
+        if entry["yanked"] is not False:
+            # Always a value: pip ignores a bare data-yanked attribute (PROTOCOL.md 3.4).
+            reason = "" if entry["yanked"] is True else entry["yanked"]
+            attrs.append(f'data-yanked="{escape(reason)}"')
+        if "core-metadata" in entry:
+            value = f"sha256={entry['core-metadata']['sha256']}"
+            attrs.append(f'data-core-metadata="{value}" data-dist-info-metadata="{value}"')
+        attrs.append(f'data-size="{entry["size"]}" data-upload-time="{entry["upload-time"]}"')
+        lines.append(f"<a {' '.join(attrs)}>{escape(entry['filename'])}</a><br />")
+    lines.append("</body></html>\n")
+    return "\n".join(lines).encode()
+
+
+def root_html(page: dict[str, Any]) -> bytes:
+    lines = [_head("Simple index")]
+    for project in page["projects"]:
+        lines.append(
+            f'<a href="{escape(project["_normalized"])}/">{escape(project["name"])}</a><br />'
+        )
+    lines.append("</body></html>\n")
+    return "\n".join(lines).encode()
+
+
+def _head(title: str) -> str:
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head>\n<meta charset="utf-8">\n'
+        f'<meta name="pypi:repository-version" content="{API_VERSION}">\n'
+        f"<title>{title}</title></head>\n<body>"
+    )

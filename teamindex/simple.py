@@ -1,0 +1,116 @@
+"""The simple repository API: /simple/ and /simple/<project>/ (PEP 503, 629, 691, 700).
+
+Each page is one dict rendered as HTML or JSON by `Accept`, cached per serial, sent with a
+strong ETag so revalidation is a 304 without rendering, and gzipped when the client asks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import Blueprint, Response, redirect, request, url_for
+from packaging.utils import canonicalize_name
+from werkzeug.datastructures import MIMEAccept
+from werkzeug.http import parse_accept_header
+
+from . import render
+from .context import services
+from .errors import HTTPError
+from .httpauth import login_required
+from .pagecache import CachedPage
+
+bp = Blueprint("simple", __name__)
+
+# Clients revalidate every time (cheap 304s); a max-age would hide new uploads from pip, uv
+# and poetry for that long (PROTOCOL.md 3.11). private: the pages sit behind auth.
+CACHE_CONTROL = "private, max-age=0, must-revalidate"
+
+
+def negotiate() -> str:
+    """Pick the content type per PEP 691: ?format= wins, no Accept means HTML, else the best
+    q-value among our offers (ties go to HTML, as on PyPI); nothing acceptable is a 406."""
+    wanted = request.args.get("format")
+    if wanted:
+        wanted = render.LATEST_ALIASES.get(wanted, wanted)
+        if wanted not in render.OFFERS:
+            raise HTTPError(406, f"Unsupported format {wanted!r}; use one of {render.OFFERS}.")
+        return wanted
+    header = request.headers.get("Accept", "")
+    if not header.strip():
+        return render.TEXT_HTML
+    for alias, concrete in render.LATEST_ALIASES.items():
+        header = header.replace(alias, concrete)
+    best = parse_accept_header(header, MIMEAccept).best_match(render.OFFERS)
+    if best is None:
+        raise HTTPError(
+            406, "No acceptable content type; this index serves " + ", ".join(render.OFFERS)
+        )
+    return best
+
+
+def page_response(page: CachedPage, content_type: str) -> Response:
+    """A cached page as a response: 304 on a matching If-None-Match, gzip when accepted."""
+    use_gzip = page.gzipped is not None and "gzip" in request.headers.get("Accept-Encoding", "")
+    etag = page.etag + ("-gz" if use_gzip else "")
+    headers = {
+        "Vary": "Accept, Accept-Encoding",
+        "Cache-Control": CACHE_CONTROL,
+        "ETag": f'"{etag}"',
+    }
+    if request.if_none_match.contains(etag):
+        return Response(status=304, headers=headers)
+    body = page.gzipped if use_gzip and page.gzipped is not None else page.body
+    if use_gzip:
+        headers["Content-Encoding"] = "gzip"
+    mimetype = content_type + ("; charset=utf-8" if content_type == render.TEXT_HTML else "")
+    return Response(body, headers=headers, content_type=mimetype)
+
+
+def _serializer(content_type: str, html: Callable[[dict], bytes]) -> Callable[[dict], bytes]:
+    return render.to_json if content_type == render.JSON_TYPE else html
+
+
+@bp.get("/simple/")
+@login_required
+def index() -> Response:
+    svc = services()
+    content_type = negotiate()
+    serialize = _serializer(content_type, render.root_html)
+    page = svc.pages.get_or_build(
+        ("root", content_type),
+        svc.db.serial(),
+        lambda: serialize(render.root_page(svc.db.list_projects())),
+    )
+    return page_response(page, content_type)
+
+
+@bp.get("/simple/<name>/")
+@login_required
+def project(name: str) -> Response:
+    return _project_page(name, "simple.project")
+
+
+@bp.get("/legacy/+simple/<name>/")
+@login_required
+def devpi_style_project(name: str) -> Response:
+    """hatch assumes every non-PyPI index is devpi and probes <upload-url>/+simple/<name>/
+    to skip files that exist (PROTOCOL.md 7.5); answer it with the same page."""
+    return _project_page(name, "simple.devpi_style_project")
+
+
+def _project_page(name: str, endpoint: str) -> Response:
+    normalized = canonicalize_name(name)
+    if normalized != name:
+        return redirect(url_for(endpoint, name=normalized, **request.args), code=301)
+    svc = services()
+    found = svc.db.get_project(normalized)
+    if found is None:
+        raise HTTPError(404, f"No project named {normalized!r} in this index.")
+    content_type = negotiate()
+    serialize = _serializer(content_type, render.project_html)
+    page = svc.pages.get_or_build(
+        ("project", found.name, content_type),
+        found.serial,
+        lambda: serialize(render.project_page(found.name, svc.db.project_files(found))),
+    )
+    return page_response(page, content_type)

@@ -1,0 +1,181 @@
+"""Package files on disk: stream to a temp file while hashing, fsync, rename. No Flask here.
+
+Layout under the data dir:
+    packages/<normalized-project>/<filename>            the distribution
+    packages/<normalized-project>/<filename>.metadata   its PEP 658 core metadata (wheels)
+    tmp/                                                uploads in flight (same filesystem)
+
+Paths are only ever built from a normalized project name and a filename that `dists`
+has already parsed, and `file_path` checks that again, so no request can name a path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import canonicalize_name
+
+METADATA_SUFFIX = ".metadata"
+
+
+class StorageError(OSError):
+    """The disk refused a write (full, read-only, permissions)."""
+
+
+@dataclass(frozen=True)
+class Digests:
+    """Hex digests of a file's bytes, as uploads and PEP 503 pages name them."""
+
+    size: int
+    sha256: str
+    blake2_256: str
+    md5: str
+
+
+class HashingTempFile:
+    """A writable temp file in the data dir that hashes every byte written to it.
+
+    Werkzeug's multipart parser streams each file part into the object returned by the
+    request's stream factory, so an upload is hashed in the same pass that stores it.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=directory, prefix="upload-", suffix=".part")
+        self.path = Path(name)
+        self._file = os.fdopen(fd, "w+b")
+        self._sha256 = hashlib.sha256()
+        self._blake2 = hashlib.blake2b(digest_size=32)
+        self._md5 = hashlib.md5(usedforsecurity=False)
+        self._size = 0
+
+    def write(self, data: bytes) -> int:
+        self._sha256.update(data)
+        self._blake2.update(data)
+        self._md5.update(data)
+        self._size += len(data)
+        return self._file.write(data)
+
+    def digests(self) -> Digests:
+        return Digests(
+            self._size, self._sha256.hexdigest(), self._blake2.hexdigest(), self._md5.hexdigest()
+        )
+
+    def finish(self) -> None:
+        """Flush and fsync, so a later rename publishes complete bytes."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.seek(0)
+
+    def discard(self) -> None:
+        self.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    # The file-like surface werkzeug's FileStorage uses.
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def read(self, size: int = -1) -> bytes:
+        return self._file.read(size)
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._file.closed
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._file, name)
+
+
+def digest_file(path: Path) -> Digests:
+    """Hash an existing file (imports, integrity checks) in 1 MiB chunks."""
+    sha256, blake2, md5 = (
+        hashlib.sha256(),
+        hashlib.blake2b(digest_size=32),
+        hashlib.md5(usedforsecurity=False),
+    )
+    size = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            size += len(chunk)
+            sha256.update(chunk)
+            blake2.update(chunk)
+            md5.update(chunk)
+    return Digests(size, sha256.hexdigest(), blake2.hexdigest(), md5.hexdigest())
+
+
+class Storage:
+    """The packages tree of one data dir."""
+
+    def __init__(self, packages_dir: Path, tmp_dir: Path) -> None:
+        self.packages_dir = packages_dir
+        self.tmp_dir = tmp_dir
+
+    def ensure_dirs(self) -> None:
+        self.packages_dir.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+
+    def file_path(self, project: str, filename: str) -> Path:
+        """Where a distribution lives. Refuses anything that is not a plain name."""
+        if canonicalize_name(project) != project or not project:
+            raise ValueError(f"not a normalized project name: {project!r}")
+        if "/" in filename or "\\" in filename or filename.startswith(".") or "\0" in filename:
+            raise ValueError(f"not a plain filename: {filename!r}")
+        return self.packages_dir / project / filename
+
+    def metadata_path(self, project: str, filename: str) -> Path:
+        return self.file_path(project, filename + METADATA_SUFFIX)
+
+    def new_temp(self) -> HashingTempFile:
+        return HashingTempFile(self.tmp_dir)
+
+    def write_temp(self, data: bytes) -> Path:
+        """Write small bytes (a .metadata file) to an fsynced temp file."""
+        fd, name = tempfile.mkstemp(dir=self.tmp_dir, prefix="meta-", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name)
+            raise
+        return Path(name)
+
+    def publish(self, temp: Path, final: Path) -> None:
+        """Atomically move a complete temp file into place and make the rename durable."""
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(temp, final)
+        fsync_dir(final.parent)
+
+    def remove(self, *paths: Path) -> None:
+        for path in paths:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        for path in paths:
+            fsync_dir(path.parent)
+
+
+def fsync_dir(directory: Path) -> None:
+    """fsync a directory so a rename or unlink inside it survives a power cut."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

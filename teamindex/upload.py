@@ -1,0 +1,146 @@
+"""The legacy upload API (`:action=file_upload`) that twine, poetry, uv, pdm and hatch speak.
+
+Served at /legacy/, /legacy (no redirect: twine and poetry refuse to follow one on upload)
+and / . The file part is streamed by Werkzeug straight into a hashing temp file in the data
+dir (see IndexRequest), so a 1 GiB wheel costs no memory and is hashed in the same pass.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import IO, Any
+
+from flask import Blueprint, Request, Response, current_app, g, request
+
+from .auth import Action, decide
+from .context import services
+from .dists import DistributionError, parse_filename
+from .errors import HTTPError
+from .httpauth import current_identity, login_required
+from .ingest import DIGEST_NAMES, Claims, IngestError, Outcome, ingest
+from .storage import HashingTempFile
+
+bp = Blueprint("upload", __name__)
+
+GONE_ACTIONS = {
+    "submit": "Project pre-registration is no longer required or supported, upload your "
+    "files instead.",
+    "submit_pkg_info": "Project pre-registration is no longer required or supported, upload "
+    "your files instead.",
+    "doc_upload": "Uploading documentation is not supported by the legacy API.",
+}
+
+
+class IndexRequest(Request):
+    """Streams multipart file parts into hashing temp files inside the data dir."""
+
+    def _get_file_stream(
+        self,
+        total_content_length: int | None,
+        content_type: str | None,
+        filename: str | None = None,
+        content_length: int | None = None,
+    ) -> IO[bytes]:
+        temp = services().storage.new_temp()
+        g.setdefault("upload_temps", []).append(temp)
+        return temp  # type: ignore[return-value]  # a file-like object, as werkzeug needs
+
+
+def discard_upload_temps(_exc: BaseException | None = None) -> None:
+    """Teardown: remove temp files of parts that were not moved into the index."""
+    for temp in g.pop("upload_temps", []):
+        temp.discard()
+
+
+def _field(name: str) -> str | None:
+    """A form value, with "" and distutils' "UNKNOWN" treated as absent (pdm sends "")."""
+    value = request.form.get(name)
+    if value is None or value.strip() in {"", "UNKNOWN"}:
+        return None
+    return value.strip()
+
+
+def _parse_form() -> Any:
+    try:
+        return request.files.get("content")
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise HTTPError(507, "Insufficient storage: the index's disk is full.") from exc
+        raise
+
+
+@bp.post("/legacy/", strict_slashes=False)
+@bp.post("/")
+@login_required
+def file_upload() -> Response:
+    identity = current_identity()
+    if identity.user is None:  # anonymous readers may not write
+        raise HTTPError(401, "Uploading needs credentials.")
+    content = _parse_form()
+    action = request.form.get(":action") or request.args.get(":action")
+    if action in GONE_ACTIONS:
+        raise HTTPError(410, GONE_ACTIONS[action])
+    if action != "file_upload":
+        raise HTTPError(400, f"Unknown or missing :action {action!r}; expected 'file_upload'.")
+    if request.form.get("protocol_version", "1") != "1":
+        raise HTTPError(400, "Unknown protocol version.")
+    if content is None or not content.filename:
+        raise HTTPError(400, "Upload payload does not have a file.")
+    temp = content.stream
+    if not isinstance(temp, HashingTempFile):  # cannot happen with IndexRequest; be explicit
+        raise HTTPError(400, "Upload payload does not have a file.")
+    claims = Claims(
+        name=_field("name"),
+        version=_field("version"),
+        filetype=_field("filetype"),
+        digests=tuple(
+            (name, value)
+            for name in DIGEST_NAMES
+            if (value := _field(f"{name}_digest")) is not None
+        ),
+    )
+    if not claims.digests:
+        raise HTTPError(400, "Error: Include at least one message digest.")
+    try:
+        info = parse_filename(content.filename)
+    except DistributionError as exc:
+        raise HTTPError(400, str(exc)) from None
+    svc = services()
+    digests = temp.digests()
+    if digests.size > svc.settings.max_upload_size:
+        raise HTTPError(413, f"File too large. Limit is {svc.settings.max_upload_size} bytes.")
+    project = svc.db.get_project(info.project)
+    role = svc.db.role(identity.user.id, project.id) if project else None
+    if not decide(identity, Action.UPLOAD, project_exists=project is not None, role=role):
+        raise HTTPError(
+            403,
+            f"The user {identity.name!r} isn't allowed to upload to project {info.project!r}.",
+        )
+    temp.finish()
+    temp.close()
+    try:
+        outcome = ingest(
+            svc.db,
+            svc.storage,
+            temp.path,
+            digests,
+            info,
+            uploader_id=identity.user.id,
+            claims=claims,
+        )
+    except IngestError as exc:
+        raise HTTPError(exc.status, exc.message) from None
+    current_app.logger.info("upload %s by %s: %s", info.filename, identity.name, outcome.value)
+    message = (
+        ""
+        if outcome is Outcome.STORED
+        else f"{info.filename} already exists with the same content."
+    )
+    return Response(message, mimetype="text/plain")
+
+
+@bp.get("/legacy/", strict_slashes=False)
+@login_required
+def upload_form_get() -> Response:
+    """uv maps a 405 here to "that's most likely the simple index URL" (PROTOCOL.md 6.11)."""
+    raise HTTPError(405, "This is the upload URL; POST distributions here. Install from /simple/.")

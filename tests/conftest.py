@@ -1,0 +1,102 @@
+"""Shared fixtures: settings with cheap hashing, the app, a client, and a live waitress server."""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+import waitress
+from flask import Flask
+from flask.testing import FlaskClient
+
+from teamindex.app import create_app
+from teamindex.auth import hash_password
+from teamindex.config import Settings
+from teamindex.context import services
+from teamindex.ingest import utc_now
+
+# Tests lower the hashing cost (devpi does the same); production uses scrypt.
+FAST_HASH = "pbkdf2:sha256:1000"
+PASSWORD = "correct-horse"
+USERS = {"alice": False, "bob": False, "root": True}  # name -> is_admin
+
+
+def basic(user: str, password: str = PASSWORD) -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def add_user(app: Flask, name: str, password: str = PASSWORD, *, admin: bool = False) -> None:
+    services_ = app.extensions["teamindex"]
+    services_.db.add_user(name, hash_password(password, FAST_HASH), is_admin=admin, now=utc_now())
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", password_hash=FAST_HASH, threads=4)
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[Flask]:
+    app = create_app(settings)
+    app.config["TESTING"] = True
+    for name, admin in USERS.items():
+        add_user(app, name, admin=admin)
+    yield app
+    with app.app_context():
+        services().db.close()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@dataclass
+class LiveServer:
+    """A real waitress server on a free loopback port."""
+
+    app: Flask
+    url: str  # http://127.0.0.1:PORT (no trailing slash)
+    settings: Settings
+
+    @property
+    def host(self) -> str:
+        return self.url.removeprefix("http://")
+
+    def index_url(self, user: str | None = "alice", password: str = PASSWORD) -> str:
+        """The /simple/ URL, with credentials embedded when a user is given."""
+        if user is None:
+            return f"{self.url}/simple/"
+        return f"http://{user}:{password}@{self.host}/simple/"
+
+    @property
+    def upload_url(self) -> str:
+        return f"{self.url}/legacy/"
+
+
+def start_server(
+    app: Flask, settings: Settings
+) -> tuple[LiveServer, waitress.server.BaseWSGIServer]:
+    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=settings.threads)
+    port = server.socket.getsockname()[1]
+    thread = threading.Thread(target=server.run, name="waitress", daemon=True)
+    thread.start()
+    return LiveServer(app, f"http://127.0.0.1:{port}", settings), server
+
+
+@pytest.fixture
+def live_server(app: Flask, settings: Settings) -> Iterator[LiveServer]:
+    live, server = start_server(app, settings)
+    yield live
+    server.task_dispatcher.shutdown()
+    server.close()
+
+
+@pytest.fixture
+def anonymous_settings(settings: Settings) -> Settings:
+    return replace(settings, anonymous_read=True)
