@@ -15,6 +15,7 @@ from .auth import AuthError, hash_password, validate_password, validate_username
 from .config import OPTIONS, Settings, load_settings
 from .db import Conflict, Database
 from .ingest import utc_now
+from .storage import Storage
 
 log = logging.getLogger("teamindex")
 
@@ -182,6 +183,31 @@ def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
     for user in open_database(settings).list_users():
         print(f"{user.name}{'  (admin)' if user.is_admin else ''}")
     return 0
+
+
+def _import_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dirs", nargs="+", type=Path, help="directories (or files) to import")
+    parser.add_argument("--quiet", action="store_true", help="no progress line")
+
+
+@command(_import_args)
+def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
+    """Bulk-import wheels and sdists (e.g. a pypiserver packages/ dir), validated exactly like
+    uploads; identical files already present are skipped. Exit status 1 if any was rejected."""
+    from .importer import import_paths
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = open_database(settings)
+    storage = Storage(settings.packages_dir, settings.tmp_dir)
+    storage.ensure_dirs()
+    report = import_paths(db, storage, args.dirs, progress=None if args.quiet else sys.stderr)
+    print(
+        f"imported {report.imported}, skipped {report.skipped} (already present), "
+        f"rejected {len(report.rejected)}"
+    )
+    for path, reason in report.rejected:
+        print(f"  rejected {path}: {reason}")
+    return 1 if report.rejected else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
