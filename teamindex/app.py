@@ -5,12 +5,14 @@ from __future__ import annotations
 from flask import Flask, Response
 
 from . import files, simple, upload
-from .auth import CredentialCache
+from .audit import AuditLog
+from .auth import CredentialCache, UsageRecorder
 from .config import Settings, load_settings
 from .context import EXTENSION_KEY, Services
 from .db import Database
 from .errors import register_error_handlers
 from .health import bp as health_bp
+from .netrules import Throttle, ThrottlePolicy
 from .pagecache import PageCache
 from .storage import Storage
 
@@ -41,6 +43,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         storage=storage,
         credentials=CredentialCache(settings.auth_cache_seconds),
         pages=PageCache(),
+        audit=AuditLog(db),
+        throttle=Throttle(ThrottlePolicy()),
+        token_touch=UsageRecorder(db.touch_token),
     )
     for blueprint in (simple.bp, files.bp, upload.bp, health_bp):
         app.register_blueprint(blueprint)

@@ -6,9 +6,11 @@ from dataclasses import dataclass
 
 from flask import current_app
 
-from .auth import CredentialCache
+from .audit import AuditLog
+from .auth import CredentialCache, UsageRecorder
 from .config import Settings
 from .db import Database
+from .netrules import Throttle
 from .pagecache import PageCache
 from .storage import Storage
 
@@ -22,6 +24,9 @@ class Services:
     storage: Storage
     credentials: CredentialCache
     pages: PageCache
+    audit: AuditLog
+    throttle: Throttle
+    token_touch: UsageRecorder
 
 
 def services() -> Services:

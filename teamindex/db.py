@@ -6,6 +6,7 @@ server and any CLI process. Durability: synchronous=FULL, so a COMMIT that retur
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
-from .models import FileRecord, NewFile, Project, User
+from .models import AllowEntry, AuditEvent, FileRecord, NewFile, Project, Token, User
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -99,6 +100,12 @@ class Database:
         ).fetchone()
         return _user(row) if row else None
 
+    def get_user_by_id(self, user_id: int) -> User | None:
+        row = self.conn.execute(
+            "SELECT id, name, password_hash, is_admin FROM users WHERE id = ?", (user_id,)
+        ).fetchone()
+        return _user(row) if row else None
+
     def list_users(self) -> list[User]:
         rows = self.conn.execute(
             "SELECT id, name, password_hash, is_admin FROM users ORDER BY name"
@@ -132,6 +139,221 @@ class Database:
             cursor = conn.execute("DELETE FROM users WHERE name = ?", (name,))
         return cursor.rowcount == 1
 
+    # -- access control: projects, roles, tokens, allowlists, audit ------------------------
+
+    def create_project(self, name: str, display_name: str, visibility: str, now: str) -> Project:
+        """Reserve a project name ahead of its first upload (admins only, checked by caller)."""
+        try:
+            with self.transaction() as conn:
+                serial = _bump_serial(conn)
+                conn.execute(
+                    "INSERT INTO projects (name, display_name, created, serial, visibility)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (name, display_name, now, serial, visibility),
+                )
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"project {name!r} already exists") from exc
+        project = self.get_project(name)
+        assert project is not None
+        return project
+
+    def set_visibility(self, name: str, visibility: str) -> bool:
+        with self.transaction() as conn:
+            serial = _bump_serial(conn)
+            cursor = conn.execute(
+                "UPDATE projects SET visibility = ?, serial = ? WHERE name = ?",
+                (visibility, serial, name),
+            )
+        return cursor.rowcount == 1
+
+    def set_role(self, user_id: int, project_id: int, role: str) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO roles (user_id, project_id, role) VALUES (?, ?, ?)"
+                " ON CONFLICT (user_id, project_id) DO UPDATE SET role = excluded.role",
+                (user_id, project_id, role),
+            )
+            _bump_serial(conn)  # root listings of restricted projects depend on roles
+
+    def remove_role(self, user_id: int, project_id: int) -> bool:
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "DELETE FROM roles WHERE user_id = ? AND project_id = ?", (user_id, project_id)
+            )
+            _bump_serial(conn)
+        return cursor.rowcount == 1
+
+    def project_roles(self, project_id: int) -> list[tuple[str, str]]:
+        rows = self.conn.execute(
+            "SELECT u.name, r.role FROM roles r JOIN users u ON u.id = r.user_id"
+            " WHERE r.project_id = ? ORDER BY r.role, u.name",
+            (project_id,),
+        ).fetchall()
+        return [(row[0], row[1]) for row in rows]
+
+    def project_counts(self, project_id: int) -> tuple[int, int, int]:
+        """(releases, files, bytes) of a project."""
+        row = self.conn.execute(
+            "SELECT count(DISTINCT r.id), count(f.id), ifnull(sum(f.size), 0) FROM releases r"
+            " LEFT JOIN files f ON f.release_id = r.id WHERE r.project_id = ?",
+            (project_id,),
+        ).fetchone()
+        return row[0], row[1], row[2]
+
+    def add_token(
+        self,
+        user_id: int,
+        digest: str,
+        *,
+        scope: str,
+        projects: list[str],
+        allow_ips: list[str],
+        note: str,
+        expires: str | None,
+        now: str,
+    ) -> int:
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "INSERT INTO tokens (user_id, digest, scope, projects, allow_ips, note, created,"
+                " expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    user_id,
+                    digest,
+                    scope,
+                    json.dumps(projects),
+                    json.dumps(allow_ips),
+                    note,
+                    now,
+                    expires,
+                ),
+            )
+        return int(cursor.lastrowid or 0)
+
+    def token_by_digest(self, digest: str) -> Token | None:
+        row = self.conn.execute(_SELECT_API_KEYS + " WHERE t.digest = ?", (digest,)).fetchone()
+        return _token(row) if row else None
+
+    def get_token(self, token_id: int) -> Token | None:
+        row = self.conn.execute(_SELECT_API_KEYS + " WHERE t.id = ?", (token_id,)).fetchone()
+        return _token(row) if row else None
+
+    def list_tokens(self, user_id: int | None = None) -> list[Token]:
+        rows = self.conn.execute(
+            _SELECT_API_KEYS + " WHERE ? IS NULL OR t.user_id = ? ORDER BY t.id", (user_id, user_id)
+        ).fetchall()
+        return [_token(row) for row in rows]
+
+    def revoke_token(self, token_id: int, now: str) -> bool:
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE tokens SET revoked = ? WHERE id = ? AND revoked IS NULL", (now, token_id)
+            )
+        return cursor.rowcount == 1
+
+    def replace_token_digest(self, token_id: int, digest: str) -> bool:
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE tokens SET digest = ? WHERE id = ? AND revoked IS NULL", (digest, token_id)
+            )
+        return cursor.rowcount == 1
+
+    def touch_token(self, token_id: int, now: str, ip: str) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE tokens SET last_used = ?, last_ip = ? WHERE id = ?", (now, ip, token_id)
+            )
+
+    def add_allow(self, cidr: str, user_id: int | None, note: str, now: str) -> None:
+        try:
+            with self.transaction() as conn:
+                conn.execute(
+                    "INSERT INTO allowlist (user_id, cidr, note, created) VALUES (?, ?, ?, ?)",
+                    (user_id, cidr, note, now),
+                )
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"{cidr} is already on that allowlist") from exc
+
+    def remove_allow(self, cidr: str, user_id: int | None) -> bool:
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "DELETE FROM allowlist WHERE cidr = ? AND ifnull(user_id, 0) = ifnull(?, 0)",
+                (cidr, user_id),
+            )
+        return cursor.rowcount == 1
+
+    def allowlist(self, user_id: int | None) -> list[str]:
+        """CIDRs of the global list (user_id None) or of one user's list."""
+        rows = self.conn.execute(
+            "SELECT cidr FROM allowlist WHERE ifnull(user_id, 0) = ifnull(?, 0)", (user_id,)
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def list_allow_entries(self) -> list[AllowEntry]:
+        rows = self.conn.execute(
+            "SELECT a.id, a.cidr, a.note, u.name FROM allowlist a"
+            " LEFT JOIN users u ON u.id = a.user_id ORDER BY u.name IS NOT NULL, u.name, a.cidr"
+        ).fetchall()
+        return [AllowEntry(row[0], row[1], row[2], row[3]) for row in rows]
+
+    def add_audit(self, event: AuditEvent) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO audit (time, ip, user, token_id, action, project, filename, outcome,"
+                " detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    event.time,
+                    event.ip,
+                    event.user,
+                    event.token_id,
+                    event.action,
+                    event.project,
+                    event.filename,
+                    event.outcome,
+                    event.detail,
+                ),
+            )
+
+    def query_audit(
+        self,
+        *,
+        since: str,
+        user: str | None = None,
+        project: str | None = None,
+        action: str | None = None,
+        limit: int = 10_000,
+    ) -> list[AuditEvent]:
+        rows = self.conn.execute(
+            "SELECT time, ip, user, token_id, action, project, filename, outcome, detail"
+            " FROM audit WHERE time >= ? AND (? IS NULL OR user = ?)"
+            " AND (? IS NULL OR project = ?) AND (? IS NULL OR action = ?)"
+            " ORDER BY time, id LIMIT ?",
+            (since, user, user, project, project, action, action, limit),
+        ).fetchall()
+        return [AuditEvent(*row) for row in rows]
+
+    def prune_audit(self, before: str) -> int:
+        with self.transaction() as conn:
+            cursor = conn.execute("DELETE FROM audit WHERE time < ?", (before,))
+            conn.execute("DELETE FROM download_counts WHERE day < substr(?, 1, 10)", (before,))
+        return cursor.rowcount
+
+    def add_download_counts(self, day: str, counts: dict[tuple[str, str], int]) -> None:
+        """Add per-file download counts for one day; counts maps (project, filename) -> n."""
+        with self.transaction() as conn:
+            conn.executemany(
+                "INSERT INTO download_counts (day, filename, project, count) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (day, filename) DO UPDATE SET count = count + excluded.count",
+                [(day, filename, project, n) for (project, filename), n in counts.items()],
+            )
+
+    def download_counts(self, since_day: str) -> list[tuple[str, str, str, int]]:
+        rows = self.conn.execute(
+            "SELECT day, project, filename, count FROM download_counts WHERE day >= ?"
+            " ORDER BY day, filename",
+            (since_day,),
+        ).fetchall()
+        return [(row[0], row[1], row[2], row[3]) for row in rows]
+
     # -- reading the index ------------------------------------------------------------------
 
     def serial(self) -> int:
@@ -140,17 +362,35 @@ class Database:
 
     def get_project(self, name: str) -> Project | None:
         row = self.conn.execute(
-            "SELECT id, name, display_name, serial FROM projects WHERE name = ?", (name,)
+            "SELECT id, name, display_name, serial, visibility FROM projects WHERE name = ?",
+            (name,),
         ).fetchone()
-        return Project(row["id"], row["name"], row["display_name"], row["serial"]) if row else None
+        return _project(row) if row else None
 
-    def list_projects(self) -> list[tuple[str, str]]:
-        """(normalized name, display name) of every project that has at least one file."""
+    def project_with_role(
+        self, name: str, user_id: int | None
+    ) -> tuple[Project | None, str | None]:
+        """The project and the user's role in it, in one query (the hot path of every read)."""
+        row = self.conn.execute(
+            "SELECT p.id, p.name, p.display_name, p.serial, p.visibility, r.role FROM projects p"
+            " LEFT JOIN roles r ON r.project_id = p.id AND r.user_id = ? WHERE p.name = ?",
+            (user_id, name),
+        ).fetchone()
+        return (_project(row), row["role"]) if row else (None, None)
+
+    def list_projects(
+        self, *, viewer_id: int | None = None, everything: bool = True
+    ) -> list[tuple[str, str]]:
+        """(normalized name, display name) of projects with files; unless `everything`, only
+        team-visible ones and restricted ones where `viewer_id` holds a role."""
         rows = self.conn.execute(
             "SELECT p.name, p.display_name FROM projects p"
             " WHERE EXISTS (SELECT 1 FROM releases r JOIN files f ON f.release_id = r.id"
             "               WHERE r.project_id = p.id)"
-            " ORDER BY p.name"
+            "   AND (? OR p.visibility = 'team' OR EXISTS"
+            "        (SELECT 1 FROM roles o WHERE o.project_id = p.id AND o.user_id = ?))"
+            " ORDER BY p.name",
+            (int(everything), viewer_id),
         ).fetchall()
         return [(row[0], row[1]) for row in rows]
 
@@ -247,6 +487,107 @@ class Database:
         row = self.conn.execute("SELECT filename FROM files WHERE sha256 = ?", (sha256,)).fetchone()
         return row[0] if row else None
 
+    # -- operations (yank, delete, backup, check) --
+
+    def set_yanked(
+        self, project: str, canonical_version: str, *, yanked: bool, reason: str = ""
+    ) -> bool:
+        """Yank (PEP 592) or unyank one release; bumps the serials so cached pages change.
+        False when the project has no such release."""
+        with self.transaction() as conn:
+            row = conn.execute(
+                "SELECT r.id, p.id FROM releases r JOIN projects p ON p.id = r.project_id"
+                " WHERE p.name = ? AND r.canonical_version = ?",
+                (project, canonical_version),
+            ).fetchone()
+            if row is None:
+                return False
+            serial = _bump_serial(conn)
+            conn.execute(
+                "UPDATE releases SET yanked = ?, yanked_reason = ? WHERE id = ?",
+                (int(yanked), reason if yanked else "", row[0]),
+            )
+            conn.execute("UPDATE projects SET serial = ? WHERE id = ?", (serial, row[1]))
+        return True
+
+    def delete_files(
+        self,
+        project: str,
+        canonical_version: str | None = None,
+        filename: str | None = None,
+        *,
+        now: str,
+    ) -> list[FileRecord]:
+        """Delete a project, one release or one file in one transaction; return the deleted
+        file rows so the caller can remove their files after the commit. Every deleted
+        filename goes into deleted_files, so it can never come back with other bytes."""
+        with self.transaction() as conn:
+            found = conn.execute("SELECT id FROM projects WHERE name = ?", (project,)).fetchone()
+            if found is None:
+                return []
+            project_id = found[0]
+            query = _FILE_SELECT + " WHERE r.project_id = ?"
+            params: list[object] = [project_id]
+            if canonical_version is not None:
+                query += " AND r.canonical_version = ?"
+                params.append(canonical_version)
+            if filename is not None:
+                query += " AND f.filename = ?"
+                params.append(filename)
+            records = [_file(row, project) for row in conn.execute(query, params).fetchall()]
+            conn.executemany(
+                "INSERT INTO deleted_files (filename, sha256, deleted_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (filename) DO UPDATE SET deleted_at = excluded.deleted_at",
+                [(record.filename, record.sha256, now) for record in records],
+            )
+            conn.executemany("DELETE FROM files WHERE id = ?", [(r.id,) for r in records])
+            serial = _bump_serial(conn)
+            if canonical_version is None and filename is None:
+                conn.execute("DELETE FROM projects WHERE id = ?", (project_id,))
+            else:
+                # A release without files is gone too (its yank state with it).
+                conn.execute(
+                    "DELETE FROM releases WHERE project_id = ? AND NOT EXISTS"
+                    " (SELECT 1 FROM files f WHERE f.release_id = releases.id)",
+                    (project_id,),
+                )
+                conn.execute("UPDATE projects SET serial = ? WHERE id = ?", (serial, project_id))
+        return records
+
+    def all_files(self) -> list[FileRecord]:
+        """Every file row, for integrity checks and backups."""
+        rows = self.conn.execute(
+            _FILE_SELECT.replace("FROM files f", ", p.name AS project FROM files f")
+            + " JOIN projects p ON p.id = r.project_id ORDER BY f.id"
+        ).fetchall()
+        return [_file(row, row["project"]) for row in rows]
+
+    def storage_totals(self) -> tuple[int, int]:
+        """(number of files, their total bytes) as recorded; /metrics reads this, not the disk."""
+        row = self.conn.execute("SELECT count(*), ifnull(sum(size), 0) FROM files").fetchone()
+        return row[0], row[1]
+
+    @contextmanager
+    def write_lock(self) -> Iterator[None]:
+        """Hold SQLite's write lock without writing: no upload can be between publishing its
+        file and committing its row meanwhile (ingest publishes inside its transaction)."""
+        with self.transaction():
+            yield
+
+    def backup_to(self, target: Path) -> None:
+        """A consistent online copy: the sqlite3 backup API in one step copies one read
+        snapshot while writers go on (WAL)."""
+        dest = sqlite3.connect(target, isolation_level=None)
+        try:
+            self.conn.backup(dest)
+        finally:
+            dest.close()
+
+    def make_self_contained(self) -> None:
+        """Leave WAL mode so the file alone is the database (backups); closes the connection."""
+        self.conn.execute("PRAGMA journal_mode = DELETE")
+        self.close()
+
 
 _FILE_SELECT = (
     "SELECT f.id, r.version, f.filename, f.packagetype, f.python_version, f.requires_python,"
@@ -260,6 +601,34 @@ def _bump_serial(conn: sqlite3.Connection) -> int:
     return conn.execute(
         "UPDATE state SET serial = serial + 1 WHERE id = 1 RETURNING serial"
     ).fetchone()[0]
+
+
+def _project(row: sqlite3.Row) -> Project:
+    return Project(row["id"], row["name"], row["display_name"], row["serial"], row["visibility"])
+
+
+_SELECT_API_KEYS = (
+    "SELECT t.id, t.user_id, t.scope, t.projects, t.allow_ips, t.note, t.created, t.expires,"
+    " t.revoked, t.last_used, t.last_ip, u.name AS user_name"
+    " FROM tokens t JOIN users u ON u.id = t.user_id"
+)
+
+
+def _token(row: sqlite3.Row) -> Token:
+    return Token(
+        id=row["id"],
+        user_id=row["user_id"],
+        scope=row["scope"],
+        projects=tuple(json.loads(row["projects"])),
+        allow_ips=tuple(json.loads(row["allow_ips"])),
+        note=row["note"],
+        created=row["created"],
+        expires=row["expires"],
+        revoked=row["revoked"],
+        last_used=row["last_used"],
+        last_ip=row["last_ip"],
+        user_name=row["user_name"],
+    )
 
 
 def _user(row: sqlite3.Row) -> User:

@@ -16,10 +16,11 @@ MAX_REASON = 300
 class HTTPError(Exception):
     """Raised by views for a client error with a message users should read."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers or {}
 
 
 def reason_phrase(message: str) -> str:
@@ -36,7 +37,9 @@ def plain_error(status: int, message: str, *, message_as_reason: bool = True) ->
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPError)
     def _domain(error: HTTPError) -> Response:
-        return plain_error(error.status, error.message)
+        response = plain_error(error.status, error.message)
+        response.headers.update(error.headers)
+        return response
 
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(error: RequestEntityTooLarge) -> Response:

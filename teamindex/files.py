@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import Blueprint, Response, send_file
+from flask import Blueprint, Response, request, send_file
 
 from .context import services
 from .errors import HTTPError
-from .httpauth import login_required
+from .httpauth import authorize, login_required
+from .permissions import Action
 from .storage import METADATA_SUFFIX
 
 bp = Blueprint("files", __name__)
@@ -33,6 +34,7 @@ def download(project: str, filename: str) -> Response:
     record = svc.db.get_file(dist_name)
     if record is None or record.project != project:
         raise HTTPError(404, f"No file named {filename!r} in project {project!r}.")
+    authorize(Action.READ, record.project)
     if wants_metadata:
         if record.metadata_sha256 is None:
             raise HTTPError(404, f"No core metadata file for {dist_name!r}.")
@@ -56,4 +58,6 @@ def download(project: str, filename: str) -> Response:
         # plainly instead of a 500, and never serve anything else under the name.
         raise HTTPError(404, f"File {filename!r} is missing from storage.") from None
     response.headers["Cache-Control"] = FILE_CACHE_CONTROL
+    if not wants_metadata and request.method == "GET" and response.status_code == 200:
+        svc.audit.download(record.project, record.filename)
     return response

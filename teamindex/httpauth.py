@@ -1,45 +1,141 @@
-"""HTTP Basic authentication for every protected route (flask-httpauth).
+"""Who is asking, and may they: HTTP Basic auth (flask-httpauth), tokens, IP rules, throttling.
 
-pip, uv and poetry send credentials only after a 401 that carries
-`WWW-Authenticate: Basic realm="teamindex"` (or up front when configured), so a missing or
-wrong credential is always 401 with that header; a known user without the right is 403.
+Order per request (issue 4): the global IP allowlist first (403 before any credential is
+looked at, so outsiders get no password oracle), then the throttle (429), then credentials
+(401 with `WWW-Authenticate: Basic realm="teamindex"`, which pip, uv and poetry need before
+they send credentials), then the user's and token's own IP lists (403).
+Views then ask `authorize()`, which applies permissions.decide for the project at hand.
 """
 
 from __future__ import annotations
 
-from flask import Response
+import hmac
+from datetime import datetime, timezone
+
+from flask import Response, request
 from flask_httpauth import HTTPBasicAuth
 
-from .auth import ANONYMOUS, Identity
-from .context import services
-from .errors import plain_error
+from .auth import TOKEN_USERNAME, looks_like_token, token_digest, token_expired
+from .context import Services, services
+from .errors import HTTPError, plain_error
+from .models import Project, User
+from .netrules import ip_allowed
+from .permissions import ANONYMOUS, Action, Decision, Principal, ProjectFacts, decide
 
 REALM = "teamindex"
+TOKEN_TOUCH_SECONDS = 60.0  # last-used is written at most this often per token
 
 basic_auth = HTTPBasicAuth(realm=REALM)
 
 
+def client_ip() -> str:
+    """The socket peer, or the proxy-reported client when waitress was told to trust the
+    proxy (it rewrites REMOTE_ADDR and drops forwarded headers from anyone else)."""
+    return request.remote_addr or ""
+
+
 @basic_auth.verify_password
-def _verify(username: str, password: str) -> Identity | None:
+def _verify(username: str, password: str) -> Principal | None:
     svc = services()
+    ip = client_ip()
+    if not ip_allowed(ip, svc.db.allowlist(None)):
+        svc.audit.record("ip_denied", ip=ip, user=username)
+        raise HTTPError(403, f"Access from {ip} is not allowed.")
     if not username and not password:
         return ANONYMOUS if svc.settings.anonymous_read else None
+    wait = svc.throttle.retry_after(ip, username)
+    if wait:
+        raise HTTPError(
+            429, f"Too many failed logins; retry in {wait} seconds.", {"Retry-After": str(wait)}
+        )
+    principal = (
+        _check_token(svc, username, password)
+        if _is_token(username, password)
+        else (_check_password(svc, username, password))
+    )
+    if principal is None:
+        svc.audit.record("auth_failed", ip=ip, user=username, outcome="denied")
+        if svc.throttle.failure(ip, username):
+            svc.audit.record("throttled", ip=ip, user=username, outcome="blocked")
+        return None
+    assert principal.user is not None
+    if not ip_allowed(ip, svc.db.allowlist(principal.user.id)):
+        svc.audit.record("ip_denied", ip=ip, user=principal.user.name)
+        raise HTTPError(403, f"Access from {ip} is not allowed for this user.")
+    if principal.token is not None and not ip_allowed(ip, principal.token.allow_ips):
+        svc.audit.record("ip_denied", ip=ip, user=principal.user.name, token_id=principal.token.id)
+        raise HTTPError(403, f"Access from {ip} is not allowed for this token.")
+    svc.throttle.success(ip, principal.user.name)
+    return principal
+
+
+def _is_token(username: str, password: str) -> bool:
+    return username == TOKEN_USERNAME or looks_like_token(password)
+
+
+def _check_password(svc: Services, username: str, password: str) -> Principal | None:
     user = svc.db.get_user(username)
-    if svc.credentials.verify(user, password):
-        return Identity(user)
-    return None
+    return Principal(user) if svc.credentials.verify(user, password) else None
+
+
+def _check_token(svc: Services, username: str, secret: str) -> Principal | None:
+    token = svc.db.token_by_digest(token_digest(secret))
+    if token is None or token.revoked is not None:
+        return None
+    now = datetime.now(timezone.utc)
+    if token_expired(token.expires, now):
+        return None
+    # With the owner's name instead of __token__, the name must match (constant time).
+    if username != TOKEN_USERNAME and not hmac.compare_digest(
+        username.encode(), token.user_name.encode()
+    ):
+        return None
+    user = svc.db.get_user_by_id(token.user_id)
+    if user is None:
+        return None
+    svc.token_touch.touch(token.id, client_ip())
+    return Principal(user, token)
 
 
 @basic_auth.error_handler
 def _unauthorized(status: int) -> Response:
-    if status == 401:
-        return plain_error(401, "Invalid or missing credentials for teamindex.")
-    return plain_error(status, "Access denied.")
+    return plain_error(status, "Invalid or missing credentials for teamindex.")
 
 
-def current_identity() -> Identity:
-    identity = basic_auth.current_user()
-    return identity if isinstance(identity, Identity) else ANONYMOUS
+def current_principal() -> Principal:
+    principal = basic_auth.current_user()
+    return principal if isinstance(principal, Principal) else ANONYMOUS
 
 
 login_required = basic_auth.login_required
+
+
+def authorize(action: Action, name: str) -> tuple[Project | None, Principal]:
+    """Apply the permission rule for `action` on project `name` (normalized), or raise.
+
+    HIDE answers 404 exactly like a missing project; DENY is 403, or 401 for an anonymous
+    reader trying to write (so clients know to send credentials).
+    """
+    principal = current_principal()
+    user: User | None = principal.user
+    project, role = services().db.project_with_role(name, user.id if user else None)
+    facts = ProjectFacts(
+        name=name,
+        exists=project is not None,
+        visibility=project.visibility if project else "team",
+        role=role,
+    )
+    decision = decide(principal, action, facts)
+    if decision is Decision.HIDE:
+        raise HTTPError(404, f"No project named {name!r} in this index.")
+    if decision is Decision.DENY:
+        if user is None:
+            raise HTTPError(401, "Uploading needs credentials.", _challenge())
+        raise HTTPError(
+            403, f"The user {principal.name!r} isn't allowed to {action.value} project {name!r}."
+        )
+    return project, principal
+
+
+def _challenge() -> dict[str, str]:
+    return {"WWW-Authenticate": f'Basic realm="{REALM}"'}

@@ -19,6 +19,7 @@ class Project:
     name: str  # normalized
     display_name: str
     serial: int
+    visibility: str = "team"  # "team": every user may read; "restricted": only users with a role
 
 
 @dataclass(frozen=True)
@@ -63,3 +64,42 @@ class NewFile:
     metadata_sha256: str | None
     upload_time: str
     uploader_id: int | None
+
+
+@dataclass(frozen=True)
+class Token:
+    """An API token's rights (its secret is never stored, only a digest)."""
+
+    id: int
+    user_id: int
+    scope: str  # "read" or "upload"
+    projects: tuple[str, ...]  # normalized names or globs; empty = every project
+    allow_ips: tuple[str, ...]  # CIDRs; empty = no extra restriction
+    note: str
+    created: str
+    expires: str | None
+    revoked: str | None
+    last_used: str | None = None
+    last_ip: str | None = None
+    user_name: str = ""
+
+
+@dataclass(frozen=True)
+class AllowEntry:
+    id: int
+    cidr: str
+    note: str
+    user: str | None  # None = global list
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    time: str
+    ip: str
+    user: str
+    token_id: int | None
+    action: str
+    project: str
+    filename: str
+    outcome: str
+    detail: str

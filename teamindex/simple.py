@@ -16,8 +16,9 @@ from werkzeug.http import parse_accept_header
 from . import render
 from .context import services
 from .errors import HTTPError
-from .httpauth import login_required
+from .httpauth import authorize, current_principal, login_required
 from .pagecache import CachedPage
+from .permissions import Action, Principal, token_covers
 
 bp = Blueprint("simple", __name__)
 
@@ -76,12 +77,33 @@ def index() -> Response:
     svc = services()
     content_type = negotiate()
     serialize = _serializer(content_type, render.root_html)
+    principal = current_principal()
     page = svc.pages.get_or_build(
-        ("root", content_type),
+        ("root", content_type, _viewer_key(principal)),
         svc.db.serial(),
-        lambda: serialize(render.root_page(svc.db.list_projects())),
+        lambda: serialize(render.root_page(_visible_projects(principal))),
     )
     return page_response(page, content_type)
+
+
+def _viewer_key(principal: Principal) -> str:
+    """Whose view of the project list this is: restricted projects and token project lists
+    make it differ between callers, so the root page is cached per view."""
+    if principal.token is not None and principal.token.projects:
+        return f"token:{principal.token.id}"
+    if principal.is_admin:
+        return "admin"
+    return f"user:{principal.user.id}" if principal.user else "anonymous"
+
+
+def _visible_projects(principal: Principal) -> list[tuple[str, str]]:
+    user = principal.user
+    projects = services().db.list_projects(
+        viewer_id=user.id if user else None, everything=principal.is_admin
+    )
+    if principal.token is not None:
+        projects = [p for p in projects if token_covers(principal.token, p[0])]
+    return projects
 
 
 @bp.get("/simple/<name>/")
@@ -103,9 +125,8 @@ def _project_page(name: str, endpoint: str) -> Response:
     if normalized != name:
         return redirect(url_for(endpoint, name=normalized, **request.args), code=301)
     svc = services()
-    found = svc.db.get_project(normalized)
-    if found is None:
-        raise HTTPError(404, f"No project named {normalized!r} in this index.")
+    found, _principal = authorize(Action.READ, normalized)
+    assert found is not None
     content_type = negotiate()
     serialize = _serializer(content_type, render.project_html)
     page = svc.pages.get_or_build(

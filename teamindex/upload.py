@@ -10,17 +10,18 @@ from __future__ import annotations
 import errno
 from typing import IO, Any
 
-from flask import Blueprint, Request, Response, current_app, g, request
+from flask import Blueprint, Request, Response, g, request
 
-from .auth import Action, decide
 from .context import services
 from .dists import DistributionError, parse_filename
 from .errors import HTTPError
-from .httpauth import current_identity, login_required
+from .httpauth import authorize, client_ip, current_principal, login_required
 from .ingest import DIGEST_NAMES, Claims, IngestError, Outcome, ingest
+from .permissions import Action
 from .storage import HashingTempFile
 
 bp = Blueprint("upload", __name__)
+CHALLENGE = {"WWW-Authenticate": 'Basic realm="teamindex"'}
 
 GONE_ACTIONS = {
     "submit": "Project pre-registration is no longer required or supported, upload your "
@@ -73,9 +74,8 @@ def _parse_form() -> Any:
 @bp.post("/")
 @login_required
 def file_upload() -> Response:
-    identity = current_identity()
-    if identity.user is None:  # anonymous readers may not write
-        raise HTTPError(401, "Uploading needs credentials.")
+    if current_principal().user is None:  # anonymous readers may not write
+        raise HTTPError(401, "Uploading needs credentials.", CHALLENGE)
     content = _parse_form()
     action = request.form.get(":action") or request.args.get(":action")
     if action in GONE_ACTIONS:
@@ -109,15 +109,17 @@ def file_upload() -> Response:
     digests = temp.digests()
     if digests.size > svc.settings.max_upload_size:
         raise HTTPError(413, f"File too large. Limit is {svc.settings.max_upload_size} bytes.")
-    project = svc.db.get_project(info.project)
-    role = svc.db.role(identity.user.id, project.id) if project else None
-    if not decide(identity, Action.UPLOAD, project_exists=project is not None, role=role):
-        raise HTTPError(
-            403,
-            f"The user {identity.name!r} isn't allowed to upload to project {info.project!r}.",
-        )
+    _project, principal = authorize(Action.UPLOAD, info.project)
+    assert principal.user is not None
     temp.finish()
     temp.close()
+    audit = {
+        "ip": client_ip(),
+        "user": principal.name,
+        "token_id": principal.token.id if principal.token else None,
+        "project": info.project,
+        "filename": info.filename,
+    }
     try:
         outcome = ingest(
             svc.db,
@@ -125,12 +127,13 @@ def file_upload() -> Response:
             temp.path,
             digests,
             info,
-            uploader_id=identity.user.id,
+            uploader_id=principal.user.id,
             claims=claims,
         )
     except IngestError as exc:
+        svc.audit.record("upload", outcome="rejected", detail=exc.message, **audit)
         raise HTTPError(exc.status, exc.message) from None
-    current_app.logger.info("upload %s by %s: %s", info.filename, identity.name, outcome.value)
+    svc.audit.record("upload", outcome=outcome.value, **audit)
     message = (
         ""
         if outcome is Outcome.STORED

@@ -1,0 +1,108 @@
+"""The one permission rule every route and command asks. Pure: no Flask, no SQL.
+
+Callers gather the facts (who is asking, with which token, about which project and with
+what role) into plain values and get back ALLOW, DENY (403) or HIDE (404). HIDE exists so
+that a restricted project is indistinguishable from one that does not exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from fnmatch import fnmatchcase
+
+from .models import Token, User
+
+
+class Action(Enum):
+    READ = "read"  # simple pages, files, metadata
+    UPLOAD = "upload"
+    YANK = "yank"  # yank / unyank
+    DELETE = "delete"
+    MANAGE = "manage"  # grants, visibility
+
+
+class Decision(Enum):
+    ALLOW = "allow"
+    DENY = "deny"  # 403: the project is visible to the caller but the action is not allowed
+    HIDE = "hide"  # 404: the caller may not even know the project exists
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking: a user (None = anonymous reader) and the token used, if any."""
+
+    user: User | None
+    token: Token | None = None
+
+    @property
+    def name(self) -> str:
+        return self.user.name if self.user else "anonymous"
+
+    @property
+    def is_admin(self) -> bool:
+        return bool(self.user and self.user.is_admin)
+
+
+ANONYMOUS = Principal(None)
+
+
+@dataclass(frozen=True)
+class ProjectFacts:
+    """What the caller's rights depend on; `role` is the caller's role in the project."""
+
+    name: str
+    exists: bool
+    visibility: str = "team"
+    role: str | None = None
+
+
+# What each role may do, beyond reading (admins may do everything).
+ROLE_ACTIONS: dict[str, frozenset[Action]] = {
+    "owner": frozenset({Action.READ, Action.UPLOAD, Action.YANK, Action.MANAGE}),
+    "maintainer": frozenset({Action.READ, Action.UPLOAD, Action.YANK}),
+    "reader": frozenset({Action.READ}),
+}
+ROLES = tuple(ROLE_ACTIONS)
+# What a token scope permits at most; a token only ever narrows its owner's rights.
+SCOPE_ACTIONS: dict[str, frozenset[Action]] = {
+    "read": frozenset({Action.READ}),
+    "upload": frozenset({Action.READ, Action.UPLOAD}),
+}
+SCOPES = tuple(SCOPE_ACTIONS)
+
+
+def token_covers(token: Token, project: str) -> bool:
+    """Whether a token's project list (names or globs over normalized names) includes it."""
+    return not token.projects or any(fnmatchcase(project, pattern) for pattern in token.projects)
+
+
+def can_see(principal: Principal, project: ProjectFacts) -> bool:
+    """Visibility alone: restricted projects exist only for admins and role holders."""
+    if principal.token is not None and not token_covers(principal.token, project.name):
+        return False
+    if principal.is_admin or project.visibility == "team":
+        return True
+    return project.role is not None and principal.user is not None
+
+
+def decide(principal: Principal, action: Action, project: ProjectFacts) -> Decision:
+    """ALLOW, DENY or HIDE `action` on `project` for `principal`."""
+    token = principal.token
+    if project.exists and not can_see(principal, project):
+        return Decision.HIDE
+    if token is not None and action not in SCOPE_ACTIONS[token.scope]:
+        return Decision.DENY
+    if token is not None and not token_covers(token, project.name):
+        return Decision.HIDE if action is Action.READ else Decision.DENY
+    if action is Action.READ:
+        return Decision.ALLOW if project.exists else Decision.HIDE
+    if principal.user is None:
+        return Decision.DENY
+    if principal.is_admin:
+        return Decision.ALLOW
+    if not project.exists:
+        # The first uploader of a new name becomes its owner; nothing else creates projects.
+        return Decision.ALLOW if action is Action.UPLOAD else Decision.HIDE
+    allowed = ROLE_ACTIONS.get(project.role or "", frozenset())
+    return Decision.ALLOW if action in allowed else Decision.DENY
