@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 from flask import Flask, Response
 
 from . import files, simple, upload
-from .audit import AuditLog
+from .audit import AuditLog, utc_stamp
 from .auth import CredentialCache, UsageRecorder
 from .config import Settings, load_settings
 from .context import EXTENSION_KEY, Services
@@ -37,6 +39,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     storage.ensure_dirs()
     db = Database(settings.db_path)
     db.migrate()
+    db.prune_audit(
+        utc_stamp(datetime.now(timezone.utc) - timedelta(days=settings.audit_retention_days))
+    )
     app.extensions[EXTENSION_KEY] = Services(
         settings=settings,
         db=db,
@@ -44,7 +49,14 @@ def create_app(settings: Settings | None = None) -> Flask:
         credentials=CredentialCache(settings.auth_cache_seconds),
         pages=PageCache(),
         audit=AuditLog(db),
-        throttle=Throttle(ThrottlePolicy()),
+        throttle=Throttle(
+            ThrottlePolicy(
+                ip_failures=settings.throttle_ip_failures,
+                user_failures=settings.throttle_user_failures,
+                window=settings.throttle_seconds,
+                cooldown=settings.throttle_seconds,
+            )
+        ),
         token_touch=UsageRecorder(db.touch_token),
     )
     for blueprint in (simple.bp, files.bp, upload.bp, health_bp):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .audit import AuditLog
 from .auth import AuthError, hash_password, validate_password, validate_username
 from .config import OPTIONS, Settings, load_settings
 from .db import Conflict, Database
@@ -50,6 +51,15 @@ def open_database(settings: Settings) -> Database:
     db = Database(settings.db_path)
     db.migrate()
     return db
+
+
+def record_cli_event(db: Database, action: str, **fields: Any) -> None:
+    """Audit a change made from the command line, as done by `cli:<os user>`."""
+    try:
+        actor = f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        actor = "cli"
+    AuditLog(db).record(action, user=actor, **fields)
 
 
 def read_new_password(args: argparse.Namespace) -> str:
@@ -152,6 +162,7 @@ def cmd_adduser(args: argparse.Namespace, settings: Settings) -> int:
         )
     except Conflict as exc:
         raise CommandError(str(exc)) from None
+    record_cli_event(db, "user_add", detail=f"{name}{' (admin)' if args.admin else ''}")
     print(f"created {'admin' if args.admin else 'user'} {name}")
     return 0
 
@@ -164,6 +175,7 @@ def cmd_passwd(args: argparse.Namespace, settings: Settings) -> int:
         raise CommandError(f"no user {args.name!r}")
     password = read_new_password(args)
     db.set_password(args.name, hash_password(password, settings.password_hash))
+    record_cli_event(db, "password_change", detail=args.name)
     print(f"password changed for {args.name}")
     return 0
 
@@ -171,8 +183,10 @@ def cmd_passwd(args: argparse.Namespace, settings: Settings) -> int:
 @command(_name_arg)
 def cmd_deluser(args: argparse.Namespace, settings: Settings) -> int:
     """Delete a user; their uploads stay."""
-    if not open_database(settings).delete_user(args.name):
+    db = open_database(settings)
+    if not db.delete_user(args.name):
         raise CommandError(f"no user {args.name!r}")
+    record_cli_event(db, "user_delete", detail=args.name)
     print(f"deleted user {args.name}")
     return 0
 
@@ -210,21 +224,36 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if report.rejected else 0
 
 
+def add_data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        "--data",
+        dest="data_dir",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="data directory (env TEAMINDEX_DATA_DIR, default ./data)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
+    # Importing these modules registers their commands.
+    from . import (
+        cli_access,  # noqa: F401 - token, grant, project, allow, audit
+        cli_ops,  # noqa: F401 - yank, unyank, delete, backup, restore, check, config
+    )
+
     parser = argparse.ArgumentParser(prog="teamindex", description=__doc__)
     parser.add_argument("--version", action="version", version=f"teamindex {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (func, setup) in _COMMANDS.items():
-        help_text = (func.__doc__ or "").strip().splitlines()[0]
+        help_text = " ".join((func.__doc__ or "").strip().split("\n\n")[0].split())
         child = sub.add_parser(name, help=help_text, description=func.__doc__)
-        child.add_argument(
-            "--data-dir",
-            "--data",
-            dest="data_dir",
-            type=Path,
-            help="data directory (env TEAMINDEX_DATA_DIR, default ./data)",
-        )
+        add_data_dir(child)
         setup(child)
+        for action in child._actions:  # nested verbs (token create ...) take it too
+            if isinstance(action, argparse._SubParsersAction):
+                for verb in action.choices.values():
+                    add_data_dir(verb)
         child.set_defaults(func=func)
     return parser
 

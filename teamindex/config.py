@@ -7,6 +7,7 @@ Precedence: command-line flag, then environment variable, then the default.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -36,6 +37,14 @@ def _parse_size(value: str) -> int:
 
 def _parse_list(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _parse_networks(value: str) -> tuple[str, ...]:
+    """Comma-separated addresses or CIDR networks; ValueError names a bad one."""
+    items = _parse_list(value)
+    for item in items:
+        ipaddress.ip_network(item, strict=False)
+    return items
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,11 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     password_hash: str = "scrypt"  # noqa: S105 - a hash method name, not a secret
     auth_cache_seconds: int = 300
+    metrics_allow: tuple[str, ...] = ()
+    audit_retention_days: int = 365
+    throttle_ip_failures: int = 20
+    throttle_user_failures: int = 50
+    throttle_seconds: int = 300
     # Where each value came from ("default", "env TEAMINDEX_PORT", "flag --port").
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -106,6 +120,23 @@ OPTIONS: tuple[Option, ...] = (
         int,
         "how long a verified password is remembered in memory (0 disables the cache)",
     ),
+    Option(
+        "metrics_allow",
+        _parse_networks,
+        "comma-separated addresses/CIDRs that may read /metrics without logging in as admin",
+    ),
+    Option("audit_retention_days", int, "days of audit log kept (pruned at start-up)"),
+    Option(
+        "throttle_ip_failures",
+        int,
+        "failed logins from one address within throttle-seconds that block it (429)",
+    ),
+    Option(
+        "throttle_user_failures",
+        int,
+        "failed logins for one user name within throttle-seconds that block it from new addresses",
+    ),
+    Option("throttle_seconds", int, "the throttle's counting window and cooling period"),
 )
 
 

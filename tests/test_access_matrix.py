@@ -1,0 +1,185 @@
+"""The permission matrix: users x credential kinds x visibility x client IP x endpoint.
+
+Every cell is asserted. The expectations come from the small oracle tables below, written
+from the issue's rules (not from teamindex.permissions), so a change in either shows up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from builders import make_wheel
+from conftest import FAST_HASH, PASSWORD
+
+from teamindex.app import create_app
+from teamindex.auth import hash_password, new_token_secret, token_digest
+from teamindex.config import Settings
+from teamindex.ingest import utc_now
+
+USERS = ("admin", "owner", "maintainer", "reader", "outsider")
+CREDS = ("password", "token-read", "token-upload", "token-other", "token-expired", "token-revoked")
+VISIBILITY = ("team", "restricted")
+IPS = {"inside": "10.1.2.3", "outside": "192.0.2.7"}
+ENDPOINTS = ("root", "page", "file", "metadata", "upload")
+
+# Oracle 1: who may read a project of each visibility (with a credential that covers it).
+CAN_READ = {
+    "team": {"admin", "owner", "maintainer", "reader", "outsider"},
+    "restricted": {"admin", "owner", "maintainer", "reader"},
+}
+# Oracle 2: who may upload a new version of an existing project.
+CAN_UPLOAD = {"admin", "owner", "maintainer"}
+
+
+def expected_status(user: str, cred: str, visibility: str, ip: str, endpoint: str) -> int:
+    """The issue's rules, cell by cell."""
+    if ip == "outside":
+        return 403  # before any credential is looked at
+    if cred in ("token-expired", "token-revoked"):
+        return 401  # fails like a wrong password
+    visible = user in CAN_READ[visibility] and cred != "token-other"
+    if endpoint == "root":
+        return 200  # the listing itself; membership is checked separately
+    if not visible:
+        return 404  # invisible projects are indistinguishable from missing ones
+    if endpoint != "upload":
+        return 200
+    if cred == "token-read":
+        return 403  # a read token never uploads, whatever its owner may do
+    return 200 if user in CAN_UPLOAD else 403
+
+
+def expected_listed(user: str, cred: str, visibility: str) -> bool:
+    return user in CAN_READ[visibility] and cred != "token-other"
+
+
+class Matrix:
+    """One index with a team and a restricted project, five users and all token kinds."""
+
+    def __init__(self, root: Path) -> None:
+        settings = Settings(
+            data_dir=root / "data",
+            password_hash=FAST_HASH,
+            threads=2,
+            throttle_ip_failures=10**6,  # the matrix fails logins on purpose, many times
+            throttle_user_failures=10**6,
+        )
+        self.app = create_app(settings)
+        svc = self.app.extensions["teamindex"]
+        self.db = svc.db
+        now = datetime.now(timezone.utc)
+        self.users = {}
+        for name in USERS:
+            self.users[name] = self.db.add_user(
+                name, hash_password(PASSWORD, FAST_HASH), is_admin=name == "admin", now=utc_now()
+            )
+        self.db.add_allow("10.0.0.0/8", None, "office", utc_now())
+        self.client = self.app.test_client()
+        self.files: dict[str, str] = {}
+        self.dists = root / "dists"
+        self.dists.mkdir()
+        for visibility in VISIBILITY:
+            project = f"{visibility}-proj"
+            wheel = make_wheel(self.dists, project, "1.0")
+            response = self.upload("owner", PASSWORD, wheel, ip=IPS["inside"])
+            assert response.status_code == 200, response.status
+            record = self.db.get_project(project)
+            assert record is not None
+            self.db.set_visibility(project, visibility)
+            self.db.set_role(self.users["maintainer"].id, record.id, "maintainer")
+            self.db.set_role(self.users["reader"].id, record.id, "reader")
+            self.files[visibility] = wheel.name
+        self.secrets: dict[tuple[str, str], str] = {}
+        for name in USERS:
+            user = self.users[name]
+            for cred, scope, projects, expires in (
+                ("token-read", "read", [], None),
+                ("token-upload", "upload", [], None),
+                ("token-other", "upload", ["some-other-*"], None),
+                ("token-expired", "upload", [], (now - timedelta(days=1)).isoformat()),
+                ("token-revoked", "upload", [], None),
+            ):
+                secret = new_token_secret()
+                token_id = self.db.add_token(
+                    user.id,
+                    token_digest(secret),
+                    scope=scope,
+                    projects=projects,
+                    allow_ips=[],
+                    note=cred,
+                    expires=expires,
+                    now=utc_now(),
+                )
+                if cred == "token-revoked":
+                    self.db.revoke_token(token_id, utc_now())
+                self.secrets[(name, cred)] = secret
+        self.versions = itertools.count(2)
+
+    def auth(self, user: str, cred: str) -> tuple[str, str]:
+        if cred == "password":
+            return user, PASSWORD
+        return "__token__", self.secrets[(user, cred)]
+
+    def upload(self, user: str, password: str, wheel: Path, *, ip: str):
+        data = wheel.read_bytes()
+        with wheel.open("rb") as handle:
+            return self.client.post(
+                "/legacy/",
+                auth=(user, password),
+                environ_base={"REMOTE_ADDR": ip},
+                data={
+                    ":action": "file_upload",
+                    "protocol_version": "1",
+                    "filetype": "bdist_wheel",
+                    "sha256_digest": hashlib.sha256(data).hexdigest(),
+                    "content": (handle, wheel.name),
+                },
+            )
+
+    def request(self, endpoint: str, user: str, cred: str, visibility: str, ip: str):
+        auth = self.auth(user, cred)
+        project = f"{visibility}-proj"
+        environ = {"REMOTE_ADDR": IPS[ip]}
+        filename = self.files[visibility]
+        paths = {
+            "root": "/simple/",
+            "page": f"/simple/{project}/",
+            "file": f"/files/{project}/{filename}",
+            "metadata": f"/files/{project}/{filename}.metadata",
+        }
+        if endpoint in paths:
+            response = self.client.get(paths[endpoint], auth=auth, environ_base=environ)
+            response.get_data()  # buffer the body, then release the file it streamed from
+            response.close()
+            return response
+        wheel = make_wheel(self.dists, project, f"{next(self.versions)}.0")
+        return self.upload(*auth, wheel, ip=IPS[ip])
+
+
+@pytest.fixture(scope="module")
+def matrix(tmp_path_factory) -> Matrix:
+    return Matrix(tmp_path_factory.mktemp("matrix"))
+
+
+CELLS = list(itertools.product(USERS, CREDS, VISIBILITY, IPS))
+
+
+@pytest.mark.parametrize(("user", "cred", "visibility", "ip"), CELLS)
+def test_permission_cell(matrix: Matrix, user: str, cred: str, visibility: str, ip: str) -> None:
+    for endpoint in ENDPOINTS:
+        response = matrix.request(endpoint, user, cred, visibility, ip)
+        want = expected_status(user, cred, visibility, ip, endpoint)
+        assert response.status_code == want, (endpoint, response.status, response.data[:200])
+        if want == 401:
+            assert response.headers["WWW-Authenticate"] == 'Basic realm="teamindex"'
+        if endpoint == "root" and want == 200:
+            listed = f'href="{visibility}-proj/"' in response.get_data(as_text=True)
+            assert listed == expected_listed(user, cred, visibility), endpoint
+
+
+def test_matrix_covers_every_combination() -> None:
+    assert len(CELLS) * len(ENDPOINTS) == 5 * 6 * 2 * 2 * 5
