@@ -109,19 +109,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
-    server = waitress.create_server(
-        app,
-        host=settings.host,
-        port=settings.port,
-        threads=settings.threads,
-        max_request_body_size=settings.max_upload_size + FORM_OVERHEAD,
-        ident="teamindex",
-        trusted_proxy=",".join(settings.trusted_proxies) or None,
-        trusted_proxy_headers={"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"}
-        if settings.trusted_proxies
-        else None,
-        clear_untrusted_proxy_headers=True,
-    )
+    server = waitress.create_server(app, **settings.waitress_options(FORM_OVERHEAD))
     host, port = server.socket.getsockname()[:2]  # type: ignore[union-attr]
     db = app.extensions["teamindex"].db
     log.info(

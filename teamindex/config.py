@@ -74,7 +74,7 @@ class Settings:
     threads: int = 8
     max_upload_size: int = 1 << 30
     anonymous_read: bool = False
-    trusted_proxies: tuple[str, ...] = ()
+    trusted_proxy: str = ""
     password_hash: str = "scrypt"  # noqa: S105 - a hash method name, not a secret
     auth_cache_seconds: int = 300
     metrics_allow: tuple[str, ...] = ()
@@ -84,6 +84,31 @@ class Settings:
     throttle_seconds: int = 300
     # Where each value came from ("default", "env TEAMINDEX_PORT", "flag --port").
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def waitress_options(self, form_overhead: int) -> dict[str, Any]:
+        """Keyword arguments for waitress.create_server: the one place the server is tuned."""
+        proxy = (
+            {
+                "trusted_proxy": self.trusted_proxy,
+                "trusted_proxy_count": 1,
+                "trusted_proxy_headers": {
+                    "x-forwarded-for",
+                    "x-forwarded-proto",
+                    "x-forwarded-host",
+                },
+            }
+            if self.trusted_proxy
+            else {}
+        )
+        return {
+            "host": self.host,
+            "port": self.port,
+            "threads": self.threads,
+            "max_request_body_size": self.max_upload_size + form_overhead,
+            "ident": "teamindex",
+            "clear_untrusted_proxy_headers": True,
+            **proxy,
+        }
 
     @property
     def db_path(self) -> Path:
@@ -106,9 +131,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_upload_size", _parse_size, "largest accepted distribution file (e.g. 1G, 200M)"),
     Option("anonymous_read", _parse_bool, "let unauthenticated clients read the index"),
     Option(
-        "trusted_proxies",
-        _parse_list,
-        "comma-separated proxy addresses whose X-Forwarded-For is believed",
+        "trusted_proxy",
+        str,
+        "address of the reverse proxy whose X-Forwarded-For/-Proto/-Host are believed "
+        "(e.g. 127.0.0.1); from anyone else those headers are dropped",
     ),
     Option(
         "password_hash",

@@ -13,7 +13,7 @@ import waitress
 from flask import Flask
 from flask.testing import FlaskClient
 
-from teamindex.app import create_app
+from teamindex.app import FORM_OVERHEAD, create_app
 from teamindex.auth import hash_password
 from teamindex.config import Settings
 from teamindex.context import services
@@ -82,7 +82,8 @@ class LiveServer:
 def start_server(
     app: Flask, settings: Settings
 ) -> tuple[LiveServer, waitress.server.BaseWSGIServer]:
-    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=settings.threads)
+    options = settings.waitress_options(FORM_OVERHEAD) | {"host": "127.0.0.1", "port": 0}
+    server = waitress.create_server(app, **options)
     port = server.socket.getsockname()[1]
     thread = threading.Thread(target=server.run, name="waitress", daemon=True)
     thread.start()
