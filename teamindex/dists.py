@@ -127,9 +127,9 @@ def inspect_distribution(path: Path, info: FilenameInfo) -> Inspection:
         raw = _read_wheel_metadata(path, info)
         inspection = Inspection(parse_metadata(raw), raw)
     elif info.filename.endswith(".zip"):
-        inspection = Inspection(parse_metadata(_read_zip_sdist_metadata(path)), None)
+        inspection = Inspection(parse_metadata(_read_zip_sdist_metadata(path, info.filename)), None)
     else:
-        inspection = Inspection(parse_metadata(_read_tar_sdist_metadata(path)), None)
+        inspection = Inspection(parse_metadata(_read_tar_sdist_metadata(path, info.filename)), None)
     check_metadata_matches(inspection.metadata, info)
     return inspection
 
@@ -187,6 +187,7 @@ def _read_member(handle: IO[bytes] | None, size: int, what: str) -> bytes:
     if handle is None:
         raise DistributionError(f"Invalid distribution file. {what} is not a regular file.")
     if size > MAX_METADATA_BYTES:
+        handle.close()  # an open zip member keeps the archive's file open
         raise DistributionError(f"Invalid distribution file. {what} is too large.")
     with handle:
         return handle.read(MAX_METADATA_BYTES + 1)[:MAX_METADATA_BYTES]
@@ -209,7 +210,8 @@ def _read_wheel_metadata(path: Path, info: FilenameInfo) -> bytes:
             raw = _read_member(archive.open(member), member.file_size, "METADATA")
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as exc:
         raise DistributionError(f"Invalid distribution file. File is not a zipfile: {exc}") from exc
-    except (OSError, RuntimeError) as exc:  # CRC errors, truncated members, encrypted entries
+    # CRC errors, truncated members, encrypted entries; zlib.error for corrupt deflate data
+    except (OSError, RuntimeError, zlib.error) as exc:
         raise DistributionError(f"Invalid distribution file. {exc}") from exc
     return raw
 
@@ -223,11 +225,11 @@ def _single_top_level(names: list[str], filename: str) -> str:
     return tops.pop()
 
 
-def _read_tar_sdist_metadata(path: Path) -> bytes:
+def _read_tar_sdist_metadata(path: Path, filename: str) -> bytes:
     try:
         with tarfile.open(path, mode="r:gz") as archive:
             members = archive.getmembers()
-            top = _single_top_level([m.name for m in members], path.name)
+            top = _single_top_level([m.name for m in members], filename)
             wanted = f"{top}/PKG-INFO"
             for member in members:
                 if member.name == wanted and member.isfile():
@@ -237,10 +239,10 @@ def _read_tar_sdist_metadata(path: Path) -> bytes:
     raise DistributionError(f"Invalid distribution file. PKG-INFO not found at {wanted}")
 
 
-def _read_zip_sdist_metadata(path: Path) -> bytes:
+def _read_zip_sdist_metadata(path: Path, filename: str) -> bytes:
     try:
         with zipfile.ZipFile(path) as archive:
-            top = _single_top_level(archive.namelist(), path.name)
+            top = _single_top_level(archive.namelist(), filename)
             wanted = f"{top}/PKG-INFO"
             try:
                 member = archive.getinfo(wanted)
@@ -251,5 +253,5 @@ def _read_zip_sdist_metadata(path: Path) -> bytes:
             return _read_member(archive.open(member), member.file_size, "PKG-INFO")
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as exc:
         raise DistributionError(f"Invalid distribution file. File is not a zipfile: {exc}") from exc
-    except (OSError, RuntimeError) as exc:
+    except (OSError, RuntimeError, zlib.error) as exc:
         raise DistributionError(f"Invalid distribution file. {exc}") from exc

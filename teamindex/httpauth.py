@@ -131,8 +131,9 @@ def authorize(action: Action, name: str) -> tuple[Project | None, Principal]:
     if decision is Decision.DENY:
         if user is None:
             raise HTTPError(401, "Uploading needs credentials.", _challenge())
+        verb = "upload to" if action is Action.UPLOAD else action.value  # Warehouse's words
         raise HTTPError(
-            403, f"The user {principal.name!r} isn't allowed to {action.value} project {name!r}."
+            403, f"The user {principal.name!r} isn't allowed to {verb} project {name!r}."
         )
     return project, principal
 

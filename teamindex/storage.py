@@ -132,9 +132,9 @@ class Storage:
 
     def file_path(self, project: str, filename: str) -> Path:
         """Where a distribution lives. Refuses anything that is not a plain name."""
-        if canonicalize_name(project) != project or not project:
+        if canonicalize_name(project) != project or not _is_plain(project):
             raise ValueError(f"not a normalized project name: {project!r}")
-        if "/" in filename or "\\" in filename or filename.startswith(".") or "\0" in filename:
+        if not _is_plain(filename):
             raise ValueError(f"not a plain filename: {filename!r}")
         return self.packages_dir / project / filename
 
@@ -170,6 +170,11 @@ class Storage:
                 path.unlink()
         for path in paths:
             fsync_dir(path.parent)
+
+
+def _is_plain(name: str) -> bool:
+    """One non-empty, non-hidden path component (canonicalize_name keeps "/" and "\\")."""
+    return bool(name) and not name.startswith(".") and not any(c in name for c in "/\\\0")
 
 
 def fsync_dir(directory: Path) -> None:
