@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 from flask import Flask, Response
 
-from . import files, simple, upload
+from . import files, metrics, requestlog, simple, upload
 from .audit import AuditLog, utc_stamp
 from .auth import CredentialCache, UsageRecorder
 from .config import Settings, load_settings
@@ -63,6 +63,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         app.register_blueprint(blueprint)
     app.teardown_request(upload.discard_upload_temps)
     register_error_handlers(app)
+    metrics.init_app(app)  # /metrics and its counters
+    requestlog.init_app(app)  # one log line per request
 
     @app.get("/")
     def home() -> Response:

@@ -6,6 +6,7 @@ server and any CLI process. Durability: synchronous=FULL, so a COMMIT that retur
 
 from __future__ import annotations
 
+import errno
 import json
 import sqlite3
 import threading
@@ -66,15 +67,19 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction: BEGIN IMMEDIATE takes the write lock up front (no upgrade
-        deadlocks), COMMIT on success, ROLLBACK on any exception."""
+        deadlocks), COMMIT on success, ROLLBACK on any exception (a failed COMMIT too).
+        SQLITE_FULL is raised as OSError(ENOSPC): a full database is a full disk to callers."""
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                raise OSError(errno.ENOSPC, f"database full: {exc}") from exc
             raise
-        conn.execute("COMMIT")
 
     def migrate(self) -> int:
         """Apply numbered migrations past PRAGMA user_version; return the schema version."""

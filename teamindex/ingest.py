@@ -152,6 +152,27 @@ def ingest(
 def _record(
     db: Database, storage: Storage, temp: Path, meta_temp: Path | None, new: NewFile
 ) -> Outcome:
+    published: list[Path] = []
+    try:
+        return _record_locked(db, storage, temp, meta_temp, new, published)
+    except BaseException:
+        if published:
+            # The COMMIT itself failed (e.g. SQLITE_FULL): no row, so no files either,
+            # unless an identical upload recorded them in the meantime.
+            with db.transaction():
+                if db.get_file(new.filename) is None:
+                    _discard(storage, published)
+        raise
+
+
+def _record_locked(
+    db: Database,
+    storage: Storage,
+    temp: Path,
+    meta_temp: Path | None,
+    new: NewFile,
+    published: list[Path],
+) -> Outcome:
     final = storage.file_path(new.project, new.filename)
     meta_final = storage.metadata_path(new.project, new.filename)
     with db.transaction():
@@ -177,18 +198,26 @@ def _record(
                 "This filename was previously used by a file that has since been deleted. "
                 "Use a different version."
             )
-        published: list[Path] = []
         try:
-            storage.publish(temp, final)
+            # Listed before the rename: a rename whose fsync failed must be undone too.
             published.append(final)
+            storage.publish(temp, final)
             if meta_temp is not None:
-                storage.publish(meta_temp, meta_final)
                 published.append(meta_final)
+                storage.publish(meta_temp, meta_final)
             db.insert_file(new)
-        except Conflict as exc:
-            storage.remove(*published)
-            raise FileExists(f"File already exists: {exc}.") from None
-        except OSError:
-            storage.remove(*published)
+        except BaseException as exc:
+            # Still under the write lock, so no other upload is using these paths.
+            _discard(storage, published)
+            published.clear()
+            if isinstance(exc, Conflict):
+                raise FileExists(f"File already exists: {exc}.") from None
             raise
     return Outcome.STORED
+
+
+def _discard(storage: Storage, paths: list[Path]) -> None:
+    """Unlink the files of a failed ingest. The directory fsync is best effort (the disk may
+    be full); should a crash undo the unlink, `teamindex check` reports the stray."""
+    with contextlib.suppress(OSError):
+        storage.remove(*paths)

@@ -21,6 +21,8 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
+from .inflight import TempOwner
+
 METADATA_SUFFIX = ".metadata"
 
 
@@ -45,9 +47,9 @@ class HashingTempFile:
     request's stream factory, so an upload is hashed in the same pass that stores it.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, prefix: str = "upload-") -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=directory, prefix="upload-", suffix=".part")
+        fd, name = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=".part")
         self.path = Path(name)
         self._file = os.fdopen(fd, "w+b")
         self._sha256 = hashlib.sha256()
@@ -125,6 +127,8 @@ class Storage:
     def __init__(self, packages_dir: Path, tmp_dir: Path) -> None:
         self.packages_dir = packages_dir
         self.tmp_dir = tmp_dir
+        # Names temp files after a lock this process holds, so `check` knows live ones.
+        self.owner = TempOwner(tmp_dir)
 
     def ensure_dirs(self) -> None:
         self.packages_dir.mkdir(parents=True, exist_ok=True)
@@ -142,11 +146,12 @@ class Storage:
         return self.file_path(project, filename + METADATA_SUFFIX)
 
     def new_temp(self) -> HashingTempFile:
-        return HashingTempFile(self.tmp_dir)
+        return HashingTempFile(self.tmp_dir, self.owner.prefix("upload"))
 
     def write_temp(self, data: bytes) -> Path:
         """Write small bytes (a .metadata file) to an fsynced temp file."""
-        fd, name = tempfile.mkstemp(dir=self.tmp_dir, prefix="meta-", suffix=".part")
+        prefix = self.owner.prefix("meta")
+        fd, name = tempfile.mkstemp(dir=self.tmp_dir, prefix=prefix, suffix=".part")
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)

@@ -111,7 +111,12 @@ def file_upload() -> Response:
         raise HTTPError(413, f"File too large. Limit is {svc.settings.max_upload_size} bytes.")
     _project, principal = authorize(Action.UPLOAD, info.project)
     assert principal.user is not None
-    temp.finish()
+    try:
+        temp.finish()  # fsync: a full disk may only show now
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise HTTPError(507, "Insufficient storage: the index's disk is full.") from exc
+        raise
     temp.close()
     audit = {
         "ip": client_ip(),

@@ -1,0 +1,171 @@
+"""Online backup and restore of a data dir. No Flask here.
+
+A backup is a directory shaped like a data dir: `teamindex.sqlite3` and `packages/`.
+The database is copied first with SQLite's backup API (one consistent snapshot while the
+server keeps writing); then exactly the files that snapshot lists are copied. Files never
+change after they are published (a filename holds one content forever), so copying them
+after the snapshot is consistent, and a hard link is as good as a copy when DEST is on the
+same filesystem (it protects against deletion and mistakes, not against losing the disk).
+The database lands under its final name last, so a directory holding `teamindex.sqlite3`
+is a complete backup.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .db import Database
+from .models import FileRecord
+from .removal import file_paths
+from .storage import Storage, fsync_dir
+
+DB_NAME = "teamindex.sqlite3"
+PART = ".part"
+
+
+class BackupError(Exception):
+    """The backup or restore cannot be made; str() says why."""
+
+
+@dataclass
+class CopyReport:
+    files: int = 0
+    bytes: int = 0
+    linked: int = 0
+    copied: int = 0
+    missing: list[str] = field(default_factory=list)
+
+
+def _empty_or_absent(directory: Path) -> bool:
+    return not directory.exists() or (directory.is_dir() and not any(directory.iterdir()))
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _copy(source: Path, target: Path) -> None:
+    """Copy through a temp name, fsync, rename: a target that exists is complete."""
+    part = target.with_name(target.name + PART)
+    try:
+        with source.open("rb") as src, part.open("wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+            dst.flush()
+            os.fsync(dst.fileno())
+        os.replace(part, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            part.unlink()
+        raise
+
+
+def _link_or_copy(source: Path, target: Path, *, link: bool) -> bool:
+    """Hard-link when allowed and possible; True if linked."""
+    if link:
+        try:
+            os.link(source, target)
+            return True
+        except OSError as exc:
+            # EXDEV: another filesystem; EPERM/ENOTSUP: the filesystem has no hard links.
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK):
+                raise
+    _copy(source, target)
+    return False
+
+
+def _copy_files(
+    records: list[FileRecord], source: Storage, target: Storage, *, link: bool, verify: bool
+) -> CopyReport:
+    report = CopyReport()
+    touched: set[Path] = set()
+    for record in records:
+        for src, dst in zip(file_paths(source, record), file_paths(target, record), strict=True):
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            touched.add(dst.parent)
+            try:
+                linked = _link_or_copy(src, dst, link=link)
+            except FileNotFoundError:
+                # Deleted after the snapshot (or damaged before it): the copy is incomplete.
+                report.missing.append(str(src))
+                continue
+            report.linked += linked
+            report.copied += not linked
+        report.files += 1
+        report.bytes += record.size
+        if verify:
+            _verify(target.file_path(record.project, record.filename), record, report)
+    for directory in sorted(touched):
+        fsync_dir(directory)
+    return report
+
+
+def _verify(path: Path, record: FileRecord, report: CopyReport) -> None:
+    if str(path) in report.missing or not path.exists():
+        return
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    if digest.hexdigest() != record.sha256:
+        raise BackupError(f"{path}: sha256 differs from the database; the source is damaged")
+
+
+def backup(db: Database, storage: Storage, dest: Path, *, link: bool = True) -> CopyReport:
+    """Copy a live data dir to *dest* (which must be empty or absent)."""
+    if not _empty_or_absent(dest):
+        raise BackupError(f"{dest} is not empty; back up into a new directory")
+    dest.mkdir(parents=True, exist_ok=True)
+    part = dest / (DB_NAME + PART)
+    db.backup_to(part)
+    snapshot = Database(part)
+    try:
+        records = snapshot.all_files()
+        snapshot.make_self_contained()
+    finally:
+        snapshot.close()
+    target = Storage(dest / "packages", dest / "tmp")
+    report = _copy_files(records, storage, target, link=link, verify=False)
+    _fsync_file(part)
+    os.replace(part, dest / DB_NAME)
+    fsync_dir(dest)
+    return report
+
+
+def restore(source: Path, data_dir: Path) -> CopyReport:
+    """Copy a backup into an empty data dir, verifying every file's sha256 on the way."""
+    if not (source / DB_NAME).is_file():
+        raise BackupError(f"{source} holds no {DB_NAME}; not a teamindex backup")
+    if not _empty_or_absent(data_dir):
+        raise BackupError(f"{data_dir} is not empty; restore into an empty data dir")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    part = data_dir / (DB_NAME + PART)
+    _copy(source / DB_NAME, part)
+    restored = Database(part)
+    try:
+        records = restored.all_files()
+        restored.make_self_contained()
+    finally:
+        restored.close()
+    target = Storage(data_dir / "packages", data_dir / "tmp")
+    target.ensure_dirs()
+    report = _copy_files(
+        records, Storage(source / "packages", source / "tmp"), target, link=False, verify=True
+    )
+    if report.missing:
+        raise BackupError(
+            f"the backup lacks {len(report.missing)} file(s), e.g. {report.missing[0]}"
+        )
+    _fsync_file(part)
+    os.replace(part, data_dir / DB_NAME)
+    fsync_dir(data_dir)
+    return report

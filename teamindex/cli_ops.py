@@ -1,0 +1,241 @@
+"""Operations commands: yank, unyank, delete, backup, restore, check, config.
+
+They work on the data dir directly, safely next to a running server: SQLite serializes
+writers and every change bumps the serial, so the server's cached pages follow at once.
+Yank and delete are written to the audit log as done by `cli:<os user>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from packaging.utils import canonicalize_name, canonicalize_version
+from packaging.version import InvalidVersion, Version
+
+from .audit import AuditLog
+from .backup import BackupError, backup, restore
+from .cli import CommandError, command, open_database
+from .config import OPTIONS, Settings
+from .db import Database
+from .integrity import check_index
+from .removal import delete_dists
+from .storage import Storage
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _canonical_version(text: str) -> str:
+    try:
+        return canonicalize_version(Version(text))
+    except InvalidVersion:
+        raise CommandError(f"invalid version {text!r}") from None
+
+
+def _storage(settings: Settings) -> Storage:
+    return Storage(settings.packages_dir, settings.tmp_dir)
+
+
+# -- yank / unyank ------------------------------------------------------------------------------
+
+
+def _release_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("project", help="project name")
+    parser.add_argument("version", help="release version")
+
+
+def _yank_args(parser: argparse.ArgumentParser) -> None:
+    _release_args(parser)
+    parser.add_argument("--reason", default="", help="shown to installers (PEP 592)")
+
+
+def _set_yanked(args: argparse.Namespace, settings: Settings, *, yanked: bool) -> int:
+    db = open_database(settings)
+    project = canonicalize_name(args.project)
+    reason = getattr(args, "reason", "")
+    if not db.set_yanked(project, _canonical_version(args.version), yanked=yanked, reason=reason):
+        raise CommandError(f"no release {args.version} of project {project!r}")
+    action = "yank" if yanked else "unyank"
+    AuditLog(db).record(action, user=_actor(), project=project, detail=f"{args.version} {reason}")
+    print(f"{action}ed {project} {args.version}")
+    return 0
+
+
+@command(_yank_args)
+def cmd_yank(args: argparse.Namespace, settings: Settings) -> int:
+    """Yank a release (PEP 592): installers skip it unless pinned with ==; files stay."""
+    return _set_yanked(args, settings, yanked=True)
+
+
+@command(_release_args)
+def cmd_unyank(args: argparse.Namespace, settings: Settings) -> int:
+    """Undo a yank: the release is offered to installers again."""
+    return _set_yanked(args, settings, yanked=False)
+
+
+# -- delete ------------------------------------------------------------------------------------
+
+
+def _delete_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("project", help="project name")
+    parser.add_argument("version", nargs="?", help="only this release")
+    parser.add_argument("filename", nargs="?", help="only this file of the release")
+    parser.add_argument(
+        "--yes", action="store_true", help="really delete (without it: list what would go)"
+    )
+
+
+@command(_delete_args)
+def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
+    """Delete a project, a release or one file, rows and files (admins; cannot be undone).
+
+    Without --yes it only lists what would be deleted. A deleted filename can never be
+    uploaded again with different bytes; prefer `yank` for releases people may pin."""
+    db = open_database(settings)
+    project = canonicalize_name(args.project)
+    found = db.get_project(project)
+    if found is None:
+        raise CommandError(f"no project {project!r}")
+    version = _canonical_version(args.version) if args.version else None
+    files = [
+        record
+        for record in db.project_files(found)
+        if (version is None or canonicalize_version(Version(record.version)) == version)
+        and (args.filename is None or record.filename == args.filename)
+    ]
+    what = " ".join(part for part in (project, args.version, args.filename) if part)
+    if version is not None and not files:
+        raise CommandError(f"nothing to delete: no file matches {what}")
+    if not args.yes:
+        print(f"would delete {what}: {len(files)} file(s)")
+        for record in files:
+            print(f"  {record.filename}")
+        print("run again with --yes to delete")
+        return 1
+    deleted = delete_dists(db, _storage(settings), project, version, args.filename)
+    AuditLog(db).record(
+        "delete",
+        user=_actor(),
+        project=project,
+        filename=args.filename or "",
+        detail=f"{what}: {len(deleted)} file(s)",
+    )
+    print(f"deleted {what}: {len(deleted)} file(s)")
+    return 0
+
+
+# -- backup / restore -----------------------------------------------------------------------------
+
+
+def _dest_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dest", type=Path, help="an empty or new directory")
+    parser.add_argument(
+        "--copy", action="store_true", help="always copy files, never hard-link them"
+    )
+
+
+@command(_dest_arg)
+def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
+    """Back up the data dir into DEST, safely while the server runs.
+
+    A consistent SQLite snapshot (backup API) plus the package files it lists, hard-linked
+    when DEST is on the same filesystem (files never change once published), else copied
+    and fsynced. Exit status 1 if a file vanished meanwhile (run it again)."""
+    db = open_database(settings)
+    try:
+        report = backup(db, _storage(settings), args.dest, link=not args.copy)
+    except BackupError as exc:
+        raise CommandError(str(exc)) from None
+    print(
+        f"backed up {report.files} files ({report.bytes} bytes; {report.linked} linked, "
+        f"{report.copied} copied) to {args.dest}"
+    )
+    for path in report.missing:
+        print(f"  missing (deleted during the backup?): {path}", file=sys.stderr)
+    return 1 if report.missing else 0
+
+
+def _source_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", type=Path, help="a directory made by `teamindex backup`")
+
+
+@command(_source_arg)
+def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
+    """Restore a backup made by `teamindex backup` into an empty --data-dir.
+
+    Every file is copied and its sha256 checked against the database; the database is
+    migrated to the current schema. Start the server on the restored dir afterwards."""
+    try:
+        report = restore(args.source, settings.data_dir)
+    except BackupError as exc:
+        raise CommandError(str(exc)) from None
+    Database(settings.db_path).migrate()
+    print(f"restored {report.files} files ({report.bytes} bytes) into {settings.data_dir}")
+    return 0
+
+
+# -- check ---------------------------------------------------------------------------------------
+
+
+def _check_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--repair",
+        action="store_true",
+        help="move stray and stale temp files to data/quarantine/<time>/",
+    )
+
+
+@command(_check_args)
+def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
+    """Check that the database and the package files agree; --repair quarantines debris.
+
+    Every file row must have its file with the recorded size and sha256 (and its .metadata
+    file), and packages/ and tmp/ must hold nothing else. --repair moves strays and temp
+    files left by dead processes to data/quarantine/<time>/; missing or damaged files are
+    only reported. Safe while the server runs. Exit status 0 only if all is well."""
+    db = open_database(settings)
+    report = check_index(db, _storage(settings), settings.data_dir, repair=args.repair)
+    for problem in report.problems:
+        print(problem)
+    if report.quarantine is not None:
+        print(f"quarantined into {report.quarantine}")
+    broken = sum(not problem.repaired for problem in report.problems)
+    print(
+        f"checked {report.files} files ({report.bytes} bytes): "
+        + ("ok" if report.ok else f"{broken} problem(s)")
+    )
+    return 0 if report.ok else 1
+
+
+# -- config --------------------------------------------------------------------------------------
+
+
+def _config_args(parser: argparse.ArgumentParser) -> None:
+    for option in OPTIONS:
+        if option.name != "data_dir":
+            parser.add_argument(option.flag, dest=option.name, type=option.parse, help=option.help)
+
+
+@command(_config_args)
+def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the effective settings and where each came from.
+
+    Sources are a command-line flag, a TEAMINDEX_* environment variable, or the default.
+    Takes the same flags as `serve`, to show what that command line would run with."""
+    print("# every option is also a flag (--name-with-dashes) and a variable (TEAMINDEX_NAME)")
+    for item in fields(settings):
+        if item.name == "sources":
+            continue
+        value = getattr(settings, item.name)
+        if isinstance(value, tuple):
+            value = ",".join(value)
+        print(f"{item.name} = {value}  # {settings.sources.get(item.name, 'default')}")
+    return 0

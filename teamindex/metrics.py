@@ -1,0 +1,164 @@
+"""/metrics in the Prometheus text format (prometheus-client).
+
+Counted per app (a registry of its own, nothing global): requests by route template,
+method and status; request durations by route; upload bytes and upload attempts by
+status; downloads by kind; authentication failures. Read at scrape time from SQLite (never
+the disk): number and bytes of stored files. Plus the process collector (memory, CPU,
+open files).
+
+Who may read it: administrators (Basic auth), or any client whose address is in the
+`metrics_allow` setting, so a Prometheus server needs no password in its config.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from flask import Blueprint, Flask, Response, current_app, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from .context import EXTENSION_KEY as SERVICES_KEY
+from .context import services
+from .db import Database
+from .errors import HTTPError
+from .httpauth import client_ip, current_principal, login_required
+from .netrules import ip_allowed
+
+EXTENSION_KEY = "teamindex.metrics"
+bp = Blueprint("metrics", __name__)
+
+
+class _StorageCollector:
+    """Files and bytes as recorded in the database, read at each scrape."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def describe(self) -> list[Metric]:
+        return []  # registration must not query the database
+
+    def collect(self) -> Iterator[Metric]:
+        files, size = self.db.storage_totals()
+        yield GaugeMetricFamily(
+            "teamindex_storage_bytes", "Bytes of distribution files in the index", value=size
+        )
+        yield GaugeMetricFamily(
+            "teamindex_storage_files", "Distribution files in the index", value=files
+        )
+
+
+class Metrics:
+    """The collectors of one app."""
+
+    def __init__(self, db: Database) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "teamindex_http_requests",
+            "HTTP requests by route, method and status",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "teamindex_http_request_duration_seconds",
+            "Time to produce a response (body streaming excluded), by route",
+            ["route"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.uploads = Counter(
+            "teamindex_uploads",
+            "Upload requests by status",
+            ["status"],
+            registry=self.registry,
+        )
+        self.upload_bytes = Counter(
+            "teamindex_upload_bytes",
+            "Bytes of distribution files received by successful uploads",
+            registry=self.registry,
+        )
+        self.downloads = Counter(
+            "teamindex_downloads",
+            "Successful file downloads by kind (dist, metadata)",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.auth_failures = Counter(
+            "teamindex_auth_failures",
+            "Refused credentials (invalid: 401 with credentials sent; forbidden: 403; "
+            "throttled: 429)",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.registry.register(_StorageCollector(db))
+        ProcessCollector(registry=self.registry)
+
+    def observe(self, response: Response) -> None:
+        rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        status = response.status_code
+        self.requests.labels(rule, request.method, str(status)).inc()
+        started = g.get("metrics_started")
+        if started is not None:
+            self.duration.labels(rule).observe(time.perf_counter() - started)
+        if request.endpoint == "upload.file_upload":
+            self.uploads.labels(str(status)).inc()
+            if status == 200:
+                self.upload_bytes.inc(sum(t.digests().size for t in g.get("upload_temps", [])))
+        elif request.endpoint == "files.download" and status in (200, 206):
+            kind = "metadata" if request.path.endswith(".metadata") else "dist"
+            self.downloads.labels(kind).inc()
+        if status == 401 and "Authorization" in request.headers:
+            self.auth_failures.labels("invalid").inc()
+        elif status == 403:
+            self.auth_failures.labels("forbidden").inc()
+        elif status == 429:
+            self.auth_failures.labels("throttled").inc()
+
+
+def _metrics() -> Metrics:
+    return current_app.extensions[EXTENSION_KEY]
+
+
+def _exposition() -> Response:
+    body = generate_latest(_metrics().registry)
+    return Response(body, content_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    allowed = services().settings.metrics_allow
+    if allowed and ip_allowed(client_ip(), allowed):
+        return _exposition()
+    return _metrics_for_admins()
+
+
+@login_required
+def _metrics_for_admins() -> Response:
+    if not current_principal().is_admin:
+        raise HTTPError(403, "Metrics are for administrators.")
+    return _exposition()
+
+
+def init_app(app: Flask) -> None:
+    """Count every request of *app* and serve /metrics."""
+    collectors = Metrics(app.extensions[SERVICES_KEY].db)
+    app.extensions[EXTENSION_KEY] = collectors
+
+    @app.before_request
+    def _start_clock() -> None:
+        g.metrics_started = time.perf_counter()
+
+    @app.after_request
+    def _observe(response: Response) -> Response:
+        collectors.observe(response)
+        return response
+
+    app.register_blueprint(bp)

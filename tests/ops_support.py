@@ -1,0 +1,200 @@
+"""Helpers for the operations tests: raw HTTP uploads and downloads (http.client, so many
+threads can hit a real server), incompressible wheels, and `python -m teamindex serve` as a
+real subprocess on a free port."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.client
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from builders import _record_line, dist_name, metadata_text
+from conftest import FAST_HASH, PASSWORD
+
+JSON = "application/vnd.pypi.simple.v1+json"
+SERVE_LINE = re.compile(r"serving (http://[^/\s]+)/simple/")
+
+
+def auth_header(user: str, password: str = PASSWORD) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def _connection(url: str, timeout: float) -> http.client.HTTPConnection:
+    parts = urlsplit(url)
+    return http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+
+
+def post_upload(url: str, path: Path, user: str, *, timeout: float = 60.0) -> tuple[int, str]:
+    """Upload like twine (multipart, sha256 digest); returns (status, reason)."""
+    data = path.read_bytes()
+    boundary = uuid.uuid4().hex
+    fields = {
+        ":action": "file_upload",
+        "protocol_version": "1",
+        "sha256_digest": hashlib.sha256(data).hexdigest(),
+    }
+    head = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        for name, value in fields.items()
+    )
+    head += (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="content"; '
+        f'filename="{path.name}"\r\nContent-Type: application/octet-stream\r\n\r\n'
+    ).encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    conn = _connection(url, timeout)
+    try:
+        conn.putrequest("POST", "/legacy/")
+        conn.putheader("Authorization", auth_header(user))
+        conn.putheader("Content-Type", f"multipart/form-data; boundary={boundary}")
+        conn.putheader("Content-Length", str(len(head) + len(data) + len(tail)))
+        conn.endheaders()
+        conn.send(head)
+        view = memoryview(data)
+        for start in range(0, len(data), 1 << 20):
+            conn.send(view[start : start + (1 << 20)])
+        conn.send(tail)
+        response = conn.getresponse()
+        response.read()
+        return response.status, response.reason
+    finally:
+        conn.close()
+
+
+def get(
+    url: str, path: str, user: str = "alice", *, accept: str | None = None
+) -> tuple[int, bytes]:
+    conn = _connection(url, 30.0)
+    try:
+        headers = {"Authorization": auth_header(user)}
+        if accept:
+            headers["Accept"] = accept
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def visible_files(url: str) -> dict[str, str]:
+    """filename -> sha256 of every file the simple API lists."""
+    status, body = get(url, "/simple/", accept=JSON)
+    assert status == 200, status
+    found = {}
+    for project in json.loads(body)["projects"]:
+        status, body = get(url, f"/simple/{project['name']}/", accept=JSON)
+        assert status == 200, status
+        for entry in json.loads(body)["files"]:
+            found[entry["filename"]] = entry["hashes"]["sha256"]
+    return found
+
+
+def downloaded_sha256(url: str, project: str, filename: str) -> str | None:
+    status, body = get(url, f"/files/{project}/{filename}")
+    return hashlib.sha256(body).hexdigest() if status == 200 else None
+
+
+def big_wheel(
+    directory: Path, name: str, version: str, size: int, *, metadata: str | None = None
+) -> Path:
+    """A valid wheel holding *size* random (incompressible) bytes, stored uncompressed."""
+    base = dist_name(name)
+    dist_info = f"{base}-{version}.dist-info"
+    files = {
+        f"{base}/__init__.py": b"",
+        f"{base}/blob.bin": os.urandom(size),
+        f"{dist_info}/METADATA": (metadata or metadata_text(name, version)).encode(),
+        f"{dist_info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\n"
+        b"Tag: py3-none-any\n",
+    }
+    record = "\n".join(_record_line(p, d) for p, d in files.items()) + f"\n{dist_info}/RECORD,,\n"
+    files[f"{dist_info}/RECORD"] = record.encode()
+    path = directory / f"{base}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+        for member, data in files.items():
+            archive.writestr(member, data)
+    return path
+
+
+def cli_env(data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TEAMINDEX_")}
+    env.update(TEAMINDEX_DATA_DIR=str(data_dir), TEAMINDEX_PASSWORD_HASH=FAST_HASH)
+    return env
+
+
+def run_cli(data_dir: Path, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "teamindex", *args],
+        env=cli_env(data_dir),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def add_users(data_dir: Path) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for name, admin in (("alice", False), ("root", True)):
+        args = ["adduser", name, "--password-stdin"] + (["--admin"] if admin else [])
+        result = subprocess.run(
+            [sys.executable, "-m", "teamindex", *args],
+            env=cli_env(data_dir),
+            input=PASSWORD + "\n",
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+
+
+@dataclass
+class ServerProcess:
+    """`python -m teamindex serve --port 0` with its stderr in a file."""
+
+    process: subprocess.Popen
+    url: str
+    log: Path
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start_server(
+    data_dir: Path, log: Path, *, threads: int = 8, timeout: float = 20.0
+) -> ServerProcess:
+    handle = log.open("ab")
+    start = log.stat().st_size
+    process = subprocess.Popen(
+        [sys.executable, "-m", "teamindex", "serve", "--port", "0", "--threads", str(threads)],
+        env=cli_env(data_dir),
+        stdin=subprocess.DEVNULL,
+        stdout=handle,
+        stderr=handle,
+    )
+    handle.close()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with log.open("rb") as reader:
+            reader.seek(start)
+            match = SERVE_LINE.search(reader.read().decode(errors="replace"))
+        if match:
+            return ServerProcess(process, match.group(1), log)
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    process.kill()
+    process.wait(10)
+    raise AssertionError(f"server did not start:\n{log.read_text(errors='replace')}")

@@ -1,0 +1,152 @@
+"""`teamindex check [--repair]`: each kind of damage is found, debris is quarantined, live
+temp files (uploads in flight) are left alone."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from builders import make_sdist, make_wheel
+from uploading import upload
+
+from teamindex.cli import main
+from teamindex.inflight import TempOwner
+from teamindex.storage import Storage
+
+
+def check(settings, *args: str) -> int:
+    return main(["check", "--data-dir", str(settings.data_dir), *args])
+
+
+@pytest.fixture
+def index(client, settings, tmp_path: Path) -> Path:
+    """An index with one wheel (and its .metadata) and one sdist; returns packages/demo."""
+    dists = tmp_path / "dists"
+    dists.mkdir()
+    for path in (make_wheel(dists, "demo", "1.0"), make_sdist(dists, "demo", "1.0")):
+        assert upload(client, path).status_code == 200
+    return settings.packages_dir / "demo"
+
+
+WHEEL = "demo-1.0-py3-none-any.whl"
+SDIST = "demo-1.0.tar.gz"
+
+
+def test_clean_index_is_ok(index, settings, capsys):
+    assert check(settings) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("checked 2 files (")
+    assert out.endswith("): ok\n")
+
+
+def flip_last_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("damage", "kind"),
+    [
+        (lambda d: flip_last_byte(d / SDIST), f"sha256: {{d}}/{SDIST}: content differs"),
+        (lambda d: (d / SDIST).write_bytes(b"short"), f"size: {{d}}/{SDIST}: 5 bytes, the row"),
+        (lambda d: (d / SDIST).unlink(), f"missing: {{d}}/{SDIST}: no file for the row"),
+        (
+            lambda d: (d / f"{WHEEL}.metadata").unlink(),
+            f"metadata-missing: {{d}}/{WHEEL}.metadata",
+        ),
+        (
+            lambda d: flip_last_byte(d / f"{WHEEL}.metadata"),
+            f"metadata-sha256: {{d}}/{WHEEL}.metadata",
+        ),
+    ],
+)
+def test_damage_is_reported_and_not_repaired(index, settings, capsys, damage, kind):
+    damage(index)
+    assert check(settings) == 1
+    assert kind.format(d=index) in capsys.readouterr().out
+    # --repair does not touch rows or damaged files; it says so and still fails.
+    assert check(settings, "--repair") == 1
+    out = capsys.readouterr().out
+    assert kind.format(d=index) in out
+    assert out.endswith("1 problem(s)\n")
+    assert not (settings.data_dir / "quarantine").exists()
+
+
+def dead_owner_debris(tmp_dir: Path) -> list[Path]:
+    """What a process killed mid-upload leaves in tmp/: its owner lock (no longer held) and a
+    partial upload and metadata temp file named after it."""
+    owner = TempOwner(tmp_dir)
+    token = owner.token
+    paths = [
+        tmp_dir / f"owner-{token}.lock",
+        tmp_dir / f"upload-{token}-abc123.part",
+        tmp_dir / f"meta-{token}-def456.part",
+    ]
+    for path in paths[1:]:
+        path.write_bytes(b"partial")
+    os.close(owner._fd)  # the kernel drops the lock as at process death; the file stays
+    owner._fd = None
+    return paths
+
+
+def test_repair_quarantines_strays_and_stale_temp_files(index, settings, capsys):
+    stray = index / "demo-0.9-py3-none-any.whl"
+    stray.write_bytes(b"left by a crash between publish and commit")
+    orphan_dir = settings.packages_dir / "ghost"
+    orphan_dir.mkdir()
+    (orphan_dir / "ghost-1.0.tar.gz").write_bytes(b"x")
+    debris = dead_owner_debris(settings.tmp_dir)
+    old_unknown = settings.tmp_dir / "something-else"
+    old_unknown.write_bytes(b"?")
+    os.utime(old_unknown, (1_000_000_000, 1_000_000_000))
+
+    assert check(settings) == 1
+    out = capsys.readouterr().out
+    assert out.count("stray: ") == 2
+    assert out.count("temp: ") == 4
+    assert out.endswith("6 problem(s)\n")
+
+    assert check(settings, "--repair") == 0
+    out = capsys.readouterr().out
+    assert out.count("(quarantined)") == 6
+    quarantine = next((settings.data_dir / "quarantine").iterdir())
+    assert f"quarantined into {quarantine}" in out
+    assert (
+        (quarantine / "packages/demo/demo-0.9-py3-none-any.whl").read_bytes().startswith(b"left by")
+    )
+    assert (quarantine / "packages/ghost/ghost-1.0.tar.gz").exists()
+    assert sorted(p.name for p in (quarantine / "tmp").iterdir()) == sorted(
+        [p.name for p in debris] + ["something-else"]
+    )
+    assert not stray.exists()
+    assert check(settings) == 0
+
+
+def test_live_temp_files_are_left_alone(index, settings, capsys):
+    """A temp file whose owner process is alive is an upload in flight, however old."""
+    storage = Storage(settings.packages_dir, settings.tmp_dir)
+    temp = storage.new_temp()
+    temp.write(b"half an upload")
+    os.utime(temp.path, (1_000_000_000, 1_000_000_000))
+    fresh_unknown = settings.tmp_dir / "healthz-probe"
+    fresh_unknown.write_bytes(b"")
+    try:
+        assert check(settings, "--repair") == 0
+        assert "temp: " not in capsys.readouterr().out
+        assert temp.path.exists()
+        assert fresh_unknown.exists()
+    finally:
+        temp.discard()
+        storage.owner.release()
+
+
+def test_check_on_an_empty_index(settings, app, capsys):
+    assert check(settings) == 0
+    assert capsys.readouterr().out == "checked 0 files (0 bytes): ok\n"
+
+
+def test_check_needs_an_existing_data_dir(tmp_path, capsys):
+    assert main(["check", "--data-dir", str(tmp_path / "nope")]) == 1
+    assert "does not exist" in capsys.readouterr().err
