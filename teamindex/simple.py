@@ -123,7 +123,11 @@ def devpi_style_project(name: str) -> Response:
 def _project_page(name: str, endpoint: str) -> Response:
     normalized = canonicalize_name(name)
     if normalized != name:
-        return redirect(url_for(endpoint, name=normalized, **request.args), code=301)
+        # Keep the query string as sent: url_for leaves "+" unescaped, which would turn
+        # ?format=...v1%2Bjson into "v1 json" (a 406) on the redirected request.
+        query = request.query_string.decode("latin-1")
+        location = url_for(endpoint, name=normalized) + (f"?{query}" if query else "")
+        return redirect(location, code=301)
     svc = services()
     found, _principal = authorize(Action.READ, normalized)
     assert found is not None
