@@ -10,8 +10,6 @@ from collections.abc import Callable
 
 from flask import Blueprint, Response, redirect, request, url_for
 from packaging.utils import canonicalize_name
-from werkzeug.datastructures import MIMEAccept
-from werkzeug.http import parse_accept_header
 
 from . import render
 from .context import services
@@ -36,12 +34,7 @@ def negotiate() -> str:
         if wanted not in render.OFFERS:
             raise HTTPError(406, f"Unsupported format {wanted!r}; use one of {render.OFFERS}.")
         return wanted
-    header = request.headers.get("Accept", "")
-    if not header.strip():
-        return render.TEXT_HTML
-    for alias, concrete in render.LATEST_ALIASES.items():
-        header = header.replace(alias, concrete)
-    best = parse_accept_header(header, MIMEAccept).best_match(render.OFFERS)
+    best = render.best_content_type(request.headers.get("Accept", ""))
     if best is None:
         raise HTTPError(
             406, "No acceptable content type; this index serves " + ", ".join(render.OFFERS)
