@@ -1,0 +1,215 @@
+#!/usr/bin/env python3
+"""Developer entry point; needs nothing but python3 (3.10+).
+
+    python3 dev.py serve [teamindex serve args...]   run the index on http://127.0.0.1:8080/
+    python3 dev.py teamindex ARGS...                  any teamindex command (adduser, users, ...)
+    python3 dev.py test [pytest args...]              lint, install the real clients, run pytest
+
+The project venv is .venv (`pip install -e .`, plus `[test]` for tests). The clients the
+end-to-end tests drive (twine, poetry, pdm, hatch, build and a current pip) each get their
+own venv under .tools/<name>/, made by the uv from .venv. Stamp files remember what was
+installed, so a second run installs nothing; editing pyproject.toml or the pins below makes
+the next run install again.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+VENV_BIN = VENV / "bin"
+VENV_PYTHON = VENV_BIN / "python"
+VENV_STAMP = VENV / ".dev-stamp"
+TOOLS = ROOT / ".tools"
+PYPROJECT = ROOT / "pyproject.toml"
+DATA_DIR = ROOT / "data"
+
+# Each client in its own venv: name -> requirements. tests/tools.py finds them by name.
+# pdm 2.29 breaks with hishel 2.0 (shared/PROTOCOL.md section 0).
+CLIENTS: dict[str, tuple[str, ...]] = {
+    "twine": ("twine>=7,<8",),
+    "poetry": ("poetry>=2,<3",),
+    "pdm": ("pdm>=2,<3", "hishel<2"),
+    "hatch": ("hatch>=1,<2",),
+    "build": ("build>=1.2",),
+    "pip": ("pip",),  # upgraded to current: the venv's own pip is what the tests run
+}
+STAMP_NAME = ".dev-stamp"
+
+
+class SetupError(Exception):
+    """A set-up step failed; str() is the one-line reason."""
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def say(message: str) -> None:
+    print(f"dev.py: {message}", flush=True)
+
+
+def run(cmd: Sequence[str | Path], *, quiet: bool = False) -> None:
+    """Run a set-up command; on failure show its output (if captured) and raise."""
+    args = [str(part) for part in cmd]
+    result = subprocess.run(
+        args,
+        cwd=ROOT,
+        check=False,
+        stdin=subprocess.DEVNULL,
+        capture_output=quiet,
+        text=True,
+    )
+    if result.returncode != 0:
+        if quiet:
+            sys.stderr.write(result.stdout + result.stderr)
+        raise SetupError(f"`{' '.join(args)}` exited with status {result.returncode}")
+
+
+# -- the project venv -----------------------------------------------------------------------
+
+
+def _venv_works(python: Path) -> bool:
+    if not python.exists():
+        return False
+    probe = subprocess.run(
+        [str(python), "-c", "import sys; print(sys.prefix != sys.base_prefix)"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return probe.returncode == 0 and probe.stdout.strip() == "True"
+
+
+def _stamp_is_fresh(stamp: Path, expected: str) -> bool:
+    """Fresh when the stamp records `expected` and is newer than pyproject.toml."""
+    try:
+        return (
+            stamp.read_text(encoding="utf-8") == expected
+            and stamp.stat().st_mtime >= PYPROJECT.stat().st_mtime
+        )
+    except OSError:
+        return False
+
+
+def ensure_venv(*, with_tests: bool) -> None:
+    """Create .venv if missing or broken and (re)install the project when stale."""
+    if not _venv_works(VENV_PYTHON):
+        say(f"creating {VENV.relative_to(ROOT)} with {sys.executable}")
+        venv.EnvBuilder(with_pip=True, clear=VENV.exists()).create(VENV)
+    if _stamp_is_fresh(VENV_STAMP, _venv_stamp_text(with_tests=True)) or (
+        not with_tests and _stamp_is_fresh(VENV_STAMP, _venv_stamp_text(with_tests=False))
+    ):
+        return  # a venv with [test] also serves `serve`; the reverse needs an install
+    target = ".[test]" if with_tests else "."
+    say(f"installing the project into .venv: pip install -e '{target}'")
+    VENV_STAMP.unlink(missing_ok=True)
+    pip = [VENV_PYTHON, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    run([*pip, "--editable", target])
+    VENV_STAMP.write_text(_venv_stamp_text(with_tests=with_tests), encoding="utf-8")
+
+
+def _venv_stamp_text(*, with_tests: bool) -> str:
+    return f"extras={'test' if with_tests else ''}\n"
+
+
+# -- the clients under .tools/ ----------------------------------------------------------------
+
+
+def ensure_clients() -> list[str]:
+    """Install each client into .tools/<name>/ unless its stamp matches; return failures."""
+    uv = VENV_BIN / "uv"
+    if not uv.exists():
+        raise SetupError(f"{uv} is missing; it comes with `pip install -e '.[test]'`")
+    failed = []
+    for name, requirements in CLIENTS.items():
+        home = TOOLS / name
+        stamp = home / STAMP_NAME
+        expected = "\n".join(requirements) + "\n"
+        if _stamp_is_fresh(stamp, expected) and _venv_works(home / "bin" / "python"):
+            continue
+        say(f"installing {name} into .tools/{name}: {' '.join(requirements)}")
+        try:
+            if home.exists():
+                shutil.rmtree(home)
+            run([uv, "venv", "--quiet", "--python", sys.executable, home], quiet=True)
+            install = [uv, "pip", "install", "--quiet", "--python", home / "bin" / "python"]
+            run([*install, "--upgrade", *requirements], quiet=True)
+        except SetupError as exc:
+            say(f"could not install {name}: {exc}")
+            failed.append(name)
+            continue
+        stamp.write_text(expected, encoding="utf-8")
+    return failed
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+def _teamindex_env() -> dict[str, str]:
+    """The repo's ./data is the default data dir wherever dev.py is run from."""
+    env = dict(os.environ)
+    env.setdefault("TEAMINDEX_DATA_DIR", str(DATA_DIR))
+    return env
+
+
+def cmd_serve(args: Sequence[str]) -> int:
+    ensure_venv(with_tests=False)
+    say("starting teamindex (stop with Ctrl-C)")
+    argv = [str(VENV_PYTHON), "-m", "teamindex", "serve", *args]
+    os.execve(argv[0], argv, _teamindex_env())  # noqa: S606 - our own venv's python
+    return 0  # not reached
+
+
+def cmd_teamindex(args: Sequence[str]) -> int:
+    ensure_venv(with_tests=False)
+    argv = [str(VENV_PYTHON), "-m", "teamindex", *args]
+    os.execve(argv[0], argv, _teamindex_env())  # noqa: S606 - our own venv's python
+    return 0  # not reached
+
+
+def cmd_test(args: Sequence[str]) -> int:
+    ensure_venv(with_tests=True)
+    failed = ensure_clients()
+    if failed:
+        if in_ci():
+            raise SetupError(f"clients not installed in CI: {', '.join(failed)}")
+        say(f"end-to-end tests needing {', '.join(failed)} will be skipped")
+    lint_ok = True
+    for check in (["check", "."], ["format", "--check", "."]):
+        say(f"ruff {' '.join(check)}")
+        status = subprocess.run([str(VENV_BIN / "ruff"), *check], cwd=ROOT, check=False)
+        lint_ok = lint_ok and status.returncode == 0
+    say(f"pytest {' '.join(args)}".rstrip())
+    status = subprocess.run([str(VENV_PYTHON), "-m", "pytest", *args], cwd=ROOT, check=False)
+    if status.returncode == 0 and not lint_ok:
+        say("tests passed but ruff found problems")
+        return 1
+    return status.returncode
+
+
+COMMANDS = {"serve": cmd_serve, "teamindex": cmd_teamindex, "test": cmd_test}
+
+
+def main(argv: Sequence[str]) -> int:
+    if not argv or argv[0] not in COMMANDS:
+        print(__doc__.strip() if __doc__ else "", file=sys.stderr)
+        return 2
+    try:
+        return COMMANDS[argv[0]](argv[1:])
+    except SetupError as exc:
+        say(f"error: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

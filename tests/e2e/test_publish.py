@@ -1,0 +1,120 @@
+"""Publishing with twine, uv, pdm and hatch to /legacy/ (PROTOCOL.md sections 6 and 7)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tools import client, output, run, uv
+
+from .conftest import Index, copy_to, hashes_of
+
+pytestmark = pytest.mark.e2e
+
+
+def twine_upload(index: Index, *files: Path) -> list[str]:
+    return [
+        str(client("twine")),
+        "upload",
+        "--non-interactive",
+        "--disable-progress-bar",
+        "--repository-url",
+        index.upload_url,
+        "-u",
+        index.user,
+        "-p",
+        index.password,
+        *map(str, files),
+    ]
+
+
+def test_twine_upload_reupload_and_conflict(
+    index: Index, env: dict[str, str], demo_dists: list[Path], conflicting_wheel: Path
+) -> None:
+    run(twine_upload(index, *demo_dists), env=env)
+    assert index.files("team-demo") == hashes_of(demo_dists)
+
+    # An identical re-upload (a CI re-run, a twine retry) is a success.
+    run(twine_upload(index, *demo_dists), env=env)
+    assert len(index.log.find("POST", 200, contains="/legacy")) == 4
+
+    # Same filename, other bytes: refused, and twine shows the server's reason phrase.
+    result = run(twine_upload(index, conflicting_wheel), env=env, check=False)
+    assert result.returncode != 0
+    assert "File already exists" in output(result)
+    assert index.files("team-demo") == hashes_of(demo_dists)
+
+
+def test_twine_uploads_a_real_build_that_installs(
+    index: Index, env: dict[str, str], built_dists: list[Path], venv_python: Path
+) -> None:
+    run(twine_upload(index, *built_dists), env=env)
+    page = index.project_json("team-built")
+    assert {f["filename"]: f["hashes"]["sha256"] for f in page["files"]} == hashes_of(built_dists)
+    assert {f.get("requires-python") for f in page["files"]} == {">=3.9"}
+    assert page["versions"] == ["1.2.0"]
+
+    install = [client("pip"), "--python", venv_python, "install", "--index-url", index.auth_url()]
+    run([*install, "Team.Built==1.2.0"], env=env)
+    result = run([venv_python, "-c", "import team_built; print(team_built.GREETING)"], env=env)
+    assert result.stdout.strip() == "built"
+    assert index.log.find("GET", 200, contains="team_built-1.2.0-py3-none-any.whl.metadata")
+
+
+def test_uv_publish_then_check_url_skips_existing(
+    index: Index, env: dict[str, str], demo_dists: list[Path], conflicting_wheel: Path
+) -> None:
+    publish = [uv(), "publish", "--publish-url", index.upload_url]
+    publish += ["-u", index.user, "-p", index.password]
+    # uv sends the file part without a Content-Type (PROTOCOL.md 6.1).
+    run([*publish, *demo_dists], env=env)
+    assert index.files("team-demo") == hashes_of(demo_dists)
+    posts = len(index.log.find("POST"))
+
+    result = run([*publish, "--check-url", index.auth_url(), *demo_dists], env=env)
+    assert output(result).count("already exists, skipping") == 2, output(result)
+    assert len(index.log.find("POST")) == posts  # nothing was sent again
+
+    # The check URL also catches a local file that differs from the index's.
+    result = run(
+        [*publish, "--check-url", index.auth_url(), conflicting_wheel], env=env, check=False
+    )
+    assert result.returncode != 0
+    assert "do not match" in output(result)
+
+    # Without --check-url the conflict reaches the server, and uv shows its message.
+    result = run([*publish, conflicting_wheel], env=env, check=False)
+    assert result.returncode != 0
+    assert "File already exists" in output(result)
+
+
+def test_pdm_publish_no_build(
+    index: Index, env: dict[str, str], tmp_path: Path, demo_dists: list[Path]
+) -> None:
+    project = tmp_path / "project"
+    copy_to(project / "dist", demo_dists)
+    (project / "pyproject.toml").write_text(
+        '[project]\nname = "Team_Demo"\nversion = "0.1.0"\nrequires-python = ">=3.8"\n'
+    )
+    publish = [client("pdm"), "publish", "--no-build", "-r", index.upload_url]
+    publish += ["-u", index.user, "-P", index.password]
+    run(publish, env=env, cwd=project)
+    assert index.files("team-demo") == hashes_of(demo_dists)
+    run(publish, env=env, cwd=project)  # identical re-upload: 200 again
+
+
+def test_hatch_publish_probes_and_skips_existing(
+    index: Index, env: dict[str, str], tmp_path: Path, demo_dists: list[Path]
+) -> None:
+    publish = [client("hatch"), "publish", "-n", "-r", index.upload_url]
+    publish += ["-u", index.user, "-a", index.password, *map(str, demo_dists)]
+    run(publish, env=env, cwd=tmp_path)
+    assert index.files("team-demo") == hashes_of(demo_dists)
+    posts = len(index.log.find("POST"))
+
+    # hatch treats every non-PyPI index as devpi and asks <upload-url>+simple/<name>/ which
+    # files exist (PROTOCOL.md 7.5); the second run finds both there and uploads nothing.
+    result = run(publish, env=env, cwd=tmp_path)
+    assert output(result).count("already exists") == 2, output(result)
+    assert len(index.log.find("POST")) == posts
+    assert index.log.find("GET", 200, contains="/legacy/+simple/team-demo/")
