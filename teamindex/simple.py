@@ -51,7 +51,8 @@ def page_response(page: CachedPage, content_type: str) -> Response:
         "Cache-Control": CACHE_CONTROL,
         "ETag": f'"{etag}"',
     }
-    if request.if_none_match.contains(etag):
+    # RFC 9110 13.1.2: If-None-Match uses weak comparison (nginx weakens ETags it gzips).
+    if request.if_none_match.contains_weak(etag):
         return Response(status=304, headers=headers)
     body = page.gzipped if use_gzip and page.gzipped is not None else page.body
     if use_gzip:

@@ -81,6 +81,8 @@ def test_if_none_match_is_304(client, published):
     assert response.status == "304 NOT MODIFIED"
     assert response.data == b""
     assert response.headers["ETag"] == etag
+    weak = get(client, f"/files/foo-bar/{WHEEL}", If_None_Match=f"W/{etag}")
+    assert weak.status_code == 304
     other = get(client, f"/files/foo-bar/{WHEEL}", If_None_Match='"' + "0" * 64 + '"')
     assert other.status == "200 OK"
 

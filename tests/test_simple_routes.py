@@ -296,6 +296,19 @@ def test_etag_and_304_without_rendering(app, client, published):
     assert pages(app).builds == builds
 
 
+@pytest.mark.parametrize(
+    "template",
+    ["{etag}", "W/{etag}", '"other", {etag}', "*"],
+    ids=["strong", "weak", "list", "star"],
+)
+def test_if_none_match_forms(client, published, template):
+    # If-None-Match uses the weak comparison (RFC 9110 13.1.2): a proxy that gzips a page
+    # (nginx) turns the ETag into W/"..." and clients send that back.
+    etag = client.get("/simple/foo-bar/", headers=auth(Accept=JSON)).headers["ETag"]
+    headers = auth(Accept=JSON, If_None_Match=template.format(etag=etag))
+    assert client.get("/simple/foo-bar/", headers=headers).status_code == 304
+
+
 def test_etag_differs_per_content_type(client, published):
     html = client.get("/simple/foo-bar/", headers=basic("alice"))
     json_ = client.get("/simple/foo-bar/", headers=auth(Accept=JSON))

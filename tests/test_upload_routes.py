@@ -326,6 +326,22 @@ def test_truncated_wheel_at_many_lengths_is_400(client, settings, tmp_path):
     assert_nothing_stored(client, settings)
 
 
+def test_reason_phrase_is_latin1_single_line_and_body_keeps_the_text(client, settings, tmp_path):
+    path = make_wheel(tmp_path, "foo", "1.0")
+    response = upload(client, path, name="名前")
+    message = f"Name '名前' does not match the filename '{WHEEL}'."
+    assert response.status == f"400 Name '??' does not match the filename '{WHEEL}'."
+    response.status.encode("iso-8859-1")
+    assert response.get_data(as_text=True) == message + "\n"
+    long_name = "x" * 500
+    response = upload(client, path, name=long_name)
+    body = response.get_data(as_text=True)
+    assert body == f"Name '{long_name}' does not match the filename '{WHEEL}'.\n"
+    assert response.status == "400 " + body.strip()[:300]
+    assert "\n" not in response.status
+    assert_nothing_stored(client, settings)
+
+
 # -- auth ---------------------------------------------------------------------------------
 
 
@@ -398,6 +414,14 @@ def test_upload_sdist_has_no_metadata_file(client, settings, tmp_path):
     assert stored_files(settings.data_dir) == ["foo/foo-1.0.tar.gz"]
     [entry] = project_json(client)["files"]
     assert "core-metadata" not in entry
+
+
+@pytest.mark.parametrize("name", ["Foo-Bar", "Foo_Bar", "foo.bar", "FOO-BAR"])
+def test_form_name_in_any_spelling_of_the_project(client, tmp_path, name):
+    # twine sends "Foo-Bar" for Foo_Bar; uv, poetry, pdm and hatch the raw Name (PROTOCOL 3.1).
+    path = make_wheel(tmp_path, "Foo_Bar", "1.0")
+    assert upload(client, path, name=name, version="1.0.0").status == "200 OK"
+    assert project_json(client, "foo-bar")["files"][0]["filename"] == path.name
 
 
 @pytest.mark.parametrize("url", ["/legacy/", "/legacy", "/"])
