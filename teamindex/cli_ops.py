@@ -14,7 +14,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from packaging.utils import canonicalize_name, canonicalize_version
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from .audit import AuditLog
 from .backup import BackupError, backup, restore
@@ -36,7 +36,7 @@ def _actor() -> str:
 def _canonical_version(text: str) -> str:
     try:
         return canonicalize_version(Version(text))
-    except InvalidVersion:
+    except ValueError:  # InvalidVersion, or a number too long for int()
         raise CommandError(f"invalid version {text!r}") from None
 
 

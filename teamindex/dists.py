@@ -96,7 +96,9 @@ def parse_filename(filename: str) -> FilenameInfo:
     if filename.endswith(".whl"):
         try:
             name, version, _build, tags = parse_wheel_filename(filename)
-        except (InvalidWheelFilename, InvalidVersion) as exc:
+        # ValueError as well: packaging raises a plain one for a release number longer than
+        # Python's int-parsing limit (4300 digits), which would otherwise be a 500.
+        except (InvalidWheelFilename, InvalidVersion, ValueError) as exc:
             raise DistributionError(f"Invalid wheel filename: {exc}") from exc
         prefix = filename.split("-", 1)[0]
         expected = name.replace("-", "_")
@@ -112,7 +114,7 @@ def parse_filename(filename: str) -> FilenameInfo:
     if filename.endswith((".tar.gz", ".zip")):
         try:
             name, version = parse_sdist_filename(filename)
-        except (InvalidSdistFilename, InvalidVersion) as exc:
+        except (InvalidSdistFilename, InvalidVersion, ValueError) as exc:
             raise DistributionError(f"Invalid source distribution filename: {filename}") from exc
         return FilenameInfo(filename, name, version, "sdist", "source")
     raise DistributionError(
@@ -162,8 +164,8 @@ def parse_metadata(raw: bytes) -> CoreMetadata:
     validate_project_name(name)
     try:
         Version(version)
-    except InvalidVersion as exc:
-        raise DistributionError(f"Invalid version in metadata: {version!r}") from exc
+    except (InvalidVersion, ValueError) as exc:
+        raise DistributionError(f"Invalid version in metadata: {version[:100]!r}") from exc
     flat: dict[str, str | list[str]] = {}
     for key, value in fields.items():
         if isinstance(value, str):

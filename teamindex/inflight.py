@@ -9,6 +9,7 @@ alone) from the debris of a crash (lock free: quarantine it) without guessing by
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import os
@@ -42,13 +43,15 @@ class TempOwner:
                 fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 self._fd, self._token = fd, token
+                # A clean exit removes the lock file; after a crash `check --repair` does.
+                atexit.register(self.release)
             return self._token
 
     def prefix(self, kind: str) -> str:
         return f"{kind}-{self.token}-"
 
     def release(self) -> None:
-        """Drop the claim (tests; a process exit does the same)."""
+        """Drop the claim and remove the lock file (at exit, or when a test is done)."""
         with self._lock:
             if self._fd is not None:
                 with contextlib.suppress(FileNotFoundError):

@@ -75,8 +75,8 @@ def check_claims(info: FilenameInfo, digests: Digests, claims: Claims) -> None:
     if claims.version is not None:
         try:
             same = Version(claims.version) == info.version
-        except InvalidVersion:
-            raise IngestError(f"Invalid version {claims.version!r}.") from None
+        except (InvalidVersion, ValueError):  # ValueError: a version too long for int()
+            raise IngestError(f"Invalid version {claims.version[:100]!r}.") from None
         if not same:
             raise IngestError(
                 f"Version {claims.version!r} does not match the filename {info.filename!r}."

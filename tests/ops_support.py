@@ -22,6 +22,10 @@ from urllib.parse import urlsplit
 from builders import _record_line, dist_name, metadata_text
 from conftest import FAST_HASH, PASSWORD
 
+from teamindex.auth import hash_password
+from teamindex.db import Database
+from teamindex.ingest import utc_now
+
 JSON = "application/vnd.pypi.simple.v1+json"
 SERVE_LINE = re.compile(r"serving (http://[^/\s]+)/simple/")
 
@@ -145,19 +149,13 @@ def run_cli(data_dir: Path, *args: str, timeout: float = 60.0) -> subprocess.Com
 
 
 def add_users(data_dir: Path) -> None:
+    """A new data dir with users alice and root (admin), as `teamindex adduser` makes them."""
     data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(data_dir / "teamindex.sqlite3")
+    db.migrate()
     for name, admin in (("alice", False), ("root", True)):
-        args = ["adduser", name, "--password-stdin"] + (["--admin"] if admin else [])
-        result = subprocess.run(
-            [sys.executable, "-m", "teamindex", *args],
-            env=cli_env(data_dir),
-            input=PASSWORD + "\n",
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert result.returncode == 0, result.stderr
+        db.add_user(name, hash_password(PASSWORD, FAST_HASH), is_admin=admin, now=utc_now())
+    db.close()
 
 
 @dataclass
