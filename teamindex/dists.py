@@ -6,6 +6,7 @@ its answers the index accepts and reads the metadata out of the archive (PEP 427
 
 from __future__ import annotations
 
+import gzip
 import re
 import tarfile
 import zipfile
@@ -229,6 +230,7 @@ def _single_top_level(names: list[str], filename: str) -> str:
 
 def _read_tar_sdist_metadata(path: Path, filename: str) -> bytes:
     try:
+        _check_gzip_stream(path)
         with tarfile.open(path, mode="r:gz") as archive:
             members = archive.getmembers()
             top = _single_top_level([m.name for m in members], filename)
@@ -239,6 +241,14 @@ def _read_tar_sdist_metadata(path: Path, filename: str) -> bytes:
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise DistributionError(f"Invalid distribution file. File is not a tarfile: {exc}") from exc
     raise DistributionError(f"Invalid distribution file. PKG-INFO not found at {wanted}")
+
+
+def _check_gzip_stream(path: Path) -> None:
+    """Read the whole gzip stream so a truncated or corrupt file fails its length and CRC
+    check (tarfile stops at the end-of-archive block and never reaches the gzip trailer)."""
+    with gzip.open(path, "rb") as stream:
+        while stream.read(1 << 20):
+            pass
 
 
 def _read_zip_sdist_metadata(path: Path, filename: str) -> bytes:

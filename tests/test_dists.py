@@ -273,6 +273,17 @@ def test_inspect_wheel_truncated_at_every_length(tmp_path):
             _inspect(target)
 
 
+def test_inspect_sdist_truncated_at_every_length(tmp_path):
+    # The gzip trailer (CRC and length) is checked, so even the last byte missing is caught.
+    data = make_sdist(tmp_path, "foo", "1.0").read_bytes()
+    target = tmp_path / "cut" / "foo-1.0.tar.gz"
+    target.parent.mkdir()
+    for cut in range(len(data)):
+        target.write_bytes(data[:cut])
+        with pytest.raises(DistributionError, match=r"^Invalid distribution file\."):
+            _inspect(target)
+
+
 def test_inspect_wheel_with_corrupted_bytes_is_refused_cleanly(tmp_path):
     # Flipping any single byte must give a DistributionError (a 400), never a zlib.error or
     # other exception that would become a 500.
