@@ -8,8 +8,8 @@
 The project venv is .venv (`pip install -e .`, plus `[test]` for tests). The clients the
 end-to-end tests drive (twine, poetry, pdm, hatch, build and a current pip) each get their
 own venv under .tools/<name>/, made by the uv from .venv. Stamp files remember what was
-installed, so a second run installs nothing; editing pyproject.toml or the pins below makes
-the next run install again.
+installed, so a second run installs nothing; editing pyproject.toml reinstalls the project,
+editing a client's requirements below reinstalls that client.
 """
 
 from __future__ import annotations
@@ -88,15 +88,19 @@ def _venv_works(python: Path) -> bool:
     return probe.returncode == 0 and probe.stdout.strip() == "True"
 
 
-def _stamp_is_fresh(stamp: Path, expected: str) -> bool:
-    """Fresh when the stamp records `expected` and is newer than pyproject.toml."""
+def _stamp_says(stamp: Path, expected: str) -> bool:
     try:
-        return (
-            stamp.read_text(encoding="utf-8") == expected
-            and stamp.stat().st_mtime >= PYPROJECT.stat().st_mtime
-        )
+        return stamp.read_text(encoding="utf-8") == expected
     except OSError:
         return False
+
+
+def _venv_is_fresh(expected: str) -> bool:
+    """The stamp records `expected` and is newer than pyproject.toml (dependencies)."""
+    return (
+        _stamp_says(VENV_STAMP, expected)
+        and VENV_STAMP.stat().st_mtime >= PYPROJECT.stat().st_mtime
+    )
 
 
 def ensure_venv(*, with_tests: bool) -> None:
@@ -104,14 +108,19 @@ def ensure_venv(*, with_tests: bool) -> None:
     if not _venv_works(VENV_PYTHON):
         say(f"creating {VENV.relative_to(ROOT)} with {sys.executable}")
         venv.EnvBuilder(with_pip=True, clear=VENV.exists()).create(VENV)
-    if _stamp_is_fresh(VENV_STAMP, _venv_stamp_text(with_tests=True)) or (
-        not with_tests and _stamp_is_fresh(VENV_STAMP, _venv_stamp_text(with_tests=False))
+    if _venv_is_fresh(_venv_stamp_text(with_tests=True)) or (
+        not with_tests and _venv_is_fresh(_venv_stamp_text(with_tests=False))
     ):
         return  # a venv with [test] also serves `serve`; the reverse needs an install
     target = ".[test]" if with_tests else "."
     say(f"installing the project into .venv: pip install -e '{target}'")
     VENV_STAMP.unlink(missing_ok=True)
-    pip = [VENV_PYTHON, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    has_pip = subprocess.run(
+        [str(VENV_PYTHON), "-m", "pip", "--version"], capture_output=True, check=False
+    )
+    if has_pip.returncode != 0:  # a venv made by `uv venv` has no pip
+        run([VENV_PYTHON, "-m", "ensurepip", "--upgrade"], quiet=True)
+    pip = [str(VENV_PYTHON), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     run([*pip, "--editable", target])
     VENV_STAMP.write_text(_venv_stamp_text(with_tests=with_tests), encoding="utf-8")
 
@@ -133,14 +142,15 @@ def ensure_clients() -> list[str]:
         home = TOOLS / name
         stamp = home / STAMP_NAME
         expected = "\n".join(requirements) + "\n"
-        if _stamp_is_fresh(stamp, expected) and _venv_works(home / "bin" / "python"):
+        if _stamp_says(stamp, expected) and _venv_works(home / "bin" / "python"):
             continue
         say(f"installing {name} into .tools/{name}: {' '.join(requirements)}")
         try:
             if home.exists():
                 shutil.rmtree(home)
             run([uv, "venv", "--quiet", "--python", sys.executable, home], quiet=True)
-            install = [uv, "pip", "install", "--quiet", "--python", home / "bin" / "python"]
+            python = str(home / "bin" / "python")
+            install = [str(uv), "pip", "install", "--quiet", "--python", python]
             run([*install, "--upgrade", *requirements], quiet=True)
         except SetupError as exc:
             say(f"could not install {name}: {exc}")

@@ -131,10 +131,10 @@ def isolated_env(tmp_path: Path, **extra: str) -> dict[str, str]:
             "TWINE_NON_INTERACTIVE": "1",
             # No system keyring (D-Bus) for twine, pdm, hatch: credentials come from the test.
             "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
-            # Wide, plain output: rich (twine, pdm, hatch) wraps messages at 80 columns.
+            # Wide, plain output: rich (twine, pdm, hatch) wraps messages at 80 columns
+            # unless told otherwise (and always on TERM=dumb).
             "COLUMNS": "400",
             "NO_COLOR": "1",
-            "TERM": "dumb",
         }
     )
     env.update(extra)
@@ -142,15 +142,16 @@ def isolated_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 def run(
-    cmd: Sequence[str | Path],
+    cmd: Sequence[object],
     *,
     env: Mapping[str, str],
     cwd: Path | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     check: bool = True,
 ) -> subprocess.CompletedProcess[str]:
-    """Run a client with output captured; `check` fails the test (showing the output) on a
-    non-zero exit. The output is also printed, so pytest shows it for any failed test."""
+    """Run a client (arguments: strings, paths, anything str() spells right) with output
+    captured; `check` fails the test on a non-zero exit. The output is also printed, so
+    pytest shows it for any failed test."""
     args = [str(part) for part in cmd]
     shown = shlex.join(args)
     try:

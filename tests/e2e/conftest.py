@@ -134,7 +134,8 @@ class Index:
     def project_json(self, name: str) -> dict[str, Any]:
         status, _headers, body = self.get(f"/simple/{name}/")
         assert status == 200, body
-        return json.loads(body)
+        page: dict[str, Any] = json.loads(body)
+        return page
 
     def files(self, name: str) -> dict[str, str]:
         """filename -> sha256 as the JSON project page lists them."""

@@ -3,6 +3,7 @@ from the index as an explicit source (PROTOCOL.md sections 7.2 and 8.3)."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,16 @@ def test_poetry_publish_then_add_from_explicit_source(
         assert index.files(name) == hashes_of(dists(project))
     # An identical re-publish is accepted (200), as twine's is.
     run([poetry, "publish", "-r", "team"], env=publish_env, cwd=poetry_projects["team-core"])
+    # A rebuild with other content has the same filenames: refused, or skipped on request.
+    changed = shutil.copytree(poetry_projects["team-core"], tmp_path / "team-core-changed")
+    (changed / "src" / "team_core" / "__init__.py").write_text('NAME = "changed"\n')
+    run([poetry, "build", "--clean"], env=publish_env, cwd=changed)
+    result = run([poetry, "publish", "-r", "team"], env=publish_env, cwd=changed, check=False)
+    assert result.returncode != 0
+    assert "File already exists" in output(result)
+    result = run([poetry, "publish", "-r", "team", "--skip-existing"], env=publish_env, cwd=changed)
+    assert output(result).count("File exists. Skipping") == 2, output(result)
+    assert index.files("team-core") == hashes_of(dists(poetry_projects["team-core"]))
 
     # Consuming: the same name "team" is now a source; http-basic.team covers it.
     consumer = tmp_path / "consumer"

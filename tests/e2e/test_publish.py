@@ -88,8 +88,12 @@ def test_uv_publish_then_check_url_skips_existing(
     assert "File already exists" in output(result)
 
 
-def test_pdm_publish_no_build(
-    index: Index, env: dict[str, str], tmp_path: Path, demo_dists: list[Path]
+def test_pdm_publish_no_build_and_skip_existing(
+    index: Index,
+    env: dict[str, str],
+    tmp_path: Path,
+    demo_dists: list[Path],
+    conflicting_wheel: Path,
 ) -> None:
     project = tmp_path / "project"
     copy_to(project / "dist", demo_dists)
@@ -101,6 +105,18 @@ def test_pdm_publish_no_build(
     run(publish, env=env, cwd=project)
     assert index.files("team-demo") == hashes_of(demo_dists)
     run(publish, env=env, cwd=project)  # identical re-upload: 200 again
+
+    # Other bytes under the same name: an error, which --skip-existing turns into a skip
+    # (pdm matches 409, or 400 with "already exist" in the message; PROTOCOL.md 7.4).
+    copy_to(project / "dist", [conflicting_wheel])
+    result = run(publish, env=env, cwd=project, check=False)
+    assert result.returncode != 0
+    assert "File already exists" in output(result)
+    result = run([*publish, "--skip-existing"], env=env, cwd=project)
+    assert f"Skipping {conflicting_wheel.name} because it appears to already exist" in output(
+        result
+    )
+    assert index.files("team-demo") == hashes_of(demo_dists)
 
 
 def test_hatch_publish_probes_and_skips_existing(
