@@ -192,6 +192,7 @@ def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
 def _import_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dirs", nargs="+", type=Path, help="directories (or files) to import")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
+    parser.add_argument("--owner", help="user who becomes owner of the projects it creates")
 
 
 @command(_import_args)
@@ -204,7 +205,16 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     db = open_database(settings)
     storage = Storage(settings.packages_dir, settings.tmp_dir)
     storage.ensure_dirs()
-    report = import_paths(db, storage, args.dirs, progress=None if args.quiet else sys.stderr)
+    owner = db.get_user(args.owner) if args.owner else None
+    if args.owner and owner is None:
+        raise CommandError(f"no user {args.owner!r}")
+    report = import_paths(
+        db,
+        storage,
+        args.dirs,
+        owner_id=owner.id if owner else None,
+        progress=None if args.quiet else sys.stderr,
+    )
     print(
         f"imported {report.imported}, skipped {report.skipped} (already present), "
         f"rejected {len(report.rejected)}"

@@ -246,9 +246,18 @@ def _read_tar_sdist_metadata(path: Path, filename: str) -> bytes:
 def _check_gzip_stream(path: Path) -> None:
     """Read the whole gzip stream so a truncated or corrupt file fails its length and CRC
     check (tarfile stops at the end-of-archive block and never reaches the gzip trailer)."""
-    with gzip.open(path, "rb") as stream:
-        while stream.read(1 << 20):
-            pass
+    try:
+        with gzip.open(path, "rb") as stream:
+            while stream.read(1 << 20):
+                pass
+    except gzip.BadGzipFile:
+        raise DistributionError(
+            "Invalid distribution file. File is not a tarfile: not a gzip file"
+        ) from None
+    except EOFError:
+        raise DistributionError(
+            "Invalid distribution file. File is not a tarfile: the gzip stream ends early"
+        ) from None
 
 
 def _read_zip_sdist_metadata(path: Path, filename: str) -> bytes:

@@ -36,9 +36,15 @@ def find_distributions(paths: Iterable[Path]) -> Iterator[Path]:
 
 
 def import_paths(
-    db: Database, storage: Storage, paths: Iterable[Path], *, progress: TextIO | None = None
+    db: Database,
+    storage: Storage,
+    paths: Iterable[Path],
+    *,
+    owner_id: int | None = None,
+    progress: TextIO | None = None,
 ) -> ImportReport:
-    """Import every distribution under *paths*; never stops on a bad file."""
+    """Import every distribution under *paths*; never stops on a bad file. `owner_id`
+    becomes the owner of projects the import creates (as a first uploader would)."""
     report = ImportReport()
     found = list(find_distributions(paths))
     started = time.monotonic()
@@ -54,7 +60,7 @@ def import_paths(
                 temp.discard()
                 raise
             temp.close()
-            outcome = ingest(db, storage, temp.path, temp.digests(), info, uploader_id=None)
+            outcome = ingest(db, storage, temp.path, temp.digests(), info, uploader_id=owner_id)
         except (DistributionError, IngestError) as exc:
             report.rejected.append((path, getattr(exc, "message", str(exc))))
         else:

@@ -185,6 +185,18 @@ def test_import_directory(app, client, run, settings, tmp_path):
     assert (code, out) == (0, "imported 0, skipped 3 (already present), rejected 0\n")
 
 
+def test_import_owner_becomes_owner_of_new_projects(app, run, tmp_path):
+    make_wheel(tmp_path, "alpha", "1.0")
+    code, _out, _err = run("import", str(tmp_path), "--quiet", "--owner", "bob")
+    assert code == 0
+    db = app.extensions["teamindex"].db
+    assert db.project_with_role("alpha", db.get_user("bob").id)[1] == "owner"
+    assert db.project_with_role("alpha", db.get_user("alice").id)[1] is None
+    code, _out, err = run("import", str(tmp_path), "--owner", "nobody")
+    assert code == 1
+    assert err == "teamindex: error: no user 'nobody'\n"
+
+
 def test_import_progress_goes_to_stderr(app, run, tmp_path):
     make_wheel(tmp_path, "alpha", "1.0")
     code, out, err = run("import", str(tmp_path))
