@@ -235,7 +235,7 @@ def test_sigterm_lets_an_upload_being_received_finish(data_dir, servers, tmp_pat
     conn.putheader("Content-Length", str(len(head) + len(data) + len(tail)))
     conn.endheaders()
     conn.send(head + data[: len(data) // 2])
-    time.sleep(0.2)
+    time.sleep(0.5)  # waitress has accepted the connection and parsed the headers
     server.process.send_signal(signal.SIGTERM)
     assert wait_for(lambda: "stopping:" in server.log_text(), 10)
     with pytest.raises(ConnectionRefusedError):  # the listener is closed: no new requests
