@@ -112,6 +112,8 @@ def ensure_venv(*, with_tests: bool) -> None:
         not with_tests and _venv_is_fresh(_venv_stamp_text(with_tests=False))
     ):
         return  # a venv with [test] also serves `serve`; the reverse needs an install
+    # Keep [test] when re-installing a venv that had it (serve after editing pyproject).
+    with_tests = with_tests or _stamp_says(VENV_STAMP, _venv_stamp_text(with_tests=True))
     target = ".[test]" if with_tests else "."
     say(f"installing the project into .venv: pip install -e '{target}'")
     VENV_STAMP.unlink(missing_ok=True)
@@ -163,26 +165,20 @@ def ensure_clients() -> list[str]:
 # -- commands ---------------------------------------------------------------------------------
 
 
-def _teamindex_env() -> dict[str, str]:
-    """The repo's ./data is the default data dir wherever dev.py is run from."""
+def exec_teamindex(args: Sequence[str]) -> int:
+    """Replace this process with `teamindex ARGS` from .venv; the repo's ./data is the
+    default data dir wherever dev.py is run from (a flag or TEAMINDEX_DATA_DIR wins)."""
+    ensure_venv(with_tests=False)
     env = dict(os.environ)
     env.setdefault("TEAMINDEX_DATA_DIR", str(DATA_DIR))
-    return env
+    argv = [str(VENV_PYTHON), "-m", "teamindex", *args]
+    os.execve(argv[0], argv, env)  # noqa: S606 - our own venv's python
+    return 0  # not reached
 
 
 def cmd_serve(args: Sequence[str]) -> int:
-    ensure_venv(with_tests=False)
     say("starting teamindex (stop with Ctrl-C)")
-    argv = [str(VENV_PYTHON), "-m", "teamindex", "serve", *args]
-    os.execve(argv[0], argv, _teamindex_env())  # noqa: S606 - our own venv's python
-    return 0  # not reached
-
-
-def cmd_teamindex(args: Sequence[str]) -> int:
-    ensure_venv(with_tests=False)
-    argv = [str(VENV_PYTHON), "-m", "teamindex", *args]
-    os.execve(argv[0], argv, _teamindex_env())  # noqa: S606 - our own venv's python
-    return 0  # not reached
+    return exec_teamindex(["serve", *args])
 
 
 def cmd_test(args: Sequence[str]) -> int:
@@ -205,7 +201,7 @@ def cmd_test(args: Sequence[str]) -> int:
     return status.returncode
 
 
-COMMANDS = {"serve": cmd_serve, "teamindex": cmd_teamindex, "test": cmd_test}
+COMMANDS = {"serve": cmd_serve, "teamindex": exec_teamindex, "test": cmd_test}
 
 
 def main(argv: Sequence[str]) -> int:

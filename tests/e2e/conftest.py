@@ -7,7 +7,6 @@ tests/conftest.py in sys.modules and break `from conftest import ...` in the oth
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import shutil
@@ -25,6 +24,7 @@ from builders import make_sdist, make_wheel
 from conftest import PASSWORD, LiveServer, basic
 from flask import Flask
 from tools import client, isolated_env, run, uv
+from uploading import upload
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 
@@ -121,9 +121,8 @@ class Index:
         """A GET straight from the test (no client): status, headers (case-insensitive, as
         waitress title-cases names: "Www-Authenticate") and body."""
         user, password = auth or (self.user, self.password)
-        token = base64.b64encode(f"{user}:{password}".encode()).decode()
         request = urllib.request.Request(
-            self.url + path, headers={"Accept": accept, "Authorization": f"Basic {token}"}
+            self.url + path, headers={"Accept": accept, **basic(user, password)}
         )
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
@@ -165,17 +164,7 @@ def seed(app: Flask, *paths: Path, user: str = "alice") -> None:
     consumer tests; the publish tests upload with the real clients)."""
     http = app.test_client()
     for path in paths:
-        with path.open("rb") as handle:
-            response = http.post(
-                "/legacy/",
-                data={
-                    ":action": "file_upload",
-                    "protocol_version": "1",
-                    "sha256_digest": sha256_of(path),
-                    "content": (handle, path.name),
-                },
-                headers=basic(user),
-            )
+        response = upload(http, path, user)
         assert response.status_code == 200, response.get_data(as_text=True)
 
 
@@ -216,6 +205,7 @@ build-backend = "hatchling.build"
 name = "Team.Built"
 version = "1.2.0"
 description = "Built by python -m build for the end-to-end tests"
+readme = "README.md"
 requires-python = ">=3.9"
 keywords = ["team", "index"]
 classifiers = ["Programming Language :: Python :: 3"]

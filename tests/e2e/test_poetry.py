@@ -145,4 +145,6 @@ def test_poetry_publish_then_add_from_explicit_source(
         env=env,
     )
     assert index.log.find("GET", 200, contains="/files/team-app/team_app-1.0.0")
+    # Dependencies came from the PEP 658 files (no lazy-wheel range requests needed).
+    assert index.log.find("GET", 200, contains="team_app-1.0.0-py3-none-any.whl.metadata")
     assert not index.log.find("GET", 401, contains="/simple/team-")
