@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from flask import Flask, Response
+from flask import Flask
 
-from . import files, metrics, requestlog, simple, upload
+from . import files, metrics, requestlog, simple, upload, web
 from .audit import AuditLog, utc_stamp
 from .auth import CredentialCache, UsageRecorder
 from .config import Settings, load_settings
@@ -65,11 +65,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_error_handlers(app)
     metrics.init_app(app)  # /metrics and its counters
     requestlog.init_app(app)  # one log line per request
-
-    @app.get("/")
-    def home() -> Response:
-        return Response(
-            "teamindex: install from /simple/, upload to /legacy/\n", mimetype="text/plain"
-        )
-
+    web.init_app(app)  # browser pages at / and hosted docs at /docs/
     return app

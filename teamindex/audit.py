@@ -38,6 +38,8 @@ ACTIONS = (
     "project_set",
     "allow_add",
     "allow_remove",
+    "user_admin",  # web: administrator rights given or taken
+    "docs_upload",
 )
 
 

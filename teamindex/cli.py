@@ -239,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Importing these modules registers their commands.
     from . import (
         cli_access,  # noqa: F401 - token, grant, project, allow, audit
+        cli_docs,  # noqa: F401 - upload-docs
         cli_ops,  # noqa: F401 - yank, unyank, delete, backup, restore, check, config
     )
 

@@ -15,7 +15,17 @@ from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
-from .models import AllowEntry, AuditEvent, FileRecord, NewFile, Project, Token, User
+from .models import (
+    AllowEntry,
+    AuditEvent,
+    DocsBuild,
+    FileRecord,
+    NewFile,
+    Project,
+    ReleaseInfo,
+    Token,
+    User,
+)
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -593,12 +603,116 @@ class Database:
         self.conn.execute("PRAGMA journal_mode = DELETE")
         self.close()
 
+    # -- web UI and docs --
+
+    def release_infos(
+        self, viewer_id: int | None, project_id: int | None = None
+    ) -> list[ReleaseInfo]:
+        """Releases that have files, with the viewer's role in their project; of one project
+        or of all (the caller filters by permissions.can_see)."""
+        rows = self.conn.execute(
+            "SELECT r.id, p.name, p.display_name, p.visibility, o.role, r.version,"
+            " r.canonical_version, r.summary, r.yanked, r.yanked_reason, r.created,"
+            " max(f.upload_time) FROM releases r JOIN projects p ON p.id = r.project_id"
+            " JOIN files f ON f.release_id = r.id"
+            " LEFT JOIN roles o ON o.project_id = p.id AND o.user_id = ?"
+            " WHERE ? IS NULL OR p.id = ? GROUP BY r.id",
+            (viewer_id, project_id, project_id),
+        ).fetchall()
+        return [ReleaseInfo(*row[:8], bool(row[8]), *row[9:]) for row in rows]
+
+    def release_metadata(self, release_id: int) -> dict[str, str | list[str]]:
+        """The parsed core metadata fields stored with a release (README in "description")."""
+        row = self.conn.execute(
+            "SELECT metadata_json FROM releases WHERE id = ?", (release_id,)
+        ).fetchone()
+        return json.loads(row[0]) if row else {}
+
+    def file_uploaders(self, project_id: int) -> dict[int, str]:
+        """File id -> uploader's user name ("" when unknown or deleted)."""
+        rows = self.conn.execute(
+            "SELECT f.id, ifnull(u.name, '') FROM files f JOIN releases r ON r.id = f.release_id"
+            " LEFT JOIN users u ON u.id = f.uploader_id WHERE r.project_id = ?",
+            (project_id,),
+        ).fetchall()
+        return {row[0]: row[1] for row in rows}
+
+    def set_admin(self, name: str, is_admin: bool) -> bool:
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE users SET is_admin = ? WHERE name = ?", (int(is_admin), name)
+            )
+        return cursor.rowcount == 1
+
+    def all_roles(self) -> list[tuple[str, str, str]]:
+        """(project, user, role) for every grant."""
+        rows = self.conn.execute(
+            "SELECT p.name, u.name, r.role FROM roles r JOIN users u ON u.id = r.user_id"
+            " JOIN projects p ON p.id = r.project_id ORDER BY p.name, u.name"
+        ).fetchall()
+        return [(row[0], row[1], row[2]) for row in rows]
+
+    def recent_audit(
+        self,
+        *,
+        since: str,
+        user: str | None = None,
+        project: str | None = None,
+        action: str | None = None,
+        limit: int = 500,
+    ) -> list[AuditEvent]:
+        """Like query_audit, newest first (the web view shows the latest `limit` events)."""
+        rows = self.conn.execute(
+            "SELECT time, ip, user, token_id, action, project, filename, outcome, detail"
+            " FROM audit WHERE time >= ? AND (? IS NULL OR user = ?)"
+            " AND (? IS NULL OR project = ?) AND (? IS NULL OR action = ?)"
+            " ORDER BY time DESC, id DESC LIMIT ?",
+            (since, user, user, project, project, action, action, limit),
+        ).fetchall()
+        return [AuditEvent(*row) for row in rows]
+
+    def docs_builds(self, project_id: int) -> list[DocsBuild]:
+        """The current docs build of each release of a project that has one."""
+        rows = self.conn.execute(_DOCS_SELECT + " WHERE r.project_id = ?", (project_id,)).fetchall()
+        return [DocsBuild(*row) for row in rows]
+
+    def set_docs(
+        self,
+        release_id: int,
+        build: str,
+        *,
+        files: int,
+        size: int,
+        uploader_id: int | None,
+        now: str,
+    ) -> str | None:
+        """Make `build` the release's current docs (the atomic step of an upload); return
+        the build it replaced, whose directory the caller removes."""
+        with self.transaction() as conn:
+            row = conn.execute(
+                "SELECT build FROM docs WHERE release_id = ?", (release_id,)
+            ).fetchone()
+            conn.execute(
+                "INSERT INTO docs (release_id, build, files, size, uploaded, uploader_id)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (release_id) DO UPDATE SET"
+                " build = excluded.build, files = excluded.files, size = excluded.size,"
+                " uploaded = excluded.uploaded, uploader_id = excluded.uploader_id",
+                (release_id, build, files, size, now, uploader_id),
+            )
+        return row[0] if row else None
+
 
 _FILE_SELECT = (
     "SELECT f.id, r.version, f.filename, f.packagetype, f.python_version, f.requires_python,"
     " f.size, f.sha256, f.blake2_256, f.md5, f.metadata_sha256, f.upload_time,"
     " r.yanked, r.yanked_reason"
     " FROM files f JOIN releases r ON r.id = f.release_id"
+)
+
+_DOCS_SELECT = (
+    "SELECT p.name, r.version, r.canonical_version, d.build, d.files, d.size, d.uploaded,"
+    " ifnull(u.name, '') FROM docs d JOIN releases r ON r.id = d.release_id"
+    " JOIN projects p ON p.id = r.project_id LEFT JOIN users u ON u.id = d.uploader_id"
 )
 
 

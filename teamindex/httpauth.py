@@ -36,13 +36,28 @@ def client_ip() -> str:
 
 @basic_auth.verify_password
 def _verify(username: str, password: str) -> Principal | None:
+    if not username and not password:
+        require_address_allowed(username)
+        return ANONYMOUS if services().settings.anonymous_read else None
+    return authenticate(username, password)
+
+
+def require_address_allowed(username: str = "") -> None:
+    """403 unless the client address is on the global allowlist (empty list: everyone)."""
     svc = services()
     ip = client_ip()
     if not ip_allowed(ip, svc.db.allowlist(None)):
         svc.audit.record("ip_denied", ip=ip, user=username)
         raise HTTPError(403, f"Access from {ip} is not allowed.")
-    if not username and not password:
-        return ANONYMOUS if svc.settings.anonymous_read else None
+
+
+def authenticate(username: str, password: str) -> Principal | None:
+    """Check a user name with a password or token; Basic auth and the web login form share
+    it, so both get the global allowlist (403), the throttle (429), the audit of failures
+    and the user's and token's own IP lists (403). None means wrong credentials."""
+    svc = services()
+    ip = client_ip()
+    require_address_allowed(username)
     wait = svc.throttle.retry_after(ip, username)
     if wait:
         raise HTTPError(
@@ -58,6 +73,16 @@ def _verify(username: str, password: str) -> Principal | None:
         if svc.throttle.failure(ip, username):
             svc.audit.record("throttled", ip=ip, user=username, outcome="blocked")
         return None
+    require_principal_address_allowed(principal)
+    assert principal.user is not None
+    svc.throttle.success(ip, principal.user.name)
+    return principal
+
+
+def require_principal_address_allowed(principal: Principal) -> None:
+    """403 unless the client address is on the user's and the token's own lists."""
+    svc = services()
+    ip = client_ip()
     assert principal.user is not None
     if not ip_allowed(ip, svc.db.allowlist(principal.user.id)):
         svc.audit.record("ip_denied", ip=ip, user=principal.user.name)
@@ -65,8 +90,6 @@ def _verify(username: str, password: str) -> Principal | None:
     if principal.token is not None and not ip_allowed(ip, principal.token.allow_ips):
         svc.audit.record("ip_denied", ip=ip, user=principal.user.name, token_id=principal.token.id)
         raise HTTPError(403, f"Access from {ip} is not allowed for this token.")
-    svc.throttle.success(ip, principal.user.name)
-    return principal
 
 
 def _is_token(username: str, password: str) -> bool:
@@ -110,13 +133,16 @@ def current_principal() -> Principal:
 login_required = basic_auth.login_required
 
 
-def authorize(action: Action, name: str) -> tuple[Project | None, Principal]:
+def authorize(
+    action: Action, name: str, principal: Principal | None = None
+) -> tuple[Project | None, Principal]:
     """Apply the permission rule for `action` on project `name` (normalized), or raise.
 
     HIDE answers 404 exactly like a missing project; DENY is 403, or 401 for an anonymous
-    reader trying to write (so clients know to send credentials).
+    reader trying to write (so clients know to send credentials). `principal` defaults to
+    the Basic-auth caller; the web pages pass their session's.
     """
-    principal = current_principal()
+    principal = principal or current_principal()
     user: User | None = principal.user
     project, role = services().db.project_with_role(name, user.id if user else None)
     facts = ProjectFacts(

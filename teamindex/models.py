@@ -103,3 +103,38 @@ class AuditEvent:
     filename: str
     outcome: str
     detail: str
+
+
+# -- web UI and docs --
+
+
+@dataclass(frozen=True)
+class ReleaseInfo:
+    """One release as the web pages list it (no metadata: that can be a 600 KB README)."""
+
+    id: int
+    project: str  # normalized
+    display_name: str
+    visibility: str
+    role: str | None  # the viewer's role in the project
+    version: str
+    canonical_version: str
+    summary: str
+    yanked: bool
+    yanked_reason: str
+    created: str
+    updated: str  # newest upload time among its files
+
+
+@dataclass(frozen=True)
+class DocsBuild:
+    """The current documentation build of one release."""
+
+    project: str
+    version: str
+    canonical_version: str
+    build: str  # directory name under data/docs/<project>/<canonical_version>/
+    files: int
+    size: int
+    uploaded: str
+    uploader: str

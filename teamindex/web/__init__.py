@@ -1,0 +1,33 @@
+"""The browser side of teamindex: server-rendered pages and hosted documentation.
+
+`init_app` registers the `web` blueprint (login, project list and pages, account, admin)
+and the `docs` blueprint, and sets up sessions. The simple API, downloads and uploads are
+untouched by it: they keep Basic auth only and never see a cookie.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from ..context import EXTENSION_KEY as SERVICES_KEY
+from ..docstore import DocsStore
+from . import account, admin, hosting, login, pages, session
+from .base import bp
+from .readme import ReadmeCache
+from .state import EXTENSION_KEY, WebState
+
+bp.register_blueprint(login.bp)
+bp.register_blueprint(pages.bp)
+bp.register_blueprint(account.bp)
+bp.register_blueprint(admin.bp)
+
+
+def init_app(app: Flask) -> None:
+    """Add the web pages and docs hosting to `app` (after its Services exist)."""
+    settings = app.extensions[SERVICES_KEY].settings
+    session.configure(app, settings.data_dir)
+    app.extensions[EXTENSION_KEY] = WebState(
+        readmes=ReadmeCache(), docs=DocsStore.in_data_dir(settings.data_dir)
+    )
+    app.register_blueprint(bp)
+    app.register_blueprint(hosting.bp)

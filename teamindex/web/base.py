@@ -1,0 +1,119 @@
+"""The `web` blueprint that every page blueprint hangs under, and what they share.
+
+Order per web request: the global IP allowlist (403), the CSRF token on every POST (400),
+then the viewer (session cookie, else Basic auth, else the anonymous reader if allowed;
+otherwise a redirect to /login). Pages then ask `authorize()` with that viewer, so the web
+follows exactly the API's permission rules: a restricted project is a 404 here too.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from flask import Blueprint, Response, redirect, render_template, request, url_for
+
+from ..errors import HTTPError, reason_phrase
+from ..httpauth import require_address_allowed
+from ..permissions import Principal
+from .session import check_csrf, csrf_token, resolve_viewer, viewer
+
+bp = Blueprint("web", __name__)
+
+# Endpoints reachable without a viewer (they do their own checks).
+PUBLIC_ENDPOINTS = frozenset({"web.auth.login", "web.auth.logout"})
+
+# Pages are server-rendered: our own CSS and one small script, nothing inline. README images
+# may come from https URLs (badges), as on PyPI.
+PAGE_CSP = (
+    "default-src 'self'; img-src 'self' data: https:; style-src 'self'; script-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+PAGE_HEADERS = {
+    "Content-Security-Policy": PAGE_CSP,
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    # Pages show per-user data (and once, a token secret): never stored by caches or the
+    # browser's back-forward cache after logging out.
+    "Cache-Control": "no-store",
+}
+
+
+@bp.before_request
+def _gate() -> Response | None:
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        require_address_allowed()
+    if request.method == "POST":
+        check_csrf()
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    if resolve_viewer() is None:
+        return redirect(url_for("web.auth.login", next=request.full_path.rstrip("?")))
+    return None
+
+
+@bp.after_request
+def _headers(response: Response) -> Response:
+    for name, value in PAGE_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+@bp.errorhandler(HTTPError)
+def _error(error: HTTPError) -> Response:
+    response = page("error.html", status=error.status, message=error.message)
+    response.status = f"{error.status} {reason_phrase(error.message)}"
+    response.headers.update(error.headers)
+    return response
+
+
+@bp.context_processor
+def _template_globals() -> dict[str, Any]:
+    return {"csrf_token": csrf_token, "viewer": viewer()}
+
+
+@bp.app_template_filter("filesize")
+def filesize(size: int) -> str:
+    """1234567 -> '1.2 MB' (SI units, like PyPI)."""
+    value = float(size)
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{size} bytes"  # not reached
+
+
+@bp.app_template_filter("when")
+def when(stamp: str | None) -> str:
+    """An ISO UTC timestamp as '2026-11-25 10:42 UTC'."""
+    if not stamp:
+        return ""
+    try:
+        moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return stamp
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def page(template: str, *, status: int = 200, **context: Any) -> Response:
+    """Render a page template as an HTML response."""
+    return Response(render_template(template, **context), status=status, mimetype="text/html")
+
+
+def require_admin() -> Principal:
+    """The viewer, if an administrator (403 otherwise)."""
+    principal = viewer()
+    if not principal.is_admin:
+        raise HTTPError(403, "Only administrators may open this page.")
+    return principal
+
+
+def require_user() -> Principal:
+    """The viewer, if logged in as a user (not anonymous, not a token)."""
+    principal = viewer()
+    if principal.user is None:
+        raise HTTPError(403, "Log in to open this page.")
+    if principal.token is not None:
+        raise HTTPError(403, "Tokens cannot manage accounts; log in with your password.")
+    return principal

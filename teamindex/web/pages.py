@@ -1,0 +1,207 @@
+"""The project list (`/`) and the project page (`/project/<name>/`)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from flask import Blueprint, Response, redirect, request, url_for
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from ..context import services
+from ..httpauth import authorize
+from ..models import FileRecord, ReleaseInfo
+from ..permissions import Action, Principal, ProjectFacts, can_see
+from .base import page
+from .hosting import latest_docs
+from .session import viewer
+from .state import web_state
+
+bp = Blueprint("pages", __name__)
+
+MAX_QUERY = 200
+
+
+@dataclass(frozen=True)
+class ProjectSummary:
+    name: str
+    display_name: str
+    version: str
+    summary: str
+    updated: str
+    restricted: bool
+
+
+@dataclass(frozen=True)
+class Dependency:
+    text: str  # the requirement as written
+    name: str  # normalized
+    linked: bool  # a project of this index the viewer may open
+
+
+def version_key(text: str) -> tuple[int, Version | str]:
+    """Sort key for stored versions (all valid PEP 440; keep going if one is not)."""
+    try:
+        return (1, Version(text))
+    except InvalidVersion:
+        return (0, text)
+
+
+def pick_latest(releases: Iterable[ReleaseInfo]) -> ReleaseInfo | None:
+    """The version a visitor means by "latest", as on PyPI: the highest final release that
+    is not yanked; else the highest pre-release that is not yanked; else the highest."""
+    ordered = sorted(releases, key=lambda r: version_key(r.version), reverse=True)
+    live = [r for r in ordered if not r.yanked]
+    final = [r for r in live if not _is_prerelease(r.version)]
+    for candidates in (final, live, ordered):
+        if candidates:
+            return candidates[0]
+    return None
+
+
+def _is_prerelease(text: str) -> bool:
+    try:
+        return Version(text).is_prerelease
+    except InvalidVersion:
+        return False
+
+
+def _facts(release: ReleaseInfo) -> ProjectFacts:
+    return ProjectFacts(release.project, True, release.visibility, release.role)
+
+
+def visible_projects(principal: Principal, query: str = "") -> list[ProjectSummary]:
+    """Projects the viewer may see (permissions.can_see), optionally matching `query` in
+    name or summary, most recently updated first."""
+    user = principal.user
+    by_project: dict[str, list[ReleaseInfo]] = defaultdict(list)
+    for release in services().db.release_infos(user.id if user else None):
+        by_project[release.project].append(release)
+    needle = query.strip().lower()
+    found = []
+    for releases in by_project.values():
+        if not can_see(principal, _facts(releases[0])):
+            continue
+        latest = pick_latest(releases)
+        assert latest is not None
+        haystack = f"{latest.project} {latest.display_name} {latest.summary}".lower()
+        if needle and needle not in haystack:
+            continue
+        found.append(
+            ProjectSummary(
+                name=latest.project,
+                display_name=latest.display_name,
+                version=latest.version,
+                summary=latest.summary,
+                updated=max(r.updated for r in releases),
+                restricted=latest.visibility == "restricted",
+            )
+        )
+    found.sort(key=lambda p: (p.updated, p.name), reverse=True)
+    return found
+
+
+@bp.get("/")
+def home() -> Response:
+    query = request.args.get("q", "")[:MAX_QUERY]
+    projects = visible_projects(viewer(), query)
+    return page("home.html", projects=projects, query=query)
+
+
+@bp.get("/project/<name>/")
+def project(name: str) -> Response:
+    normalized = canonicalize_name(name)
+    if normalized != name:
+        return redirect(url_for("web.pages.project", name=normalized), code=301)
+    principal = viewer()
+    found, _principal = authorize(Action.READ, normalized, principal)
+    assert found is not None
+    svc = services()
+    user = principal.user
+    releases = svc.db.release_infos(user.id if user else None, found.id)
+    releases.sort(key=lambda r: version_key(r.version), reverse=True)
+    latest = pick_latest(releases)
+    metadata = svc.db.release_metadata(latest.id) if latest else {}
+    files = sorted(svc.db.project_files(found), key=lambda f: (version_key(f.version), f.filename))
+    files.reverse()
+    readme_text = _text(metadata.get("description"))
+    readme = (
+        web_state().readmes.render(readme_text, _text(metadata.get("description_content_type")))
+        if readme_text.strip()
+        else None
+    )
+    index_url = url_for("simple.index", _external=True)
+    return page(
+        "project.html",
+        project=found,
+        latest=latest,
+        releases=releases,
+        files_by_version=_group_files(files),
+        uploaders=svc.db.file_uploaders(found.id),
+        readme=readme,
+        metadata=metadata,
+        requires_python=_text(metadata.get("requires_python")),
+        dependencies=dependencies(principal, metadata.get("requires_dist")),
+        project_urls=_project_urls(metadata.get("project_urls")),
+        snippets=install_snippets(index_url, found.name),
+        docs=latest_docs(found),
+    )
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _group_files(files: list[FileRecord]) -> dict[str, list[FileRecord]]:
+    grouped: dict[str, list[FileRecord]] = {}
+    for record in files:
+        grouped.setdefault(record.version, []).append(record)
+    return grouped
+
+
+def _project_urls(value: object) -> list[tuple[str, str]]:
+    """Project-URL entries ('Label, https://...'); only http(s) links are shown."""
+    urls = []
+    for entry in value if isinstance(value, list) else []:
+        label, _, url = str(entry).partition(",")
+        url = url.strip()
+        if url.startswith(("https://", "http://")):
+            urls.append((label.strip() or url, url))
+    return urls
+
+
+def dependencies(principal: Principal, value: object) -> list[Dependency]:
+    """Requires-Dist entries; the ones naming a project of this index that the viewer may
+    see are linked (a restricted one stays plain text, like a public dependency)."""
+    db = services().db
+    user = principal.user
+    found = []
+    for text in value if isinstance(value, list) else []:
+        try:
+            name = canonicalize_name(Requirement(str(text)).name)
+        except InvalidRequirement:
+            found.append(Dependency(str(text), "", linked=False))
+            continue
+        project, role = db.project_with_role(name, user.id if user else None)
+        linked = project is not None and can_see(
+            principal, ProjectFacts(name, True, project.visibility, role)
+        )
+        found.append(Dependency(str(text), name, linked))
+    return found
+
+
+def install_snippets(index_url: str, name: str) -> list[tuple[str, str]]:
+    """(tool, command) pairs to copy. The index URL is this server's, as the request saw it
+    (behind the trusted proxy: its scheme and host)."""
+    return [
+        ("pip", f"pip install --index-url {index_url} {name}"),
+        ("uv", f"uv add --index team={index_url} {name}"),
+        (
+            "poetry",
+            f"poetry source add team {index_url} --priority explicit\n"
+            f"poetry add --source team {name}",
+        ),
+    ]

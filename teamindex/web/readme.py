@@ -1,0 +1,69 @@
+"""README rendering as on PyPI: readme_renderer picks Markdown, reStructuredText or plain
+text from Description-Content-Type and cleans the HTML with nh3 (no scripts, no event
+handlers, no javascript: links), so a README cannot run code in a viewer's session."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from email.message import Message
+
+import readme_renderer.markdown
+import readme_renderer.rst
+import readme_renderer.txt
+from markupsafe import Markup
+
+Renderer = Callable[..., "str | None"]
+
+# Warehouse's table (warehouse/utils/readme.py): no content type means reStructuredText.
+RENDERERS: dict[str, Renderer] = {
+    "": readme_renderer.rst.render,
+    "text/x-rst": readme_renderer.rst.render,
+    "text/plain": readme_renderer.txt.render,
+    "text/markdown": readme_renderer.markdown.render,
+}
+# Only these content-type parameters are passed on (variant=GFM|CommonMark for Markdown).
+PARAMETERS = {"variant"}
+
+
+def render_readme(text: str, content_type: str = "") -> Markup:
+    """The README as safe HTML; reStructuredText that fails to render falls back to text."""
+    header = Message()
+    header["Content-Type"] = content_type or "text/x-rst"
+    kind = header.get_content_type() if content_type else ""
+    params = {
+        key: value
+        for key, value in (header.get_params() or [])[1:]
+        if key in PARAMETERS and isinstance(value, str)
+    }
+    renderer = RENDERERS.get(kind, readme_renderer.txt.render)
+    html = renderer(text, **params)
+    if html is None:
+        html = readme_renderer.txt.render(text)
+    return Markup(html or "")  # noqa: S704 - cleaned by readme_renderer (nh3)
+
+
+class ReadmeCache:
+    """Rendered READMEs by content: rendering a long reStructuredText README takes tens of
+    milliseconds, and a release's README never changes."""
+
+    def __init__(self, max_entries: int = 64) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[bytes, Markup] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def render(self, text: str, content_type: str = "") -> Markup:
+        key = hashlib.sha256(f"{content_type}\0{text}".encode()).digest()
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+                return found
+        html = render_readme(text, content_type)
+        with self._lock:
+            self._entries[key] = html
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        return html

@@ -1,0 +1,181 @@
+"""Browser sessions: the secret key, the session cookie, who is viewing, and CSRF tokens.
+
+The session is Flask's signed cookie (HttpOnly, SameSite=Lax, Secure on https requests) and
+holds the user id, a stamp derived from the user's password hash (changing the password ends
+every other session at once) and the CSRF token. Only the web pages read or write it: the
+simple API, downloads and uploads never set a cookie and keep Basic auth only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from flask import Flask, Response, current_app, g, request, session
+from flask.sessions import SecureCookieSessionInterface, SessionMixin
+
+from ..context import services
+from ..errors import HTTPError
+from ..httpauth import authenticate, require_address_allowed, require_principal_address_allowed
+from ..models import User
+from ..permissions import ANONYMOUS, Principal
+
+SECRET_FILE = "secret_key"  # noqa: S105 - a file name; the key is in the file
+SESSION_LIFETIME = timedelta(hours=12)
+CSRF_FIELD = "csrf_token"
+# Blueprints whose responses may carry the session cookie.
+COOKIE_BLUEPRINTS = frozenset({"web"})
+CHALLENGE = {"WWW-Authenticate": 'Basic realm="teamindex"'}
+
+
+def load_secret_key(data_dir: Path) -> bytes:
+    """The data dir's random session key, created (0600) on first start and kept, so sessions
+    survive restarts and every server process of one data dir signs alike."""
+    path = data_dir / SECRET_FILE
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(secrets.token_hex(32) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+    key = path.read_text(encoding="ascii").strip()
+    if len(key) < 32:
+        raise ValueError(f"{path} is too short to be a session key; delete it to make a new one")
+    return key.encode()
+
+
+class IndexSessionInterface(SecureCookieSessionInterface):
+    """Signed-cookie sessions, set only on web pages, Secure whenever the request is https
+    (behind a trusted proxy, waitress derives that from X-Forwarded-Proto)."""
+
+    salt = "teamindex-session"
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return request.is_secure
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        blueprint = (request.blueprint or "").split(".", 1)[0]
+        if blueprint in COOKIE_BLUEPRINTS:
+            super().save_session(app, session, response)
+
+
+def configure(app: Flask, data_dir: Path) -> None:
+    """Session cookie settings and the persisted key for `app`."""
+    app.secret_key = load_secret_key(data_dir)
+    app.session_interface = IndexSessionInterface()
+    app.config.update(
+        SESSION_COOKIE_NAME="teamindex_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
+    )
+
+
+# -- who is viewing ---------------------------------------------------------------------------
+
+
+def password_stamp(user: User) -> str:
+    """Ties a session to the password it was opened with (keyed: the hash never leaves)."""
+    key = current_app.secret_key
+    assert isinstance(key, bytes)
+    return hmac.new(key, user.password_hash.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def log_in(user: User) -> None:
+    """Start a fresh session for `user` (a new CSRF token too: no session fixation)."""
+    session.clear()
+    session.permanent = True
+    session["uid"] = user.id
+    session["stamp"] = password_stamp(user)
+    session[CSRF_FIELD] = secrets.token_urlsafe(32)
+
+
+def log_out() -> None:
+    session.clear()
+
+
+def session_user() -> User | None:
+    """The logged-in user of this request's session, if it is still valid."""
+    uid = session.get("uid")
+    if not isinstance(uid, int):
+        return None
+    user = services().db.get_user_by_id(uid)
+    stamp = session.get("stamp", "")
+    if user is None or not hmac.compare_digest(str(stamp), password_stamp(user)):
+        log_out()  # deleted user or changed password
+        return None
+    return user
+
+
+def resolve_viewer() -> Principal | None:
+    """The viewer of a web page: the session's user, else Basic auth credentials, else the
+    anonymous reader when the index allows one; None means "please log in". IP allowlists
+    apply on every request, throttling wherever a password is checked."""
+    if "viewer" in g:
+        return g.viewer
+    g.viewer = None  # while checking: an error page rendered after a refusal shows no one
+    require_address_allowed()
+    viewer: Principal | None = None
+    user = session_user()
+    if user is not None:
+        viewer = Principal(user)
+        require_principal_address_allowed(viewer)
+    elif request.authorization is not None and request.authorization.type == "basic":
+        credentials = request.authorization
+        viewer = authenticate(credentials.username or "", credentials.password or "")
+        if viewer is None:
+            raise HTTPError(401, "Invalid credentials for teamindex.", CHALLENGE)
+    elif services().settings.anonymous_read:
+        viewer = ANONYMOUS
+    g.viewer = viewer
+    return viewer
+
+
+def viewer() -> Principal:
+    """The viewer resolved by the web gate; anonymous when there is none (login page) or
+    when the gate refused the request (its error page)."""
+    try:
+        principal = resolve_viewer()
+    except HTTPError:
+        return ANONYMOUS
+    return principal if principal is not None else ANONYMOUS
+
+
+def safe_next(target: str | None) -> str:
+    """A local path to return to after logging in; anything else goes home."""
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or "\\" in target:
+        return "/"
+    return target
+
+
+# -- CSRF ---------------------------------------------------------------------------------
+
+
+def csrf_token() -> str:
+    """This session's CSRF token, made on first use (templates put it in every form)."""
+    token = session.get(CSRF_FIELD)
+    if not isinstance(token, str):
+        token = session[CSRF_FIELD] = secrets.token_urlsafe(32)
+    return token
+
+
+def check_csrf() -> None:
+    """Every POST of a web form must carry the session's token (synchronizer token)."""
+    expected = session.get(CSRF_FIELD)
+    sent = request.form.get(CSRF_FIELD, "")
+    if not isinstance(expected, str) or not hmac.compare_digest(sent.encode(), expected.encode()):
+        raise HTTPError(
+            400,
+            "The form is out of date or did not come from this site (missing or wrong CSRF "
+            "token). Reload the page and try again.",
+        )

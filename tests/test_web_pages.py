@@ -1,0 +1,267 @@
+"""The project list and project pages: visibility, search, README safety, install snippets."""
+
+from __future__ import annotations
+
+import html
+import re
+
+import pytest
+from conftest import basic
+from web_support import login, post_form, seed
+
+from teamindex.app import create_app
+from teamindex.models import ReleaseInfo
+from teamindex.web.pages import install_snippets, pick_latest
+
+
+@pytest.fixture
+def seeded(app, client, tmp_path):
+    seed(app, client, tmp_path / "dists")
+    return client
+
+
+def _names(body: str) -> list[str]:
+    return re.findall(r'class="name" href="/project/([^/]+)/"', body)
+
+
+def test_anonymous_visitor_is_sent_to_login(client):
+    response = client.get("/")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/login?next=/"
+    response = client.get("/project/team-demo/?x=1")
+    assert response.headers["Location"].startswith("/login?next=/project/team-demo/")
+
+
+def test_home_lists_visible_projects_newest_first(seeded, app):
+    login(seeded, "alice")
+    response = seeded.get("/")
+    assert response.status_code == 200
+    assert response.mimetype == "text/html"
+    # secret-proj is restricted and alice has no role: it is not there at all.
+    assert _names(response.get_data(as_text=True)) == ["other-lib", "team-demo"]
+    assert "secret" not in response.get_data(as_text=True).lower()
+
+
+def test_home_shows_restricted_projects_to_role_holders_and_admins(seeded):
+    login(seeded, "bob")
+    assert "secret-proj" in _names(seeded.get("/").get_data(as_text=True))
+    assert seeded.post("/logout", data={}).status_code == 400  # no CSRF token: refused
+    assert post_form(seeded, "/logout").status_code == 303
+    login(seeded, "root")
+    assert _names(seeded.get("/").get_data(as_text=True)) == [
+        "secret-proj",
+        "other-lib",
+        "team-demo",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("demo", ["team-demo"]),
+        ("PARSING", ["other-lib"]),  # summary, case-insensitive
+        ("team.demo", ["team-demo"]),  # display name
+        ("secret", []),  # invisible stays invisible in search too
+        ("nothing-like-this", []),
+    ],
+)
+def test_search_matches_name_and_summary(seeded, query, expected):
+    login(seeded, "alice")
+    body = seeded.get("/", query_string={"q": query}).get_data(as_text=True)
+    assert _names(body) == expected
+    assert html.escape(query) in body
+
+
+def test_search_query_is_escaped(seeded):
+    login(seeded, "alice")
+    body = seeded.get("/", query_string={"q": "<script>x</script>"}).get_data(as_text=True)
+    assert "<script>x</script>" not in body
+    assert "&lt;script&gt;x&lt;/script&gt;" in body
+
+
+def test_project_page_shows_release_files_and_metadata(seeded):
+    login(seeded, "alice")
+    response = seeded.get("/project/team-demo/")
+    assert response.status_code == 200
+    body = response.get_data(as_text=True)
+    # Latest = highest final, non-yanked release: 1.1, not 2.0rc1.
+    assert '<span class="version">1.1</span>' in body
+    assert "Team demo helpers" in body
+    assert "<code>&gt;=3.10</code>" in body  # Requires-Python
+    for version in ("1.0", "1.1", "2.0rc1"):
+        assert f'id="v-{version}"' in body
+    assert "team_demo-1.1-py3-none-any.whl" in body
+    assert 'href="/files/team-demo/team_demo-1.1-py3-none-any.whl"' in body
+    assert "<td>alice</td>" in body  # uploader
+    assert re.search(r"<code class=\"hash\" title=\"[0-9a-f]{64}\">", body)
+    # Dependencies: the private one that exists is linked; public and invisible ones not.
+    assert 'href="/project/other-lib/" class="private">other-lib&gt;=1.0</a>' in body
+    assert "<code>requests&gt;=2</code>" in body
+    assert 'href="/project/secret-proj/"' not in body
+
+
+def test_project_page_readme_is_rendered_and_neutralised(seeded):
+    login(seeded, "alice")
+    body = seeded.get("/project/team-demo/").get_data(as_text=True)
+    readme = body.split('<article class="readme">', 1)[1].split("</article>", 1)[0]
+    assert "<strong>team</strong>" in readme
+    assert 'id="user-content-team-demo"' in readme
+    assert "<script" not in readme
+    assert "onerror" not in readme
+    assert "javascript:" not in readme.replace("[click me](javascript:alert(1))", "")
+    assert 'href="javascript' not in body
+
+
+def test_install_snippets_use_this_servers_url(seeded):
+    body = seeded.get(
+        "/project/team-demo/", base_url="https://pkgs.example.test", headers=basic("alice")
+    ).get_data(as_text=True)
+    url = "https://pkgs.example.test/simple/"
+    assert f"pip install --index-url {url} team-demo" in body
+    assert f"uv add --index team={url} team-demo" in body
+    assert (
+        f"poetry source add team {url} --priority explicit\npoetry add --source team team-demo"
+        in body
+    )
+
+
+def test_install_snippets_pure():
+    snippets = dict(install_snippets("http://h:8080/simple/", "x"))
+    assert snippets == {
+        "pip": "pip install --index-url http://h:8080/simple/ x",
+        "uv": "uv add --index team=http://h:8080/simple/ x",
+        "poetry": "poetry source add team http://h:8080/simple/ --priority explicit\n"
+        "poetry add --source team x",
+    }
+
+
+def _release(version: str, *, yanked: bool = False) -> ReleaseInfo:
+    return ReleaseInfo(1, "p", "p", "team", None, version, version, "", yanked, "", "", "")
+
+
+@pytest.mark.parametrize(
+    ("versions", "yanked", "expected"),
+    [
+        (["1.0", "1.1", "2.0rc1"], [], "1.1"),
+        (["1.0", "1.1"], ["1.1"], "1.0"),
+        (["2.0rc1", "2.0rc2"], [], "2.0rc2"),
+        (["1.0", "2.0rc1"], ["1.0"], "2.0rc1"),
+        (["1.0", "1.1"], ["1.0", "1.1"], "1.1"),
+        (["1.10", "1.9"], [], "1.10"),
+    ],
+)
+def test_pick_latest(versions, yanked, expected):
+    releases = [_release(v, yanked=v in yanked) for v in versions]
+    latest = pick_latest(releases)
+    assert latest is not None and latest.version == expected
+    assert pick_latest([]) is None
+
+
+def test_yanked_versions_are_marked_with_reason(seeded, app):
+    app.extensions["teamindex"].db.set_yanked("team-demo", "1.1", yanked=True, reason="broken <b>")
+    login(seeded, "alice")
+    body = seeded.get("/project/team-demo/").get_data(as_text=True)
+    assert '<span class="version">1.0</span>' in body  # latest non-yanked final
+    assert '<li class="yanked">' in body
+    assert "broken &lt;b&gt;" in body
+
+
+def test_non_normalized_name_redirects(seeded):
+    login(seeded, "alice")
+    response = seeded.get("/project/Team.Demo/")
+    assert response.status_code == 301
+    assert response.headers["Location"] == "/project/team-demo/"
+
+
+def test_restricted_and_missing_projects_are_the_same_404(seeded):
+    login(seeded, "alice")
+    hidden = seeded.get("/project/secret-proj/")
+    missing = seeded.get("/project/no-such-thing/")
+    assert hidden.status_code == missing.status_code == 404
+    assert "secret-proj" in hidden.status and "no-such-thing" in missing.status
+    assert hidden.mimetype == "text/html"
+
+
+def test_restricted_project_visible_to_owner(seeded):
+    login(seeded, "bob")
+    assert seeded.get("/project/secret-proj/").status_code == 200
+
+
+def test_pages_accept_basic_auth(seeded):
+    assert seeded.get("/", headers=basic("alice")).status_code == 200
+    assert seeded.get("/project/secret-proj/", headers=basic("alice")).status_code == 404
+    wrong = seeded.get("/", headers=basic("alice", "wrong-password"))
+    assert wrong.status_code == 401
+    assert wrong.headers["WWW-Authenticate"] == 'Basic realm="teamindex"'
+
+
+def test_anonymous_read_index_shows_team_projects(anonymous_settings, tmp_path):
+    app = create_app(anonymous_settings)
+    client = app.test_client()
+    from conftest import add_user
+
+    add_user(app, "alice")
+    add_user(app, "bob")
+    seed(app, client, tmp_path / "dists")
+    body = client.get("/").get_data(as_text=True)
+    assert _names(body) == ["other-lib", "team-demo"]
+    assert client.get("/project/secret-proj/").status_code == 404
+    assert "Log in" in body
+    app.extensions["teamindex"].db.close()
+
+
+def test_page_security_headers(seeded):
+    login(seeded, "alice")
+    response = seeded.get("/project/team-demo/")
+    csp = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert "unsafe-inline" not in csp
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_static_assets_are_served(client):
+    with client.get("/static/style.css") as response:
+        assert response.mimetype == "text/css"
+    with client.get("/static/teamindex.js") as response:
+        assert "clipboard" in response.get_data(as_text=True)
+
+
+def test_empty_index_explains_how_to_upload(client):
+    login(client, "alice")
+    body = client.get("/").get_data(as_text=True)
+    assert "No projects yet" in body and "http://localhost/legacy/" in body
+
+
+def test_simple_api_is_unchanged_for_browsers_with_a_session(seeded):
+    login(seeded, "alice")
+    # The session cookie is not credentials for the API: Basic auth only, no cookie set.
+    response = seeded.get("/simple/team-demo/")
+    assert response.status_code == 401
+    response = seeded.get("/simple/team-demo/", headers=basic("alice"))
+    assert response.status_code == 200
+    assert "Set-Cookie" not in response.headers
+    assert "Cookie" not in response.headers.get("Vary", "")
+    url = "/files/team-demo/team_demo-1.1-py3-none-any.whl"
+    with seeded.get(url, headers=basic("alice")) as files:
+        assert files.status_code == 200 and "Set-Cookie" not in files.headers
+
+
+def test_upload_still_answers_at_root(seeded, tmp_path):
+    # POST / is the upload API (twine's default for some configs); GET / is the web page.
+    response = seeded.post("/", headers=basic("alice"), data={":action": "bogus"})
+    assert response.status_code == 400
+
+
+def test_project_without_readme(seeded, app):
+    login(seeded, "alice")
+    body = seeded.get("/project/other-lib/").get_data(as_text=True)
+    assert "This release has no description." in body
+
+
+def test_home_when_every_release_is_yanked(seeded, app):
+    db = app.extensions["teamindex"].db
+    db.set_yanked("other-lib", "1.0", yanked=True, reason="")
+    login(seeded, "alice")
+    assert "other-lib" in _names(seeded.get("/").get_data(as_text=True))
