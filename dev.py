@@ -162,6 +162,29 @@ def ensure_clients() -> list[str]:
     return failed
 
 
+# -- the browser for tests/browser (web UI) -----------------------------------------------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def ensure_chromium() -> bool:
+    """Debian's chromium drives the browser tests through Playwright (`playwright install`
+    downloads a browser build, which cannot work here). Installed with apt when missing and
+    we are root; False when it is still unavailable."""
+    if CHROMIUM.exists():
+        return True
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return False
+    say("installing chromium for the browser tests: apt-get install -y chromium")
+    os.environ.setdefault("DEBIAN_FRONTEND", "noninteractive")
+    try:
+        run(["apt-get", "update", "-qq"], quiet=True)
+        run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"], quiet=True)
+    except SetupError as exc:
+        say(f"could not install chromium: {exc}")
+    return CHROMIUM.exists()
+
+
 # -- commands ---------------------------------------------------------------------------------
 
 
@@ -188,6 +211,10 @@ def cmd_test(args: Sequence[str]) -> int:
         if in_ci():
             raise SetupError(f"clients not installed in CI: {', '.join(failed)}")
         say(f"end-to-end tests needing {', '.join(failed)} will be skipped")
+    if not ensure_chromium():
+        if in_ci():
+            raise SetupError(f"{CHROMIUM} not installed in CI: the browser tests need it")
+        say(f"browser tests will be skipped: no {CHROMIUM}")
     lint_ok = True
     for check in (["check", "."], ["format", "--check", "."]):
         say(f"ruff {' '.join(check)}")
