@@ -610,15 +610,21 @@ class Database:
     ) -> list[ReleaseInfo]:
         """Releases that have files, with the viewer's role in their project; of one project
         or of all (the caller filters by permissions.can_see)."""
-        rows = self.conn.execute(
+        # Two statements rather than "? IS NULL OR ...": one project's releases are then
+        # found by index instead of a scan of every (wide: metadata) release row.
+        query = (
             "SELECT r.id, p.name, p.display_name, p.visibility, o.role, r.version,"
             " r.canonical_version, r.summary, r.yanked, r.yanked_reason, r.created,"
             " max(f.upload_time) FROM releases r JOIN projects p ON p.id = r.project_id"
             " JOIN files f ON f.release_id = r.id"
             " LEFT JOIN roles o ON o.project_id = p.id AND o.user_id = ?"
-            " WHERE ? IS NULL OR p.id = ? GROUP BY r.id",
-            (viewer_id, project_id, project_id),
-        ).fetchall()
+        )
+        if project_id is None:
+            rows = self.conn.execute(query + " GROUP BY r.id", (viewer_id,)).fetchall()
+        else:
+            rows = self.conn.execute(
+                query + " WHERE r.project_id = ? GROUP BY r.id", (viewer_id, project_id)
+            ).fetchall()
         return [ReleaseInfo(*row[:8], bool(row[8]), *row[9:]) for row in rows]
 
     def release_metadata(self, release_id: int) -> dict[str, str | list[str]]:

@@ -447,3 +447,14 @@ def test_cli_upload_docs_bad_zip(seeded, settings, tmp_path, capsys):
         == 1
     )
     assert "invalid documentation zip" in capsys.readouterr().err
+
+
+def test_upload_like_curl_data_binary(seeded, app):
+    """curl --data-binary sends the form content type; the body is still the zip."""
+    response = seeded.post(
+        "/docs/team-demo/1.1/",
+        data=docs_zip(),
+        headers=basic("alice"),
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert response.status_code == 200, response.status

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import html
 import re
+import urllib.request
+from dataclasses import replace
 
 import pytest
-from conftest import basic
+from conftest import basic, start_server
 from web_support import login, post_form, seed
 
 from teamindex.app import create_app
@@ -265,3 +267,32 @@ def test_home_when_every_release_is_yanked(seeded, app):
     db.set_yanked("other-lib", "1.0", yanked=True, reason="")
     login(seeded, "alice")
     assert "other-lib" in _names(seeded.get("/").get_data(as_text=True))
+
+
+@pytest.mark.parametrize(
+    ("trusted_proxy", "expected"),
+    [("127.0.0.1", "https://pkgs.example.test/simple/"), ("", "http://127.0.0.1:")],
+)
+def test_snippets_behind_the_trusted_proxy(
+    app, client, settings, tmp_path, trusted_proxy, expected
+):
+    """Behind the trusted proxy the snippets name the public URL (waitress applies
+    X-Forwarded-Proto/-Host); from anyone else those headers are ignored."""
+    seed(app, client, tmp_path / "dists")
+    live, server = start_server(app, replace(settings, trusted_proxy=trusted_proxy))
+    try:
+        request = urllib.request.Request(
+            f"{live.url}/project/team-demo/",
+            headers=basic("alice")
+            | {
+                "X-Forwarded-Proto": "https",
+                "X-Forwarded-Host": "pkgs.example.test",
+                "X-Forwarded-For": "10.9.9.9",
+            },
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            body = response.read().decode()
+        assert f"pip install --index-url {expected}" in body
+    finally:
+        server.task_dispatcher.shutdown()
+        server.close()

@@ -53,20 +53,20 @@ def version_key(text: str) -> tuple[int, Version | str]:
 def pick_latest(releases: Iterable[ReleaseInfo]) -> ReleaseInfo | None:
     """The version a visitor means by "latest", as on PyPI: the highest final release that
     is not yanked; else the highest pre-release that is not yanked; else the highest."""
-    ordered = sorted(releases, key=lambda r: version_key(r.version), reverse=True)
-    live = [r for r in ordered if not r.yanked]
-    final = [r for r in live if not _is_prerelease(r.version)]
+    keyed = sorted(
+        ((version_key(r.version), r) for r in releases), key=lambda pair: pair[0], reverse=True
+    )
+    ordered = [release for _key, release in keyed]
+    live = [release for key, release in keyed if not release.yanked]
+    final = [
+        release
+        for key, release in keyed
+        if not release.yanked and isinstance(key[1], Version) and not key[1].is_prerelease
+    ]
     for candidates in (final, live, ordered):
         if candidates:
             return candidates[0]
     return None
-
-
-def _is_prerelease(text: str) -> bool:
-    try:
-        return Version(text).is_prerelease
-    except InvalidVersion:
-        return False
 
 
 def _facts(release: ReleaseInfo) -> ProjectFacts:
@@ -75,21 +75,42 @@ def _facts(release: ReleaseInfo) -> ProjectFacts:
 
 def visible_projects(principal: Principal, query: str = "") -> list[ProjectSummary]:
     """Projects the viewer may see (permissions.can_see), optionally matching `query` in
-    name or summary, most recently updated first."""
+    name or summary, most recently updated first. The full list is cached per viewer until
+    the index's serial changes (every upload, yank, delete, grant and visibility change)."""
+    db = services().db
+    listing = web_state().listings.get_or_build(
+        (_viewer_key(principal), db.serial()), lambda: _all_visible(principal)
+    )
+    needle = query.strip().lower()
+    if not needle:
+        return list(listing)
+    return [
+        project
+        for project in listing
+        if needle in f"{project.name} {project.display_name} {project.summary}".lower()
+    ]
+
+
+def _viewer_key(principal: Principal) -> str:
+    """Whose view of the project list this is (as for the simple API's root page)."""
+    if principal.token is not None:
+        return f"token:{principal.token.id}"
+    if principal.is_admin:
+        return "admin"
+    return f"user:{principal.user.id}" if principal.user else "anonymous"
+
+
+def _all_visible(principal: Principal) -> list[ProjectSummary]:
     user = principal.user
     by_project: dict[str, list[ReleaseInfo]] = defaultdict(list)
     for release in services().db.release_infos(user.id if user else None):
         by_project[release.project].append(release)
-    needle = query.strip().lower()
     found = []
     for releases in by_project.values():
         if not can_see(principal, _facts(releases[0])):
             continue
         latest = pick_latest(releases)
         assert latest is not None
-        haystack = f"{latest.project} {latest.display_name} {latest.summary}".lower()
-        if needle and needle not in haystack:
-            continue
         found.append(
             ProjectSummary(
                 name=latest.project,
