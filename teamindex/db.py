@@ -39,7 +39,12 @@ def _migrations() -> list[tuple[int, str]]:
     for entry in resources.files("teamindex.migrations").iterdir():
         if entry.name.endswith(".sql"):
             found.append((int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8")))
-    return sorted(found)
+    found.sort()
+    # A gap would be skipped forever by databases already past it (user_version only grows).
+    numbers = [number for number, _script in found]
+    if numbers != list(range(1, len(numbers) + 1)):
+        raise RuntimeError(f"migrations must be numbered 1..N without gaps, found {numbers}")
+    return found
 
 
 class Database:
