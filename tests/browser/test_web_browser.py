@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from conftest import PASSWORD, LiveServer
+from playwright.sync_api import expect
 
 from .conftest import log_in, screenshot
 
@@ -54,7 +55,7 @@ def test_login_search_project_and_copy_snippet(page: Any, site: LiveServer) -> N
     copy = page.locator("[data-tool=pip] button.copy")
     assert copy.is_visible()  # shown by the script; hidden without JavaScript
     copy.click()
-    assert copy.inner_text() == "Copied"
+    expect(copy).to_have_text("Copied")  # the clipboard write is async: wait for it
     assert page.evaluate("navigator.clipboard.readText()") == pip
     page.locator("[data-tool=poetry] button.copy").click()
     assert page.evaluate("navigator.clipboard.readText()") == (
