@@ -21,6 +21,7 @@ from .backup import BackupError, backup, restore
 from .cli import CommandError, command, open_database
 from .config import OPTIONS, Settings
 from .db import Database
+from .docstore import DocsStore
 from .integrity import check_index
 from .removal import delete_dists
 from .storage import Storage
@@ -42,6 +43,10 @@ def _canonical_version(text: str) -> str:
 
 def _storage(settings: Settings) -> Storage:
     return Storage(settings.packages_dir, settings.tmp_dir)
+
+
+def _docs(settings: Settings) -> DocsStore:
+    return DocsStore.in_data_dir(settings.data_dir)
 
 
 # -- yank / unyank ------------------------------------------------------------------------------
@@ -95,7 +100,8 @@ def _delete_args(parser: argparse.ArgumentParser) -> None:
 
 @command(_delete_args)
 def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
-    """Delete a project, a release or one file, rows and files (admins; cannot be undone).
+    """Delete a project, a release or one file, rows and files (admins; cannot be undone);
+    a release that loses its last file loses its hosted docs too.
 
     Without --yes it only lists what would be deleted. A deleted filename can never be
     uploaded again with different bytes; prefer `yank` for releases people may pin."""
@@ -120,7 +126,7 @@ def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
             print(f"  {record.filename}")
         print("run again with --yes to delete")
         return 1
-    deleted = delete_dists(db, _storage(settings), project, version, args.filename)
+    deleted = delete_dists(db, _storage(settings), _docs(settings), project, version, args.filename)
     AuditLog(db).record(
         "delete",
         user=_actor(),

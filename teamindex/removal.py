@@ -3,15 +3,22 @@
 The reverse of ingest's "files before rows": a row must never point at a missing file, so
 the rows go first (one transaction, which also records every filename in deleted_files so
 the name can never return with other bytes), and the files are unlinked after the commit.
-A crash in between leaves only unreferenced files, which `teamindex check` reports as
-strays and `check --repair` quarantines. No Flask here.
+A release that loses its last file is deleted with it (and its docs row, by cascade), so
+its hosted docs directory goes after the commit too. A crash in between leaves only
+unreferenced files and directories, which `teamindex check` reports as strays and
+`check --repair` quarantines. The CLI and the admin page both delete through delete_dists.
+No Flask here.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from packaging.utils import canonicalize_version
+from packaging.version import Version
+
 from .db import Database
+from .docstore import DocsStore
 from .ingest import utc_now
 from .models import FileRecord
 from .storage import Storage
@@ -28,12 +35,21 @@ def file_paths(storage: Storage, record: FileRecord) -> list[Path]:
 def delete_dists(
     db: Database,
     storage: Storage,
+    docs: DocsStore,
     project: str,
     canonical_version: str | None = None,
     filename: str | None = None,
 ) -> list[FileRecord]:
-    """Delete a whole project, one release, or one file; return the deleted file records."""
+    """Delete a whole project, one release, or one file; return the deleted file records.
+    After the commit: their files, and the docs of every release that went with them."""
     records = db.delete_files(project, canonical_version, filename, now=utc_now())
     for record in records:
         storage.remove(*file_paths(storage, record))
+    if canonical_version is None and filename is None:
+        docs.remove(project)
+        return records
+    found = db.get_project(project)
+    remaining = {r.canonical_version for r in db.release_infos(None, found.id)} if found else set()
+    for gone in {canonicalize_version(Version(r.version)) for r in records} - remaining:
+        docs.remove(project, gone)
     return records

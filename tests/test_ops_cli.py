@@ -10,6 +10,7 @@ import pytest
 from builders import make_sdist, make_wheel
 from conftest import basic
 from uploading import stored_files, upload
+from web_support import docs_zip
 
 from teamindex.cli import main
 
@@ -197,3 +198,27 @@ def test_every_ops_command_has_help(capsys):
         out = capsys.readouterr().out
         assert out.startswith(f"usage: teamindex {name}")
         assert len(out.split("\n\n")[1].strip()) > 20  # the docstring
+
+
+def upload_docs(settings, tmp_path: Path, version: str) -> None:
+    archive = tmp_path / f"docs-{version}.zip"
+    archive.write_bytes(docs_zip())
+    assert cli(settings, "upload-docs", "demo", version, str(archive)) == 0
+
+
+def docs_versions(settings) -> list[str]:
+    root = settings.data_dir / "docs" / "demo"
+    return sorted(p.name for p in root.iterdir()) if root.exists() else []
+
+
+def test_delete_removes_the_docs_of_deleted_releases(client, settings, demo, tmp_path):
+    """The CLI removes docs like the admin page does (one shared function): a release that
+    lost its last file takes its docs build with it; a project takes all of them."""
+    upload_docs(settings, tmp_path, "1.0")
+    upload_docs(settings, tmp_path, "2.0")
+    assert cli(settings, "delete", "demo", "1.0", "demo-1.0.tar.gz", "--yes") == 0
+    assert docs_versions(settings) == ["1", "2"]  # canonical versions; 1.0 keeps its wheel
+    assert cli(settings, "delete", "demo", "1.0", "--yes") == 0
+    assert docs_versions(settings) == ["2"]
+    assert cli(settings, "delete", "demo", "--yes") == 0
+    assert not (settings.data_dir / "docs" / "demo").exists()

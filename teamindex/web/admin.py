@@ -368,15 +368,9 @@ def delete(name: str) -> Response:
     )
     if asking is not None:
         return asking
-    deleted = delete_dists(db, services().storage, found.name, canonical, filename)
-    # A release without files is gone, and its docs row with it: remove its docs tree too.
-    docs = web_state().docs
-    if version is None and filename is None:
-        docs.remove(found.name)
-    else:
-        remaining = {r.canonical_version for r in db.release_infos(None, found.id)}
-        for gone in {_canonical(record.version) for record in matching} - remaining:
-            docs.remove(found.name, gone)
+    deleted = delete_dists(
+        db, services().storage, web_state().docs, found.name, canonical, filename
+    )
     _record(
         "delete",
         project=found.name,
