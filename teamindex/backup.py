@@ -1,11 +1,14 @@
 """Online backup and restore of a data dir. No Flask here.
 
-A backup is a directory shaped like a data dir: `teamindex.sqlite3` and `packages/`.
-The database is copied first with SQLite's backup API (one consistent snapshot while the
-server keeps writing); then exactly the files that snapshot lists are copied. Files never
-change after they are published (a filename holds one content forever), so copying them
-after the snapshot is consistent, and a hard link is as good as a copy when DEST is on the
-same filesystem (it protects against deletion and mistakes, not against losing the disk).
+A backup is a directory shaped like a data dir: `teamindex.sqlite3`, `packages/` and, when
+there are hosted docs, `docs/`. The database is copied first with SQLite's backup API (one
+consistent snapshot while the server keeps writing); then exactly the files that snapshot
+lists are copied, and the docs builds it names (not debris in docs/.incoming, not builds
+without a row). Files never change after they are published (a filename holds one content
+forever; a docs re-upload makes a new build directory), so copying them after the snapshot
+is consistent, and a hard link is as good as a copy when DEST is on the same filesystem (it
+protects against deletion and mistakes, not against losing the disk). A docs build is
+checked against the file count and byte total of its row (docs have no recorded hashes).
 The database lands under its final name last, so a directory holding `teamindex.sqlite3`
 is a complete backup.
 """
@@ -21,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .db import Database
-from .models import FileRecord
+from .docstore import DOCS_DIR, DocsStore
+from .models import DocsBuild, FileRecord
 from .removal import file_paths
 from .storage import Storage, fsync_dir
 
@@ -40,6 +44,11 @@ class CopyReport:
     linked: int = 0
     copied: int = 0
     missing: list[str] = field(default_factory=list)
+    docs: int = 0  # docs builds
+    docs_files: int = 0
+    docs_bytes: int = 0
+    # Builds a backup made before docs were backed up lacks (restore goes on without them).
+    docs_absent: list[str] = field(default_factory=list)
 
 
 def _empty_or_absent(directory: Path) -> bool:
@@ -120,8 +129,57 @@ def _verify(path: Path, record: FileRecord, report: CopyReport) -> None:
         raise BackupError(f"{path}: sha256 differs from the database; the source is damaged")
 
 
-def backup(db: Database, storage: Storage, dest: Path, *, link: bool = True) -> CopyReport:
-    """Copy a live data dir to *dest* (which must be empty or absent)."""
+def _build_files(directory: Path) -> list[Path]:
+    """The regular files of a docs build (extraction makes nothing else), sorted."""
+    found = [
+        Path(base) / name
+        for base, _dirs, names in os.walk(directory)
+        for name in names
+        if (Path(base) / name).is_file() and not (Path(base) / name).is_symlink()
+    ]
+    return sorted(found)
+
+
+def _copy_docs(
+    builds: list[DocsBuild], source: DocsStore, target: DocsStore, report: CopyReport, *, link: bool
+) -> list[str]:
+    """Copy each build's tree; return the builds whose copy does not match their row
+    (vanished or damaged), described for the operator."""
+    problems = []
+    touched: set[Path] = set()
+    for build in builds:
+        src = source.build_dir(build.project, build.canonical_version, build.build)
+        dst = target.build_dir(build.project, build.canonical_version, build.build)
+        files = size = 0
+        for path in _build_files(src):
+            out = dst / path.relative_to(src)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            touched.update(parent for parent in out.parents if parent.is_relative_to(target.root))
+            try:
+                _link_or_copy(path, out, link=link)
+            except FileNotFoundError:
+                continue  # removed meanwhile (the build was replaced): counted below
+            files += 1
+            size += out.stat().st_size
+        if (files, size) != (build.files, build.size):
+            problems.append(
+                f"{src} (docs build: {files} files, {size} bytes; "
+                f"the database says {build.files} files, {build.size} bytes)"
+            )
+            continue
+        report.docs += 1
+        report.docs_files += files
+        report.docs_bytes += size
+    for directory in sorted(touched, key=lambda path: len(path.parts), reverse=True):
+        fsync_dir(directory)
+    return problems
+
+
+def backup(
+    db: Database, storage: Storage, docs: DocsStore, dest: Path, *, link: bool = True
+) -> CopyReport:
+    """Copy a live data dir (its package files and docs builds) to *dest* (which must be
+    empty or absent)."""
     if not _empty_or_absent(dest):
         raise BackupError(f"{dest} is not empty; back up into a new directory")
     dest.mkdir(parents=True, exist_ok=True)
@@ -130,11 +188,13 @@ def backup(db: Database, storage: Storage, dest: Path, *, link: bool = True) -> 
     snapshot = Database(part)
     try:
         records = snapshot.all_files()
+        builds = snapshot.all_docs_builds()
         snapshot.make_self_contained()
     finally:
         snapshot.close()
     target = Storage(dest / "packages", dest / "tmp")
     report = _copy_files(records, storage, target, link=link, verify=False)
+    report.missing += _copy_docs(builds, docs, DocsStore.in_data_dir(dest), report, link=link)
     _fsync_file(part)
     os.replace(part, dest / DB_NAME)
     fsync_dir(dest)
@@ -142,7 +202,8 @@ def backup(db: Database, storage: Storage, dest: Path, *, link: bool = True) -> 
 
 
 def restore(source: Path, data_dir: Path) -> CopyReport:
-    """Copy a backup into an empty data dir, verifying every file's sha256 on the way."""
+    """Copy a backup into an empty data dir, verifying every file's sha256 (and each docs
+    build's file count and size) on the way."""
     if not (source / DB_NAME).is_file():
         raise BackupError(f"{source} holds no {DB_NAME}; not a teamindex backup")
     if not _empty_or_absent(data_dir):
@@ -153,6 +214,7 @@ def restore(source: Path, data_dir: Path) -> CopyReport:
     restored = Database(part)
     try:
         records = restored.all_files()
+        builds = restored.all_docs_builds()
         restored.make_self_contained()
     finally:
         restored.close()
@@ -165,6 +227,18 @@ def restore(source: Path, data_dir: Path) -> CopyReport:
         raise BackupError(
             f"the backup lacks {len(report.missing)} file(s), e.g. {report.missing[0]}"
         )
+    if builds and not (source / DOCS_DIR).is_dir():
+        report.docs_absent = [f"{b.project} {b.version}" for b in builds]
+    else:
+        problems = _copy_docs(
+            builds,
+            DocsStore.in_data_dir(source),
+            DocsStore.in_data_dir(data_dir),
+            report,
+            link=False,
+        )
+        if problems:
+            raise BackupError(f"a docs build in the backup is incomplete: {problems[0]}")
     _fsync_file(part)
     os.replace(part, data_dir / DB_NAME)
     fsync_dir(data_dir)

@@ -17,7 +17,7 @@ from packaging.utils import canonicalize_name, canonicalize_version
 from packaging.version import Version
 
 from .audit import AuditLog
-from .backup import BackupError, backup, restore
+from .backup import BackupError, CopyReport, backup, restore
 from .cli import CommandError, command, open_database
 from .config import OPTIONS, Settings
 from .db import Database
@@ -152,21 +152,26 @@ def _dest_arg(parser: argparse.ArgumentParser) -> None:
 def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
     """Back up the data dir into DEST, safely while the server runs.
 
-    A consistent SQLite snapshot (backup API) plus the package files it lists, hard-linked
-    when DEST is on the same filesystem (files never change once published), else copied
-    and fsynced. Exit status 1 if a file vanished meanwhile (run it again)."""
+    A consistent SQLite snapshot (backup API) plus the package files and the current docs
+    builds it lists, hard-linked when DEST is on the same filesystem (files never change
+    once published), else copied and fsynced. Exit status 1 if a file or docs build
+    vanished meanwhile (run it again)."""
     db = open_database(settings)
     try:
-        report = backup(db, _storage(settings), args.dest, link=not args.copy)
+        report = backup(db, _storage(settings), _docs(settings), args.dest, link=not args.copy)
     except BackupError as exc:
         raise CommandError(str(exc)) from None
     print(
         f"backed up {report.files} files ({report.bytes} bytes; {report.linked} linked, "
-        f"{report.copied} copied) to {args.dest}"
+        f"{report.copied} copied){_docs_summary(report)} to {args.dest}"
     )
     for path in report.missing:
         print(f"  missing (deleted during the backup?): {path}", file=sys.stderr)
     return 1 if report.missing else 0
+
+
+def _docs_summary(report: CopyReport) -> str:
+    return f"; {report.docs} docs builds ({report.docs_files} files, {report.docs_bytes} bytes)"
 
 
 def _source_arg(parser: argparse.ArgumentParser) -> None:
@@ -177,14 +182,24 @@ def _source_arg(parser: argparse.ArgumentParser) -> None:
 def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
     """Restore a backup made by `teamindex backup` into an empty --data-dir.
 
-    Every file is copied and its sha256 checked against the database; the database is
-    migrated to the current schema. Start the server on the restored dir afterwards."""
+    Every file is copied and its sha256 checked against the database, every docs build its
+    file count and size; the database is migrated to the current schema. Start the server
+    on the restored dir afterwards."""
     try:
         report = restore(args.source, settings.data_dir)
     except BackupError as exc:
         raise CommandError(str(exc)) from None
     Database(settings.db_path).migrate()
-    print(f"restored {report.files} files ({report.bytes} bytes) into {settings.data_dir}")
+    print(
+        f"restored {report.files} files ({report.bytes} bytes){_docs_summary(report)} "
+        f"into {settings.data_dir}"
+    )
+    if report.docs_absent:
+        print(
+            f"the backup has no docs/ (made by an older version): {len(report.docs_absent)} "
+            "docs builds not restored; upload them again: " + ", ".join(report.docs_absent),
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -687,6 +687,11 @@ class Database:
         rows = self.conn.execute(_DOCS_SELECT + " WHERE r.project_id = ?", (project_id,)).fetchall()
         return [DocsBuild(*row) for row in rows]
 
+    def all_docs_builds(self) -> list[DocsBuild]:
+        """Every current docs build, for backups and integrity checks."""
+        rows = self.conn.execute(_DOCS_SELECT + " ORDER BY p.name, r.canonical_version").fetchall()
+        return [DocsBuild(*row) for row in rows]
+
     def set_docs(
         self,
         release_id: int,

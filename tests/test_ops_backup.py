@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 import sqlite3
 import threading
 from pathlib import Path
@@ -12,6 +13,7 @@ from builders import make_sdist, make_wheel
 from conftest import basic
 from ops_support import post_upload
 from uploading import stored_files, upload
+from web_support import docs_zip
 
 from teamindex.app import create_app
 from teamindex.cli import main
@@ -140,3 +142,113 @@ def test_online_backup_during_uploads_is_consistent(live_server, settings, tmp_p
     assert main(["check", "--data-dir", str(restored)]) == 0
     count = len(tree(restored)) // 2  # each wheel has a .metadata file
     assert 10 <= count <= len(wheels)
+
+
+# -- hosted docs ----------------------------------------------------------------------------------
+
+
+def docs_tree(root: Path) -> dict[str, str]:
+    """sha256 of every file under root/docs outside .incoming, by relative path."""
+    docs = root / "docs"
+    return {
+        str(p.relative_to(docs)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(docs.rglob("*"))
+        if p.is_file() and p.relative_to(docs).parts[0] != ".incoming"
+    }
+
+
+@pytest.fixture
+def documented(populated, settings, tmp_path: Path) -> None:
+    """Docs for demo 1.0 and 2.0 (2.0 uploaded twice: only its current build counts), a
+    crash leftover in .incoming and a stray build directory, neither of which is backed up."""
+    for version, title in (("1.0", "one"), ("2.0", "old"), ("2.0", "two")):
+        archive = tmp_path / "docs.zip"
+        archive.write_bytes(docs_zip({"index.html": title, "a/b.css": f"/* {title} */"}))
+        assert (
+            main(
+                ["upload-docs", "demo", version, str(archive), "--data-dir", str(settings.data_dir)]
+            )
+            == 0
+        )
+    docs = settings.data_dir / "docs"
+    (docs / ".incoming" / "docs-crashed").mkdir(parents=True)
+    (docs / ".incoming" / "docs-crashed" / "index.html").write_text("half")
+    (docs / "demo" / "1" / "20000101T000000stray").mkdir()
+    (docs / "demo" / "1" / "20000101T000000stray" / "index.html").write_text("stray")
+
+
+def current_docs(settings) -> dict[str, str]:
+    """docs_tree of the data dir without the stray build."""
+    return {k: v for k, v in docs_tree(settings.data_dir).items() if "stray" not in k}
+
+
+@pytest.mark.parametrize("copy", [False, True], ids=["linked", "copied"])
+def test_round_trip_includes_the_current_docs_builds(
+    documented, settings, client, tmp_path, capsys, copy
+):
+    dest, restored = tmp_path / "backup", tmp_path / "restored"
+    args = ["backup", str(dest), "--data-dir", str(settings.data_dir)]
+    assert main(args + (["--copy"] if copy else [])) == 0
+    assert "; 2 docs builds (4 files, " in capsys.readouterr().out
+    assert len(current_docs(settings)) == 4
+    assert docs_tree(dest) == current_docs(settings)
+    assert not (dest / "docs" / ".incoming").exists()
+    index = next(name for name in docs_tree(dest) if name.startswith("demo/2/"))
+    same_inode = (dest / "docs" / index).stat().st_ino == (
+        settings.data_dir / "docs" / index
+    ).stat().st_ino
+    assert same_inode is not copy
+    assert main(["restore", str(dest), "--data-dir", str(restored)]) == 0
+    assert "; 2 docs builds (4 files, " in capsys.readouterr().out
+    assert docs_tree(restored) == current_docs(settings)
+    assert tree(restored) == tree(settings.data_dir)
+    # The restored index serves the same docs.
+    twin = create_app(settings.__class__(data_dir=restored, password_hash=settings.password_hash))
+    for app_client in (twin.test_client(), client):
+        with app_client.get(
+            "/docs/demo/latest/", headers=basic("alice"), follow_redirects=True
+        ) as response:
+            assert (response.status_code, response.data) == (200, b"two")
+
+
+def test_restore_refuses_a_backup_with_damaged_docs(documented, settings, tmp_path, capsys):
+    dest = tmp_path / "backup"
+    assert main(["backup", str(dest), "--copy", "--data-dir", str(settings.data_dir)]) == 0
+    victim = next((dest / "docs" / "demo" / "2").rglob("b.css"))
+    victim.write_text("/* longer than it was */")
+    assert main(["restore", str(dest), "--data-dir", str(tmp_path / "r")]) == 1
+    assert "docs build" in capsys.readouterr().err
+    assert not (tmp_path / "r" / "teamindex.sqlite3").exists()
+
+
+def test_backup_reports_a_docs_build_that_vanished(
+    documented, settings, tmp_path, capsys, monkeypatch
+):
+    """A build replaced between the snapshot and the copy: exit 1, like a deleted file."""
+    import teamindex.backup
+
+    real = teamindex.backup.Database.all_docs_builds
+
+    def and_vanish(self):
+        builds = real(self)
+        shutil.rmtree(settings.data_dir / "docs" / "demo" / "1")
+        return builds
+
+    monkeypatch.setattr(teamindex.backup.Database, "all_docs_builds", and_vanish)
+    assert main(["backup", str(tmp_path / "b"), "--data-dir", str(settings.data_dir)]) == 1
+    assert "missing (deleted during the backup?): " in capsys.readouterr().err
+
+
+def test_restore_of_a_backup_made_before_docs_were_backed_up(
+    documented, settings, tmp_path, capsys
+):
+    """Older backups have no docs/: the index is restored, the builds are listed as missing
+    (re-upload them; `check` reports them too)."""
+    dest = tmp_path / "backup"
+    assert main(["backup", str(dest), "--data-dir", str(settings.data_dir)]) == 0
+    shutil.rmtree(dest / "docs")
+    capsys.readouterr()
+    assert main(["restore", str(dest), "--data-dir", str(tmp_path / "r")]) == 0
+    err = capsys.readouterr().err
+    assert "the backup has no docs/ (made by an older version): 2 docs builds not restored" in err
+    assert tree(tmp_path / "r") == tree(settings.data_dir)
