@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .db import Database
-from .docstore import DOCS_DIR, DocsStore
+from .docstore import DOCS_DIR, DocsStore, build_files
 from .models import DocsBuild, FileRecord
 from .removal import file_paths
 from .storage import Storage, fsync_dir
@@ -129,17 +129,6 @@ def _verify(path: Path, record: FileRecord, report: CopyReport) -> None:
         raise BackupError(f"{path}: sha256 differs from the database; the source is damaged")
 
 
-def _build_files(directory: Path) -> list[Path]:
-    """The regular files of a docs build (extraction makes nothing else), sorted."""
-    found = [
-        Path(base) / name
-        for base, _dirs, names in os.walk(directory)
-        for name in names
-        if (Path(base) / name).is_file() and not (Path(base) / name).is_symlink()
-    ]
-    return sorted(found)
-
-
 def _copy_docs(
     builds: list[DocsBuild], source: DocsStore, target: DocsStore, report: CopyReport, *, link: bool
 ) -> list[str]:
@@ -151,7 +140,7 @@ def _copy_docs(
         src = source.build_dir(build.project, build.canonical_version, build.build)
         dst = target.build_dir(build.project, build.canonical_version, build.build)
         files = size = 0
-        for path in _build_files(src):
+        for path in build_files(src):
             out = dst / path.relative_to(src)
             out.parent.mkdir(parents=True, exist_ok=True)
             touched.update(parent for parent in out.parents if parent.is_relative_to(target.root))

@@ -210,18 +210,21 @@ def _check_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--repair",
         action="store_true",
-        help="move stray and stale temp files to data/quarantine/<time>/",
+        help="move stray and stale temp files and docs debris to data/quarantine/<time>/",
     )
 
 
 @command(_check_args)
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
-    """Check that the database and the package files agree; --repair quarantines debris.
+    """Check that the database, the package files and the docs agree; --repair
+    quarantines debris.
 
     Every file row must have its file with the recorded size and sha256 (and its .metadata
-    file), and packages/ and tmp/ must hold nothing else. --repair moves strays and temp
-    files left by dead processes to data/quarantine/<time>/; missing or damaged files are
-    only reported. Safe while the server runs. Exit status 0 only if all is well."""
+    file), and packages/ and tmp/ must hold nothing else. Every docs row must have its build
+    directory with the recorded file count and size, and docs/ must hold no other builds
+    and docs/.incoming no leftovers. --repair moves strays, temp files left by dead
+    processes and docs debris to data/quarantine/<time>/; missing or damaged files and docs
+    are only reported. Safe while the server runs. Exit status 0 only if all is well."""
     db = open_database(settings)
     report = check_index(db, _storage(settings), settings.data_dir, repair=args.repair)
     for problem in report.problems:
@@ -229,8 +232,9 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     if report.quarantine is not None:
         print(f"quarantined into {report.quarantine}")
     broken = sum(not problem.repaired for problem in report.problems)
+    docs = f" and {report.docs} docs builds" if report.docs else ""
     print(
-        f"checked {report.files} files ({report.bytes} bytes): "
+        f"checked {report.files} files ({report.bytes} bytes){docs}: "
         + ("ok" if report.ok else f"{broken} problem(s)")
     )
     return 0 if report.ok else 1

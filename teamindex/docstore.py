@@ -119,6 +119,18 @@ class DocsStore:
         return Path(tempfile.mkdtemp(dir=incoming, prefix="docs-"))
 
 
+def build_files(directory: Path) -> list[Path]:
+    """The regular files of a build directory (extraction makes nothing else), sorted;
+    empty when it does not exist. Symbolic links are not followed or listed."""
+    found = []
+    for base, _dirs, names in os.walk(directory):
+        for name in names:
+            path = Path(base) / name
+            if path.is_file() and not path.is_symlink():
+                found.append(path)
+    return sorted(found)
+
+
 def _extract(zip_path: Path, target: Path, limits: DocsLimits) -> tuple[int, int]:
     """Unpack the planned members into `target`; returns (files, bytes)."""
     written = 0

@@ -3,36 +3,48 @@
 Checked: every file row has its file with the recorded size and sha256; every recorded
 PEP 658 metadata file exists and matches metadata_sha256; nothing under packages/ lacks a
 row (strays: an upload or delete cut short by a crash); nothing in tmp/ is left by a dead
-process. Repair moves strays and stale temp files to quarantine/<timestamp>/ (never
-deletes: an operator decides) and reports what it cannot fix, such as rows whose file is
-missing or damaged.
+process. Hosted docs: every docs row has its build directory with the recorded number of
+files and bytes; nothing else sits under docs/ (builds without a row: a re-upload or delete
+cut short), nor in docs/.incoming (an upload's unpacking cut short). Repair moves strays,
+stale temp files and docs debris to quarantine/<timestamp>/ (never deletes: an operator
+decides) and reports what it cannot fix, such as rows whose file or docs are missing or
+damaged.
 
 It is safe while the server runs: the disk is scanned for strays while holding SQLite's
 write lock, and ingest publishes a file only inside its own write transaction, so a file
 between its rename and its row's commit cannot be mistaken for a stray; temp files whose
-owner process is alive (see inflight) are uploads in flight and are left alone.
+owner process is alive (see inflight) are uploads in flight and are left alone. A docs
+upload renames its build into place before it commits the row, outside the write lock, and
+unpacks in .incoming without an owner lock, so docs debris counts only once nothing in it
+has changed for DOCS_GRACE_SECONDS (an upload in flight writes continuously, and waits at
+most SQLite's 30 s busy timeout for its commit).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from .db import Database
+from .docstore import INCOMING, DocsStore, build_files
 from .inflight import is_stale
-from .models import FileRecord
+from .models import DocsBuild, FileRecord
 from .removal import file_paths
 from .storage import Storage, fsync_dir
 
 QUARANTINE = "quarantine"
+DOCS_GRACE_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
 class Problem:
-    kind: str  # missing, size, sha256, metadata-missing, metadata-sha256, stray, temp
+    # missing, size, sha256, metadata-missing, metadata-sha256, stray, temp,
+    # docs-missing, docs-size, docs-stray, docs-incoming
+    kind: str
     path: Path
     detail: str
     repaired: bool = False
@@ -46,6 +58,7 @@ class Problem:
 class CheckReport:
     files: int = 0
     bytes: int = 0
+    docs: int = 0  # docs builds checked
     problems: list[Problem] = field(default_factory=list)
     quarantine: Path | None = None
 
@@ -92,6 +105,78 @@ def _walk_files(root: Path) -> list[Path]:
     return sorted(Path(base) / name for base, _dirs, names in os.walk(root) for name in names)
 
 
+def _check_docs_build(docs: DocsStore, build: DocsBuild) -> Problem | None:
+    path = docs.build_dir(build.project, build.canonical_version, build.build)
+    if not path.is_dir():
+        return Problem("docs-missing", path, f"the row of {build.project} {build.version} names it")
+    files = build_files(path)
+    try:
+        size = sum(file.stat().st_size for file in files)
+    except FileNotFoundError:  # removed while checking: a replaced build (re-checked)
+        return Problem("docs-missing", path, "files vanished while checking")
+    if (len(files), size) != (build.files, build.size):
+        return Problem(
+            "docs-size",
+            path,
+            f"{len(files)} files, {size} bytes; the row says {build.files} files, "
+            f"{build.size} bytes",
+        )
+    return None
+
+
+def _newest_change(path: Path) -> float:
+    """The newest mtime of a file or anything in a tree (0 when it vanished)."""
+    try:
+        newest = path.lstat().st_mtime
+        for base, dirs, names in os.walk(path):
+            for name in dirs + names:
+                newest = max(newest, (Path(base) / name).lstat().st_mtime)
+    except FileNotFoundError:
+        return 0.0
+    return newest
+
+
+def _docs_strays(docs: DocsStore, expected: set[Path]) -> list[Path]:
+    """Entries under docs/<project>/<version>/ that are no current build, and files where
+    only directories belong. Empty directories are harmless and left alone."""
+    found = []
+    for project in _entries(docs.root):
+        if project.name == INCOMING:
+            continue
+        if project.is_symlink() or not project.is_dir():
+            found.append(project)
+            continue
+        for version in _entries(project):
+            if version.is_symlink() or not version.is_dir():
+                found.append(version)
+                continue
+            found.extend(build for build in _entries(version) if build not in expected)
+    return found
+
+
+def _entries(directory: Path) -> list[Path]:
+    """A directory's entries, sorted; none when it is absent or gone (deleted meanwhile)."""
+    try:
+        return sorted(directory.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _settled(path: Path, now: float) -> bool:
+    return now - _newest_change(path) > DOCS_GRACE_SECONDS
+
+
+def _docs_debris(problem: Problem, data_dir: Path, quarantine: Path) -> list[Problem]:
+    """The problem, after quarantining its path when repairing; none when the path went
+    away meanwhile (the old build of a re-upload is removed right after its commit)."""
+    if problem.repaired:
+        try:
+            _quarantine(data_dir, quarantine, problem.path)
+        except FileNotFoundError:
+            return []
+    return [problem]
+
+
 def _quarantine(data_dir: Path, target_dir: Path, path: Path) -> None:
     target = target_dir / path.relative_to(data_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -107,6 +192,7 @@ def check_index(
     report = CheckReport()
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
     quarantine = data_dir / QUARANTINE / stamp
+    docs = DocsStore.in_data_dir(data_dir)
     with db.write_lock():
         records = db.all_files()
         expected = {path for record in records for path in file_paths(storage, record)}
@@ -115,11 +201,22 @@ def check_index(
                 if repair:
                     _quarantine(data_dir, quarantine, path)
                 report.problems.append(Problem("stray", path, "no row refers to it", repair))
+        builds = db.all_docs_builds()
+        current = {docs.build_dir(b.project, b.canonical_version, b.build) for b in builds}
+        now = time.time()
+        for path in _docs_strays(docs, current):
+            if _settled(path, now):
+                problem = Problem("docs-stray", path, "no docs row names it", repair)
+                report.problems += _docs_debris(problem, data_dir, quarantine)
     for path in _walk_files(storage.tmp_dir):
         if is_stale(storage.tmp_dir, path):
             if repair:
                 _quarantine(data_dir, quarantine, path)
             report.problems.append(Problem("temp", path, "left by a dead process", repair))
+    for path in _entries(docs.root / INCOMING):
+        if _settled(path, time.time()):
+            problem = Problem("docs-incoming", path, "left by a dead upload", repair)
+            report.problems += _docs_debris(problem, data_dir, quarantine)
     # Hashing reads every byte: done outside the lock (published files never change).
     for record in records:
         problems = _check_record(storage, record)
@@ -128,6 +225,13 @@ def check_index(
         report.problems.extend(problems)
         report.files += 1
         report.bytes += record.size
+    for build in builds:
+        problem = _check_docs_build(docs, build)
+        if problem is not None and build not in db.all_docs_builds():
+            continue  # replaced or deleted since the scan: not damage
+        if problem is not None:
+            report.problems.append(problem)
+        report.docs += 1
     if repair and any(problem.repaired for problem in report.problems):
         report.quarantine = quarantine
     return report

@@ -202,6 +202,8 @@ def test_round_trip_includes_the_current_docs_builds(
     assert "; 2 docs builds (4 files, " in capsys.readouterr().out
     assert docs_tree(restored) == current_docs(settings)
     assert tree(restored) == tree(settings.data_dir)
+    assert main(["check", "--data-dir", str(restored)]) == 0
+    assert capsys.readouterr().out.endswith(" and 2 docs builds: ok\n")
     # The restored index serves the same docs.
     twin = create_app(settings.__class__(data_dir=restored, password_hash=settings.password_hash))
     for app_client in (twin.test_client(), client):

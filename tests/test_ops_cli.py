@@ -222,3 +222,4 @@ def test_delete_removes_the_docs_of_deleted_releases(client, settings, demo, tmp
     assert docs_versions(settings) == ["2"]
     assert cli(settings, "delete", "demo", "--yes") == 0
     assert not (settings.data_dir / "docs" / "demo").exists()
+    assert cli(settings, "check") == 0

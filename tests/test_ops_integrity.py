@@ -4,11 +4,13 @@ temp files (uploads in flight) are left alone."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 from builders import make_sdist, make_wheel
 from uploading import upload
+from web_support import docs_zip
 
 from teamindex.cli import main
 from teamindex.inflight import TempOwner
@@ -150,3 +152,102 @@ def test_check_on_an_empty_index(settings, app, capsys):
 def test_check_needs_an_existing_data_dir(tmp_path, capsys):
     assert main(["check", "--data-dir", str(tmp_path / "nope")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+# -- hosted docs ----------------------------------------------------------------------------------
+
+OLD = 1_000_000_000  # an mtime long past the grace period of uploads in flight
+
+
+def age(path: Path) -> Path:
+    """Make a file or tree look old (check leaves young docs debris alone: in flight)."""
+    for entry in [path, *path.rglob("*")]:
+        os.utime(entry, (OLD, OLD))
+    return path
+
+
+@pytest.fixture
+def docs(index, settings, tmp_path: Path) -> Path:
+    """Docs for demo 1.0; returns data/docs/demo/1/<build>."""
+    archive = tmp_path / "docs.zip"
+    archive.write_bytes(docs_zip())
+    assert (
+        main(["upload-docs", "demo", "1.0", str(archive), "--data-dir", str(settings.data_dir)])
+        == 0
+    )
+    (build,) = (settings.data_dir / "docs" / "demo" / "1").iterdir()
+    return build
+
+
+def test_clean_index_with_docs_is_ok(docs, settings, capsys):
+    capsys.readouterr()
+    assert check(settings) == 0
+    assert capsys.readouterr().out.endswith(" and 1 docs builds: ok\n")
+
+
+@pytest.mark.parametrize(
+    ("damage", "kind"),
+    [
+        (shutil.rmtree, "docs-missing: {b}: the row of demo 1.0 names it"),
+        (lambda b: (b / "_static" / "site.css").unlink(), "docs-size: {b}: 3 files, "),
+        (lambda b: (b / "index.html").write_text("x"), "docs-size: {b}: 4 files, "),
+    ],
+)
+def test_docs_damage_is_reported_and_not_repaired(docs, settings, capsys, damage, kind):
+    damage(docs)
+    assert check(settings) == 1
+    assert kind.format(b=docs) in capsys.readouterr().out
+    assert check(settings, "--repair") == 1
+    assert capsys.readouterr().out.endswith("1 problem(s)\n")
+    assert not (settings.data_dir / "quarantine").exists()
+
+
+def test_repair_quarantines_docs_strays_and_incoming_leftovers(docs, settings, capsys):
+    root = settings.data_dir / "docs"
+    old_build = docs.parent / "20200101T000000deadbeef"  # replaced, removal cut short
+    shutil.copytree(docs, old_build)
+    age(old_build)
+    deleted = root / "gone" / "2" / "20200101T000000cafe0000"  # a deleted project's build
+    deleted.mkdir(parents=True)
+    age(deleted)
+    loose = root / "demo" / "notes.txt"
+    loose.write_text("a file where only version directories belong")
+    age(loose)
+    leftover = root / ".incoming" / "docs-crashed"
+    (leftover / "sub").mkdir(parents=True)
+    (leftover / "sub" / "page.html").write_text("half")
+    age(leftover)
+    capsys.readouterr()
+
+    assert check(settings) == 1
+    out = capsys.readouterr().out
+    assert out.count("docs-stray: ") == 3
+    assert f"docs-stray: {old_build}: no docs row names it" in out
+    assert f"docs-incoming: {leftover}: left by a dead upload" in out
+    assert out.endswith("4 problem(s)\n")
+
+    assert check(settings, "--repair") == 0
+    out = capsys.readouterr().out
+    assert out.count("(quarantined)") == 4
+    quarantine = next((settings.data_dir / "quarantine").iterdir())
+    assert (quarantine / "docs/demo/1/20200101T000000deadbeef/index.html").is_file()
+    assert (quarantine / "docs/gone/2/20200101T000000cafe0000").is_dir()
+    assert (quarantine / "docs/demo/notes.txt").is_file()
+    assert (quarantine / "docs/.incoming/docs-crashed/sub/page.html").read_text() == "half"
+    assert docs.is_dir() and not old_build.exists() and not leftover.exists()
+    assert check(settings) == 0
+
+
+def test_young_docs_debris_is_left_alone(docs, settings, capsys):
+    """An upload in flight: unpacking in .incoming, or renamed into place and about to
+    commit its row. Both look like debris only after the grace period."""
+    unpacking = settings.data_dir / "docs" / ".incoming" / "docs-busy"
+    (unpacking / "deep").mkdir(parents=True)
+    age(unpacking)
+    (unpacking / "deep" / "page.html").write_text("being written")  # fresh
+    renamed = docs.parent / "20990101T000000feedface"
+    shutil.copytree(docs, renamed)
+    capsys.readouterr()
+    assert check(settings, "--repair") == 0
+    assert "docs-" not in capsys.readouterr().out
+    assert unpacking.exists() and renamed.exists()
