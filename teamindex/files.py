@@ -4,19 +4,27 @@ The path on disk comes from the database row, never from the URL; the URL only s
 row. Files stream from disk through waitress' file wrapper with Content-Length, a strong
 ETag (the sha256), Last-Modified, conditional GET and single Range requests (uv and poetry
 read wheel metadata by range when no .metadata is advertised).
+
+Who may download: Basic auth, exactly as for pip, uv and poetry (401 with a challenge when
+no credentials come). A request without an Authorization header may instead carry the web
+session, so the links on the project pages work in a logged-in browser; the same READ rule
+applies, and no cookie is ever set here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from functools import wraps
 
-from flask import Blueprint, Response, request, send_file
+from flask import Blueprint, Response, g, request, send_file
 
 from .context import services
 from .errors import HTTPError
 from .httpauth import authorize, login_required
 from .permissions import Action
 from .storage import METADATA_SUFFIX
+from .web.session import session_reader
 
 bp = Blueprint("files", __name__)
 
@@ -25,8 +33,25 @@ bp = Blueprint("files", __name__)
 FILE_CACHE_CONTROL = "private, max-age=31536000, immutable"
 
 
+def basic_or_session(view: Callable[..., Response]) -> Callable[..., Response]:
+    """Basic auth (login_required); without an Authorization header, a valid web session
+    is accepted instead. Credentials, when sent, always decide: clients see no change."""
+    basic = login_required(view)
+
+    @wraps(view)
+    def wrapper(*args: str, **kwargs: str) -> Response:
+        if "Authorization" not in request.headers:
+            principal = session_reader()
+            if principal is not None:
+                g.session_reader = principal
+                return view(*args, **kwargs)
+        return basic(*args, **kwargs)
+
+    return wrapper
+
+
 @bp.get("/files/<project>/<filename>")
-@login_required
+@basic_or_session
 def download(project: str, filename: str) -> Response:
     svc = services()
     wants_metadata = filename.endswith(METADATA_SUFFIX)
@@ -34,7 +59,7 @@ def download(project: str, filename: str) -> Response:
     record = svc.db.get_file(dist_name)
     if record is None or record.project != project:
         raise HTTPError(404, f"No file named {filename!r} in project {project!r}.")
-    authorize(Action.READ, record.project)
+    authorize(Action.READ, record.project, g.get("session_reader"))
     if wants_metadata:
         if record.metadata_sha256 is None:
             raise HTTPError(404, f"No core metadata file for {dist_name!r}.")

@@ -250,6 +250,87 @@ def test_simple_api_is_unchanged_for_browsers_with_a_session(seeded):
         assert files.status_code == 200 and "Set-Cookie" not in files.headers
 
 
+# -- downloads from the project page: /files/ accepts the session too (read-only) ------------
+
+WHEEL_URL = "/files/team-demo/team_demo-1.1-py3-none-any.whl"
+SECRET_URL = "/files/secret-proj/secret_proj-0.1-py3-none-any.whl"
+
+
+def _download(client, url: str, method: str = "GET", **kwargs):
+    response = client.open(url, method=method, **kwargs)
+    response.get_data()
+    response.close()
+    return response
+
+
+def test_project_page_links_download_with_the_session(seeded):
+    login(seeded, "alice")
+    page = seeded.get("/project/team-demo/").get_data(as_text=True)
+    assert WHEEL_URL in re.findall(r'href="(/files/[^"]+)"', page)
+    for url in (WHEEL_URL, WHEEL_URL + ".metadata"):
+        for method in ("GET", "HEAD"):
+            response = _download(seeded, url, method)
+            assert response.status_code == 200, (url, method, response.status)
+            # Read-only: a download never sets or refreshes the cookie.
+            assert "Set-Cookie" not in response.headers
+            assert "Cookie" not in response.headers.get("Vary", "")
+    wheel = _download(seeded, WHEEL_URL)
+    with seeded.get(WHEEL_URL, headers=basic("alice")) as by_basic:
+        assert wheel.data == by_basic.data
+        assert wheel.headers["ETag"] == by_basic.headers["ETag"]
+
+
+def test_downloads_without_session_or_credentials_are_401(seeded):
+    login(seeded, "alice")
+    assert post_form(seeded, "/logout").status_code == 303
+    for url in (WHEEL_URL, WHEEL_URL + ".metadata"):
+        response = _download(seeded, url)
+        assert response.status_code == 401
+        assert response.headers["WWW-Authenticate"] == 'Basic realm="teamindex"'
+        assert "Set-Cookie" not in response.headers
+
+
+def test_session_downloads_follow_the_read_rules(seeded, app):
+    login(seeded, "alice")  # no role in the restricted secret-proj
+    assert _download(seeded, SECRET_URL).status_code == 404
+    assert _download(seeded, SECRET_URL + ".metadata").status_code == 404
+    owner = app.test_client()
+    login(owner, "bob")
+    assert _download(owner, SECRET_URL).status_code == 200
+    # The session ends with the password, as for pages; the response sets no cookie.
+    db = app.extensions["teamindex"].db
+    db.set_password("bob", db.get_user("alice").password_hash)
+    stale = _download(owner, SECRET_URL)
+    assert stale.status_code == 401 and "Set-Cookie" not in stale.headers
+
+
+def test_basic_credentials_win_over_the_session(seeded, app):
+    """Clients sending credentials see exactly what they saw before: a wrong password is a
+    401 even with a session cookie, and the rights are those of the Basic-auth user."""
+    login(seeded, "alice")
+    assert _download(seeded, WHEEL_URL, headers=basic("alice", "wrong")).status_code == 401
+    assert _download(seeded, SECRET_URL, headers=basic("bob")).status_code == 200
+    owner = app.test_client()
+    login(owner, "bob")
+    assert _download(owner, SECRET_URL, headers=basic("alice")).status_code == 404
+
+
+def test_session_downloads_obey_the_ip_allowlists(seeded, app):
+    from teamindex.ingest import utc_now
+
+    login(seeded, "alice")
+    db = app.extensions["teamindex"].db
+    db.add_allow("10.0.0.0/8", db.get_user("alice").id, "", utc_now())
+    response = _download(seeded, WHEEL_URL)
+    assert response.status_code == 403 and "not allowed for this user" in response.status
+
+
+def test_uploads_ignore_the_session(seeded, tmp_path):
+    login(seeded, "alice")
+    response = seeded.post("/legacy/", data={":action": "file_upload"})
+    assert response.status_code == 401
+
+
 def test_upload_still_answers_at_root(seeded, tmp_path):
     # POST / is the upload API (twine's default for some configs); GET / is the web page.
     response = seeded.post("/", headers=basic("alice"), data={":action": "bogus"})

@@ -1,8 +1,9 @@
 """The browser side of teamindex: server-rendered pages and hosted documentation.
 
 `init_app` registers the `web` blueprint (login, project list and pages, account, admin)
-and the `docs` blueprint, and sets up sessions. The simple API, downloads and uploads are
-untouched by it: they keep Basic auth only and never see a cookie.
+and the `docs` blueprint, and sets up sessions. The simple API and uploads are untouched by
+it: they keep Basic auth only. Downloads also accept the session when no credentials are
+sent (the project pages link to them); no cookie is ever set outside the web pages.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 The session is Flask's signed cookie (HttpOnly, SameSite=Lax, Secure on https requests) and
 holds the user id, a stamp derived from the user's password hash (changing the password ends
-every other session at once) and the CSRF token. Only the web pages read or write it: the
-simple API, downloads and uploads never set a cookie and keep Basic auth only.
+every other session at once) and the CSRF token. Only the web pages write it. Downloads
+(/files/, the links on project pages) also read it when no credentials are sent, and never
+set a cookie; the simple API and uploads keep Basic auth only.
 """
 
 from __future__ import annotations
@@ -143,6 +144,21 @@ def resolve_viewer() -> Principal | None:
         viewer = ANONYMOUS
     g.viewer = viewer
     return viewer
+
+
+def session_reader() -> Principal | None:
+    """The user of a valid session cookie, for downloads (GET/HEAD under /files/) from a
+    browser logged in to the web pages; None without one. The IP allowlists apply as on the
+    pages; the response never carries the cookie (only web pages save the session)."""
+    if not isinstance(session.get("uid"), int):
+        return None
+    require_address_allowed()
+    user = session_user()
+    if user is None:
+        return None
+    principal = Principal(user)
+    require_principal_address_allowed(principal)
+    return principal
 
 
 def viewer() -> Principal:
