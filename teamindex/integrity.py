@@ -226,11 +226,11 @@ def check_index(
         report.files += 1
         report.bytes += record.size
     for build in builds:
-        problem = _check_docs_build(docs, build)
-        if problem is not None and build not in db.all_docs_builds():
+        damage = _check_docs_build(docs, build)
+        if damage is not None and build not in db.all_docs_builds():
             continue  # replaced or deleted since the scan: not damage
-        if problem is not None:
-            report.problems.append(problem)
+        if damage is not None:
+            report.problems.append(damage)
         report.docs += 1
     if repair and any(problem.repaired for problem in report.problems):
         report.quarantine = quarantine
