@@ -20,6 +20,7 @@ from .models import (
     AuditEvent,
     DocsBuild,
     FileRecord,
+    LoginFacts,
     NewFile,
     Project,
     ReleaseInfo,
@@ -119,6 +120,38 @@ class Database:
             "SELECT id, name, password_hash, is_admin FROM users WHERE name = ?", (name,)
         ).fetchone()
         return _user(row) if row else None
+
+    def password_login(self, name: str) -> LoginFacts:
+        """The user named `name` (if any) and the allowlists, in one statement: every
+        authenticated request runs it, and each statement is a GIL round trip."""
+        row = self.conn.execute(
+            "SELECT u.id, u.name, u.password_hash, u.is_admin,"
+            " (SELECT group_concat(cidr, ' ') FROM allowlist WHERE user_id IS NULL)"
+            " AS global_cidrs,"
+            " (SELECT group_concat(cidr, ' ') FROM allowlist WHERE user_id = u.id) AS user_cidrs"
+            " FROM (SELECT 1) LEFT JOIN users u ON u.name = ?",
+            (name,),
+        ).fetchone()
+        user = _user(row) if row["id"] is not None else None
+        return LoginFacts(user, None, *_allowlists(row))
+
+    def token_login(self, digest: str) -> LoginFacts:
+        """The token with this digest, its owner and the allowlists, in one statement."""
+        row = self.conn.execute(
+            "SELECT t.id AS token_id, t.user_id, t.scope, t.projects, t.allow_ips, t.note,"
+            " t.created, t.expires, t.revoked, t.last_used, t.last_ip, u.name AS user_name,"
+            " u.id, u.name, u.password_hash, u.is_admin,"
+            " (SELECT group_concat(cidr, ' ') FROM allowlist WHERE user_id IS NULL)"
+            " AS global_cidrs,"
+            " (SELECT group_concat(cidr, ' ') FROM allowlist WHERE user_id = u.id) AS user_cidrs"
+            " FROM (SELECT 1) LEFT JOIN tokens t ON t.digest = ?"
+            " LEFT JOIN users u ON u.id = t.user_id",
+            (digest,),
+        ).fetchone()
+        if row["token_id"] is None or row["id"] is None:
+            return LoginFacts(None, None, *_allowlists(row))
+        token = _token(row, id_column="token_id")
+        return LoginFacts(_user(row), token, *_allowlists(row))
 
     def get_user_by_id(self, user_id: int) -> User | None:
         row = self.conn.execute(
@@ -749,9 +782,13 @@ _SELECT_API_KEYS = (
 )
 
 
-def _token(row: sqlite3.Row) -> Token:
+def _allowlists(row: sqlite3.Row) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    return tuple((row["global_cidrs"] or "").split()), tuple((row["user_cidrs"] or "").split())
+
+
+def _token(row: sqlite3.Row, id_column: str = "id") -> Token:
     return Token(
-        id=row["id"],
+        id=row[id_column],
         user_id=row["user_id"],
         scope=row["scope"],
         projects=tuple(json.loads(row["projects"])),

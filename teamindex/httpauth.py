@@ -10,6 +10,7 @@ Views then ask `authorize()`, which applies permissions.decide for the project a
 from __future__ import annotations
 
 import hmac
+from collections.abc import Sequence
 from datetime import datetime, timezone
 
 from flask import Response, request
@@ -18,7 +19,7 @@ from flask_httpauth import HTTPBasicAuth
 from .auth import TOKEN_USERNAME, looks_like_token, token_digest, token_expired
 from .context import Services, services
 from .errors import HTTPError, plain_error
-from .models import Project, User
+from .models import LoginFacts, Project, User
 from .netrules import ip_allowed
 from .permissions import ANONYMOUS, Action, Decision, Principal, ProjectFacts, decide
 
@@ -42,53 +43,67 @@ def _verify(username: str, password: str) -> Principal | None:
     return authenticate(username, password)
 
 
-def require_address_allowed(username: str = "") -> None:
-    """403 unless the client address is on the global allowlist (empty list: everyone)."""
-    svc = services()
-    ip = client_ip()
-    if not ip_allowed(ip, svc.db.allowlist(None)):
-        svc.audit.record("ip_denied", ip=ip, user=username)
-        raise HTTPError(403, f"Access from {ip} is not allowed.")
-
-
 def authenticate(username: str, password: str) -> Principal | None:
     """Check a user name with a password or token; Basic auth and the web login form share
     it, so both get the global allowlist (403), the throttle (429), the audit of failures
-    and the user's and token's own IP lists (403). None means wrong credentials."""
+    and the user's and token's own IP lists (403). None means wrong credentials.
+
+    One database statement reads the user (or token and owner) with every allowlist that
+    applies; the global list is still checked before the credential is looked at."""
     svc = services()
     ip = client_ip()
-    require_address_allowed(username)
+    is_token = _is_token(username, password)
+    facts = (
+        svc.db.token_login(token_digest(password)) if is_token else svc.db.password_login(username)
+    )
+    _require_on_list(ip, facts.global_allowlist, username, "")
     wait = svc.throttle.retry_after(ip, username)
     if wait:
         raise HTTPError(
             429, f"Too many failed logins; retry in {wait} seconds.", {"Retry-After": str(wait)}
         )
     principal = (
-        _check_token(svc, username, password)
-        if _is_token(username, password)
-        else (_check_password(svc, username, password))
+        _check_token(svc, facts, username) if is_token else _check_password(svc, facts, password)
     )
     if principal is None:
         svc.audit.record("auth_failed", ip=ip, user=username, outcome="denied")
         if svc.throttle.failure(ip, username):
             svc.audit.record("throttled", ip=ip, user=username, outcome="blocked")
         return None
-    require_principal_address_allowed(principal)
     assert principal.user is not None
+    _require_on_list(ip, facts.user_allowlist, principal.user.name, " for this user")
+    _require_token_address(ip, principal)
     svc.throttle.success(ip, principal.user.name)
     return principal
 
 
+def require_address_allowed(username: str = "") -> None:
+    """403 unless the client address is on the global allowlist (empty list: everyone)."""
+    _require_on_list(client_ip(), services().db.allowlist(None), username, "")
+
+
 def require_principal_address_allowed(principal: Principal) -> None:
-    """403 unless the client address is on the user's and the token's own lists."""
-    svc = services()
-    ip = client_ip()
+    """403 unless the client address is on the user's and the token's own lists (for a
+    principal that was authenticated earlier, e.g. by a session)."""
     assert principal.user is not None
-    if not ip_allowed(ip, svc.db.allowlist(principal.user.id)):
-        svc.audit.record("ip_denied", ip=ip, user=principal.user.name)
-        raise HTTPError(403, f"Access from {ip} is not allowed for this user.")
-    if principal.token is not None and not ip_allowed(ip, principal.token.allow_ips):
-        svc.audit.record("ip_denied", ip=ip, user=principal.user.name, token_id=principal.token.id)
+    ip = client_ip()
+    _require_on_list(
+        ip, services().db.allowlist(principal.user.id), principal.user.name, " for this user"
+    )
+    _require_token_address(ip, principal)
+
+
+def _require_on_list(ip: str, cidrs: Sequence[str], user: str, scope: str) -> None:
+    if not ip_allowed(ip, cidrs):
+        services().audit.record("ip_denied", ip=ip, user=user)
+        raise HTTPError(403, f"Access from {ip} is not allowed{scope}.")
+
+
+def _require_token_address(ip: str, principal: Principal) -> None:
+    token = principal.token
+    if token is not None and not ip_allowed(ip, token.allow_ips):
+        assert principal.user is not None
+        services().audit.record("ip_denied", ip=ip, user=principal.user.name, token_id=token.id)
         raise HTTPError(403, f"Access from {ip} is not allowed for this token.")
 
 
@@ -96,25 +111,20 @@ def _is_token(username: str, password: str) -> bool:
     return username == TOKEN_USERNAME or looks_like_token(password)
 
 
-def _check_password(svc: Services, username: str, password: str) -> Principal | None:
-    user = svc.db.get_user(username)
-    return Principal(user) if svc.credentials.verify(user, password) else None
+def _check_password(svc: Services, facts: LoginFacts, password: str) -> Principal | None:
+    return Principal(facts.user) if svc.credentials.verify(facts.user, password) else None
 
 
-def _check_token(svc: Services, username: str, secret: str) -> Principal | None:
-    token = svc.db.token_by_digest(token_digest(secret))
-    if token is None or token.revoked is not None:
+def _check_token(svc: Services, facts: LoginFacts, username: str) -> Principal | None:
+    token, user = facts.token, facts.user
+    if token is None or user is None or token.revoked is not None:
         return None
-    now = datetime.now(timezone.utc)
-    if token_expired(token.expires, now):
+    if token_expired(token.expires, datetime.now(timezone.utc)):
         return None
     # With the owner's name instead of __token__, the name must match (constant time).
     if username != TOKEN_USERNAME and not hmac.compare_digest(
         username.encode(), token.user_name.encode()
     ):
-        return None
-    user = svc.db.get_user_by_id(token.user_id)
-    if user is None:
         return None
     svc.token_touch.touch(token.id, client_ip())
     return Principal(user, token)

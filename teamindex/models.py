@@ -138,3 +138,14 @@ class DocsBuild:
     size: int
     uploaded: str
     uploader: str
+
+
+@dataclass(frozen=True)
+class LoginFacts:
+    """Everything a login needs, read in one query: the user (or the token and its owner)
+    and the global and per-user IP allowlists."""
+
+    user: User | None
+    token: Token | None
+    global_allowlist: tuple[str, ...]
+    user_allowlist: tuple[str, ...]
