@@ -71,7 +71,7 @@ class Settings:
     data_dir: Path = Path("data")
     host: str = "127.0.0.1"
     port: int = 8080
-    threads: int = 8
+    threads: int = 4
     max_upload_size: int = 1 << 30
     anonymous_read: bool = False
     trusted_proxy: str = ""

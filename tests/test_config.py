@@ -110,7 +110,7 @@ def test_env_then_flag_precedence():
     assert settings.anonymous_read is True
     assert settings.trusted_proxy == "10.0.0.1"
     assert settings.data_dir == Path("/srv/index")
-    assert settings.threads == 8
+    assert settings.threads == 4
     assert settings.sources["port"] == "flag --port"
     assert settings.sources["host"] == "env TEAMINDEX_HOST"
     assert settings.sources["max_upload_size"] == "env TEAMINDEX_MAX_UPLOAD_SIZE"
