@@ -374,13 +374,16 @@ class Database:
         project: str | None = None,
         action: str | None = None,
         limit: int = 10_000,
+        newest_first: bool = False,
     ) -> list[AuditEvent]:
+        """Events since `since`, filtered; oldest first, or the latest `limit` newest first
+        (the web view)."""
         rows = self.conn.execute(
             "SELECT time, ip, user, token_id, action, project, filename, outcome, detail"
             " FROM audit WHERE time >= ? AND (? IS NULL OR user = ?)"
             " AND (? IS NULL OR project = ?) AND (? IS NULL OR action = ?)"
-            " ORDER BY time, id LIMIT ?",
-            (since, user, user, project, project, action, action, limit),
+            " ORDER BY CASE WHEN ? THEN -id ELSE id END LIMIT ?",  # ids grow with time
+            (since, user, user, project, project, action, action, newest_first, limit),
         ).fetchall()
         return [AuditEvent(*row) for row in rows]
 
@@ -695,25 +698,6 @@ class Database:
             " JOIN projects p ON p.id = r.project_id ORDER BY p.name, u.name"
         ).fetchall()
         return [(row[0], row[1], row[2]) for row in rows]
-
-    def recent_audit(
-        self,
-        *,
-        since: str,
-        user: str | None = None,
-        project: str | None = None,
-        action: str | None = None,
-        limit: int = 500,
-    ) -> list[AuditEvent]:
-        """Like query_audit, newest first (the web view shows the latest `limit` events)."""
-        rows = self.conn.execute(
-            "SELECT time, ip, user, token_id, action, project, filename, outcome, detail"
-            " FROM audit WHERE time >= ? AND (? IS NULL OR user = ?)"
-            " AND (? IS NULL OR project = ?) AND (? IS NULL OR action = ?)"
-            " ORDER BY time DESC, id DESC LIMIT ?",
-            (since, user, user, project, project, action, action, limit),
-        ).fetchall()
-        return [AuditEvent(*row) for row in rows]
 
     def docs_builds(self, project_id: int) -> list[DocsBuild]:
         """The current docs build of each release of a project that has one."""

@@ -256,7 +256,7 @@ def audit() -> Response:
     filters = {key: args.get(key, "").strip() or None for key in ("user", "project", "action")}
     if filters["project"]:
         filters["project"] = canonicalize_name(filters["project"])
-    events = services().db.recent_audit(since=since, limit=AUDIT_LIMIT, **filters)
+    events = services().db.query_audit(since=since, limit=AUDIT_LIMIT, newest_first=True, **filters)
     return page(
         "admin_audit.html",
         events=events,
