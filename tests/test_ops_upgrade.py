@@ -18,14 +18,14 @@ from teamindex.app import create_app
 from teamindex.auth import hash_password
 from teamindex.cli import main
 from teamindex.config import Settings
-from teamindex.db import _migrations
+from teamindex.db.core import migration_scripts
 
 JSON = "application/vnd.pypi.simple.v1+json"
 OLD_TIME = "2024-01-02T03:04:05.000000Z"
 
 
 def latest_version() -> int:
-    return max(number for number, _script in _migrations())
+    return max(number for number, _script in migration_scripts())
 
 
 def make_v1_data_dir(data_dir: Path, tmp_path: Path) -> Path:

@@ -1,0 +1,20 @@
+"""The only package with SQL: `Database` joins one query mixin per area.
+
+Every query of the application is a method of Database; sqlite3.Row never leaves the package
+(rows.py turns rows into the frozen records of teamindex.models).
+"""
+
+from __future__ import annotations
+
+from .access import AccessQueries
+from .core import BUSY_TIMEOUT_MS, Conflict, Connections
+from .index import IndexQueries
+from .operations import OperationQueries
+from .users import UserQueries
+from .web import WebQueries
+
+__all__ = ["BUSY_TIMEOUT_MS", "Conflict", "Connections", "Database"]
+
+
+class Database(UserQueries, AccessQueries, IndexQueries, OperationQueries, WebQueries):
+    """Access to one SQLite file; every query of the application is a method here."""

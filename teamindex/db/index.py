@@ -1,0 +1,151 @@
+"""The index itself: projects, releases and files, read and written."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from ..models import (
+    FileRecord,
+    NewFile,
+    Project,
+)
+from .core import Conflict, Connections
+from .rows import (
+    FILE_SELECT,
+    bump_serial,
+    file_from,
+    project_from,
+)
+
+
+class IndexQueries(Connections):
+    def serial(self) -> int:
+        """The index-wide change counter; caches compare it instead of re-reading."""
+        return self.conn.execute("SELECT serial FROM state WHERE id = 1").fetchone()[0]
+
+    def get_project(self, name: str) -> Project | None:
+        row = self.conn.execute(
+            "SELECT id, name, display_name, serial, visibility FROM projects WHERE name = ?",
+            (name,),
+        ).fetchone()
+        return project_from(row) if row else None
+
+    def project_with_role(
+        self, name: str, user_id: int | None
+    ) -> tuple[Project | None, str | None]:
+        """The project and the user's role in it, in one query (the hot path of every read)."""
+        row = self.conn.execute(
+            "SELECT p.id, p.name, p.display_name, p.serial, p.visibility, r.role FROM projects p"
+            " LEFT JOIN roles r ON r.project_id = p.id AND r.user_id = ? WHERE p.name = ?",
+            (user_id, name),
+        ).fetchone()
+        return (project_from(row), row["role"]) if row else (None, None)
+
+    def list_projects(
+        self, *, viewer_id: int | None = None, everything: bool = True
+    ) -> list[tuple[str, str]]:
+        """(normalized name, display name) of projects with files; unless `everything`, only
+        team-visible ones and restricted ones where `viewer_id` holds a role."""
+        rows = self.conn.execute(
+            "SELECT p.name, p.display_name FROM projects p"
+            " WHERE EXISTS (SELECT 1 FROM releases r JOIN files f ON f.release_id = r.id"
+            "               WHERE r.project_id = p.id)"
+            "   AND (? OR p.visibility = 'team' OR EXISTS"
+            "        (SELECT 1 FROM roles o WHERE o.project_id = p.id AND o.user_id = ?))"
+            " ORDER BY p.name",
+            (int(everything), viewer_id),
+        ).fetchall()
+        return [(row[0], row[1]) for row in rows]
+
+    def project_files(self, project: Project) -> list[FileRecord]:
+        """Every file of a project in one indexed query (a page never costs a query per file)."""
+        rows = self.conn.execute(
+            FILE_SELECT + " WHERE r.project_id = ? ORDER BY f.filename", (project.id,)
+        ).fetchall()
+        return [file_from(row, project.name) for row in rows]
+
+    def get_file(self, filename: str) -> FileRecord | None:
+        row = self.conn.execute(
+            FILE_SELECT.replace("FROM files f", ", p.name AS project FROM files f")
+            + " JOIN projects p ON p.id = r.project_id WHERE f.filename = ?",
+            (filename,),
+        ).fetchone()
+        return file_from(row, row["project"]) if row else None
+
+    def deleted_file_sha256(self, filename: str) -> str | None:
+        row = self.conn.execute(
+            "SELECT sha256 FROM deleted_files WHERE filename = ?", (filename,)
+        ).fetchone()
+        return row[0] if row else None
+
+    def role(self, user_id: int, project_id: int) -> str | None:
+        row = self.conn.execute(
+            "SELECT role FROM roles WHERE user_id = ? AND project_id = ?", (user_id, project_id)
+        ).fetchone()
+        return row[0] if row else None
+
+    # -- writing the index ------------------------------------------------------------------
+
+    def insert_file(self, new: NewFile) -> None:
+        """Record a new file inside the caller's transaction(): project (first uploader
+        becomes owner), release and file rows, and a new serial. Raises Conflict on a
+        duplicate filename or content."""
+        conn = self.conn
+        serial = bump_serial(conn)
+        project = conn.execute("SELECT id FROM projects WHERE name = ?", (new.project,)).fetchone()
+        if project is None:
+            project_id = conn.execute(
+                "INSERT INTO projects (name, display_name, created, serial) VALUES (?, ?, ?, ?)",
+                (new.project, new.display_name, new.upload_time, serial),
+            ).lastrowid
+            if new.uploader_id is not None:
+                conn.execute(
+                    "INSERT INTO roles (user_id, project_id, role) VALUES (?, ?, 'owner')",
+                    (new.uploader_id, project_id),
+                )
+        else:
+            project_id = project[0]
+            conn.execute("UPDATE projects SET serial = ? WHERE id = ?", (serial, project_id))
+        conn.execute(
+            "INSERT INTO releases (project_id, version, canonical_version, summary,"
+            " metadata_json, created) VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (project_id, canonical_version) DO NOTHING",
+            (
+                project_id,
+                new.version,
+                new.canonical_version,
+                new.summary,
+                new.metadata_json,
+                new.upload_time,
+            ),
+        )
+        release_id = conn.execute(
+            "SELECT id FROM releases WHERE project_id = ? AND canonical_version = ?",
+            (project_id, new.canonical_version),
+        ).fetchone()[0]
+        try:
+            conn.execute(
+                "INSERT INTO files (release_id, filename, packagetype, python_version,"
+                " requires_python, size, sha256, blake2_256, md5, metadata_sha256, upload_time,"
+                " uploader_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    release_id,
+                    new.filename,
+                    new.packagetype,
+                    new.python_version,
+                    new.requires_python,
+                    new.size,
+                    new.sha256,
+                    new.blake2_256,
+                    new.md5,
+                    new.metadata_sha256,
+                    new.upload_time,
+                    new.uploader_id,
+                ),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"file {new.filename!r} already exists") from exc
+
+    def filename_by_sha256(self, sha256: str) -> str | None:
+        row = self.conn.execute("SELECT filename FROM files WHERE sha256 = ?", (sha256,)).fetchone()
+        return row[0] if row else None

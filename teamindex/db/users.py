@@ -1,0 +1,95 @@
+"""Users: accounts and password hashes; the one-statement logins."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from ..models import (
+    LoginFacts,
+    User,
+)
+from .core import Conflict, Connections
+from .rows import (
+    allowlists_from,
+    token_from,
+    user_from,
+)
+
+
+class UserQueries(Connections):
+    def get_user(self, name: str) -> User | None:
+        row = self.conn.execute(
+            "SELECT id, name, password_hash, is_admin FROM users WHERE name = ?", (name,)
+        ).fetchone()
+        return user_from(row) if row else None
+
+    def password_login(self, name: str) -> LoginFacts:
+        """The user named `name` (if any) and the allowlists, in one statement: every
+        authenticated request runs it, and each statement is a GIL round trip."""
+        row = self.conn.execute(
+            "SELECT u.id, u.name, u.password_hash, u.is_admin,"
+            " (SELECT group_concat(cidr, ' ') FROM allowlist WHERE user_id IS NULL)"
+            " AS global_cidrs,"
+            " (SELECT group_concat(cidr, ' ') FROM allowlist WHERE user_id = u.id) AS user_cidrs"
+            " FROM (SELECT 1) LEFT JOIN users u ON u.name = ?",
+            (name,),
+        ).fetchone()
+        user = user_from(row) if row["id"] is not None else None
+        return LoginFacts(user, None, *allowlists_from(row))
+
+    def token_login(self, digest: str) -> LoginFacts:
+        """The token with this digest, its owner and the allowlists, in one statement."""
+        row = self.conn.execute(
+            "SELECT t.id AS token_id, t.user_id, t.scope, t.projects, t.allow_ips, t.note,"
+            " t.created, t.expires, t.revoked, t.last_used, t.last_ip, u.name AS user_name,"
+            " u.id, u.name, u.password_hash, u.is_admin,"
+            " (SELECT group_concat(cidr, ' ') FROM allowlist WHERE user_id IS NULL)"
+            " AS global_cidrs,"
+            " (SELECT group_concat(cidr, ' ') FROM allowlist WHERE user_id = u.id) AS user_cidrs"
+            " FROM (SELECT 1) LEFT JOIN tokens t ON t.digest = ?"
+            " LEFT JOIN users u ON u.id = t.user_id",
+            (digest,),
+        ).fetchone()
+        if row["token_id"] is None or row["id"] is None:
+            return LoginFacts(None, None, *allowlists_from(row))
+        token = token_from(row, id_column="token_id")
+        return LoginFacts(user_from(row), token, *allowlists_from(row))
+
+    def get_user_by_id(self, user_id: int) -> User | None:
+        row = self.conn.execute(
+            "SELECT id, name, password_hash, is_admin FROM users WHERE id = ?", (user_id,)
+        ).fetchone()
+        return user_from(row) if row else None
+
+    def list_users(self) -> list[User]:
+        rows = self.conn.execute(
+            "SELECT id, name, password_hash, is_admin FROM users ORDER BY name"
+        ).fetchall()
+        return [user_from(row) for row in rows]
+
+    def count_users(self) -> int:
+        return self.conn.execute("SELECT count(*) FROM users").fetchone()[0]
+
+    def add_user(self, name: str, password_hash: str, *, is_admin: bool, now: str) -> User:
+        try:
+            with self.transaction() as conn:
+                cursor = conn.execute(
+                    "INSERT INTO users (name, password_hash, is_admin, created)"
+                    " VALUES (?, ?, ?, ?)",
+                    (name, password_hash, int(is_admin), now),
+                )
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"user {name!r} already exists") from exc
+        return User(int(cursor.lastrowid or 0), name, password_hash, is_admin)
+
+    def set_password(self, name: str, password_hash: str) -> bool:
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE users SET password_hash = ? WHERE name = ?", (password_hash, name)
+            )
+        return cursor.rowcount == 1
+
+    def delete_user(self, name: str) -> bool:
+        with self.transaction() as conn:
+            cursor = conn.execute("DELETE FROM users WHERE name = ?", (name,))
+        return cursor.rowcount == 1
