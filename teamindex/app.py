@@ -7,8 +7,9 @@ from datetime import datetime, timedelta, timezone
 from flask import Flask
 
 from . import files, metrics, requestlog, simple, upload, web
-from .audit import AuditLog, utc_stamp
+from .audit import AuditLog
 from .auth import CredentialCache, UsageRecorder
+from .clock import utc_stamp
 from .config import Settings, load_settings
 from .context import EXTENSION_KEY, Services
 from .db import Database

@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
+from .clock import utc_stamp
 from .db import Database
 from .models import AuditEvent
 
@@ -41,11 +42,6 @@ ACTIONS = (
     "user_admin",  # web: administrator rights given or taken
     "docs_upload",
 )
-
-
-def utc_stamp(moment: datetime | None = None) -> str:
-    moment = moment or datetime.now(timezone.utc)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_since(text: str, now: datetime) -> str:

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta, timezone
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from .clock import utc_stamp
 from .models import User
 
 MIN_PASSWORD_LENGTH = 8
@@ -121,7 +122,7 @@ class UsageRecorder:
             if last is not None and last[1] == ip and now - last[0] < self.interval:
                 return
             self._last[token_id] = (now, ip)
-        self.write(token_id, datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"), ip)
+        self.write(token_id, utc_stamp(), ip)
 
 
 # -- API tokens ----------------------------------------------------------------------------
@@ -161,7 +162,7 @@ def parse_expiry(text: str, now: datetime) -> str | None:
             when = when.replace(tzinfo=timezone.utc)
     if when <= now:
         raise AuthError("expiry is in the past")
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return utc_stamp(when)
 
 
 def token_expired(expires: str | None, now: datetime) -> bool:

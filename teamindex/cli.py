@@ -13,9 +13,9 @@ from typing import Any
 from . import __version__
 from .audit import AuditLog
 from .auth import AuthError, hash_password, validate_password, validate_username
+from .clock import utc_now
 from .config import OPTIONS, Settings, load_settings
 from .db import Conflict, Database
-from .ingest import utc_now
 from .storage import Storage
 
 log = logging.getLogger("teamindex")

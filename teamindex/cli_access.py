@@ -16,10 +16,10 @@ from packaging.utils import canonicalize_name
 from .audit import parse_since
 from .auth import AuthError, new_token_secret, parse_expiry, token_digest
 from .cli import CommandError, command, open_database, record_cli_event
+from .clock import utc_now
 from .config import Settings
 from .db import Conflict, Database
 from .dists import DistributionError, validate_project_name
-from .ingest import utc_now
 from .models import Project, User
 from .netrules import parse_cidr
 from .permissions import ROLES, SCOPES

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .clock import utc_stamp
 from .db import Database
 from .docs import DEFAULT_LIMITS, DocsError, DocsLimits, ZipEntry, plan_extraction
 from .models import DocsBuild, ReleaseInfo
@@ -79,7 +80,7 @@ class DocsStore:
                 files=files,
                 size=size,
                 uploader_id=uploader_id,
-                now=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                now=utc_stamp(),
             )
         except BaseException:
             shutil.rmtree(final, ignore_errors=True)

@@ -15,13 +15,13 @@ import errno
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from .clock import utc_now
 from .db import Conflict, Database
 from .dists import DistributionError, FilenameInfo, inspect_distribution
 from .models import NewFile
@@ -61,11 +61,6 @@ class Claims:
     version: str | None = None
     filetype: str | None = None
     digests: tuple[tuple[str, str], ...] = ()
-
-
-def utc_now() -> str:
-    """Timestamps as PEP 700 wants them: UTC with microseconds and a literal Z."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def check_claims(info: FilenameInfo, digests: Digests, claims: Claims) -> None:

@@ -17,9 +17,9 @@ from pathlib import Path
 from packaging.utils import canonicalize_version
 from packaging.version import Version
 
+from .clock import utc_now
 from .db import Database
 from .docstore import DocsStore
-from .ingest import utc_now
 from .models import FileRecord
 from .storage import Storage
 

@@ -15,9 +15,9 @@ from flask.testing import FlaskClient
 
 from teamindex.app import FORM_OVERHEAD, create_app
 from teamindex.auth import hash_password
+from teamindex.clock import utc_now
 from teamindex.config import Settings
 from teamindex.context import services
-from teamindex.ingest import utc_now
 
 # Tests lower the hashing cost (devpi does the same); production uses scrypt.
 FAST_HASH = "pbkdf2:sha256:1000"

@@ -23,8 +23,8 @@ from builders import _record_line, dist_name, metadata_text
 from conftest import FAST_HASH, PASSWORD
 
 from teamindex.auth import hash_password
+from teamindex.clock import utc_now
 from teamindex.db import Database
-from teamindex.ingest import utc_now
 
 JSON = "application/vnd.pypi.simple.v1+json"
 SERVE_LINE = re.compile(r"serving (http://[^/\s]+)/simple/")

@@ -25,7 +25,7 @@ from teamindex.auth import (
     token_expired,
 )
 from teamindex.cli import main
-from teamindex.ingest import utc_now
+from teamindex.clock import utc_now, utc_stamp
 from teamindex.models import Token, User
 from teamindex.netrules import Throttle, ThrottlePolicy, ip_allowed, parse_cidr
 from teamindex.permissions import (
@@ -334,7 +334,7 @@ def test_throttle_answers_429_and_lifts(app, settings, tmp_path):
 
 def test_expired_and_revoked_tokens_fail_like_wrong_passwords_and_are_logged(client, app):
     db = app.extensions["teamindex"].db
-    expires = (datetime.now(timezone.utc) - timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    expires = utc_stamp(datetime.now(timezone.utc) - timedelta(seconds=1))
     _id, expired = _token_for(app, "alice", expires=expires)
     revoked_id, revoked = _token_for(app, "alice")
     db.revoke_token(revoked_id, utc_now())

@@ -17,8 +17,8 @@ from conftest import FAST_HASH, PASSWORD
 
 from teamindex.app import create_app
 from teamindex.auth import hash_password, new_token_secret, token_digest
+from teamindex.clock import utc_now
 from teamindex.config import Settings
-from teamindex.ingest import utc_now
 
 USERS = ("admin", "owner", "maintainer", "reader", "outsider")
 CREDS = ("password", "token-read", "token-upload", "token-other", "token-expired", "token-revoked")

@@ -6,7 +6,7 @@ import pytest
 from conftest import PASSWORD, basic
 from web_support import login, post_form, seed
 
-from teamindex.ingest import utc_now
+from teamindex.clock import utc_now
 
 
 def _db(app):

@@ -11,7 +11,7 @@ from web_support import csrf_of, login, post_form
 
 from teamindex.app import create_app
 from teamindex.auth import new_token_secret, token_digest
-from teamindex.ingest import utc_now
+from teamindex.clock import utc_now
 from teamindex.web.session import SECRET_FILE, load_secret_key, safe_next
 
 

@@ -15,6 +15,7 @@ from web_support import docs_zip, login, seed
 
 from teamindex.auth import new_token_secret, token_digest
 from teamindex.cli import main
+from teamindex.clock import utc_now
 from teamindex.docs import (
     DocsError,
     DocsLimits,
@@ -23,7 +24,6 @@ from teamindex.docs import (
     plan_extraction,
     safe_relative_path,
 )
-from teamindex.ingest import utc_now
 from teamindex.web.hosting import DOCS_CSP, capability
 
 # -- pure rules -----------------------------------------------------------------------------

@@ -316,7 +316,7 @@ def test_basic_credentials_win_over_the_session(seeded, app):
 
 
 def test_session_downloads_obey_the_ip_allowlists(seeded, app):
-    from teamindex.ingest import utc_now
+    from teamindex.clock import utc_now
 
     login(seeded, "alice")
     db = app.extensions["teamindex"].db

@@ -15,6 +15,7 @@ from ..auth import (
     token_digest,
     validate_password,
 )
+from ..clock import utc_stamp
 from ..context import services
 from ..errors import HTTPError
 from ..httpauth import authenticate, client_ip
@@ -106,7 +107,7 @@ def create_token() -> Response:
         allow_ips=allow_ips,
         note=note,
         expires=expires,
-        now=now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        now=utc_stamp(now),
     )
     svc.audit.record(
         "token_create",
@@ -138,7 +139,7 @@ def revoke_token(token_id: int) -> Response:
     token = svc.db.get_token(token_id)
     if token is None or token.user_id != principal.user.id:
         raise HTTPError(404, f"You have no token {token_id}.")
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    now = utc_stamp()
     if svc.db.revoke_token(token_id, now):
         svc.audit.record(
             "token_revoke", ip=client_ip(), user=principal.user.name, token_id=token_id

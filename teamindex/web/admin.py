@@ -16,11 +16,11 @@ from packaging.version import InvalidVersion, Version
 
 from ..audit import ACTIONS, parse_since
 from ..auth import AuthError, hash_password, validate_password, validate_username
+from ..clock import utc_now
 from ..context import services
 from ..db import Conflict
 from ..errors import HTTPError
 from ..httpauth import client_ip
-from ..ingest import utc_now
 from ..models import Project, User
 from ..netrules import ip_allowed, parse_cidr
 from ..permissions import ROLES

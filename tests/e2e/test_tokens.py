@@ -10,7 +10,7 @@ from flask import Flask
 from tools import client, output, run, uv
 
 from teamindex.auth import new_token_secret, token_digest
-from teamindex.ingest import utc_now
+from teamindex.clock import utc_now
 
 from .conftest import Index, hashes_of, seed
 
