@@ -10,9 +10,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
-from .clock import utc_stamp
+from .clock import parse_moment, utc_stamp
 from .db import Database
 from .models import AuditEvent
 
@@ -46,16 +46,9 @@ ACTIONS = (
 
 def parse_since(text: str, now: datetime) -> str:
     """'7d', '12h', '30m' or an ISO date -> the UTC timestamp to list events from."""
-    value = text.strip().lower()
-    units = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-    if value[:-1].isdigit() and value[-1:] in units:
-        return utc_stamp(now - timedelta(seconds=int(value[:-1]) * units[value[-1]]))
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValueError(f"--since takes 7d, 12h or a date, not {text!r}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+    moment = parse_moment(text, now, future=False)
+    if moment is None:
+        raise ValueError(f"--since takes 7d, 12h or a date, not {text!r}")
     return utc_stamp(moment)
 
 

@@ -18,11 +18,11 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .clock import utc_stamp
+from .clock import parse_moment, utc_stamp
 from .models import User
 
 MIN_PASSWORD_LENGTH = 8
@@ -147,19 +147,11 @@ def token_digest(secret: str) -> str:
 
 def parse_expiry(text: str, now: datetime) -> str | None:
     """'90d', '12h', an ISO date or datetime, or 'never' -> UTC timestamp string or None."""
-    value = text.strip().lower()
-    if value == "never":
+    if text.strip().lower() == "never":
         return None
-    units = {"d": 86400, "h": 3600, "w": 7 * 86400}
-    if value[:-1].isdigit() and value[-1:] in units:
-        when = now + timedelta(seconds=int(value[:-1]) * units[value[-1]])
-    else:
-        try:
-            when = datetime.fromisoformat(text.strip())
-        except ValueError:
-            raise AuthError(f"expiry must be like 90d, 2027-01-31 or never, not {text!r}") from None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
+    when = parse_moment(text, now, future=True)
+    if when is None:
+        raise AuthError(f"expiry must be like 90d, 2027-01-31 or never, not {text!r}")
     if when <= now:
         raise AuthError("expiry is in the past")
     return utc_stamp(when)
