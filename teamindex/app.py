@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 from flask import Flask
 
-from . import files, metrics, requestlog, simple, upload, web
+from . import api, files, metrics, requestlog, simple, upload, web
 from .audit import AuditLog
 from .auth import CredentialCache, UsageRecorder
 from .clock import utc_stamp
@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         ),
         token_touch=UsageRecorder(db.touch_token),
     )
-    for blueprint in (simple.bp, files.bp, upload.bp, health_bp):
+    for blueprint in (simple.bp, files.bp, upload.bp, api.bp, health_bp):
         app.register_blueprint(blueprint)
     app.teardown_request(upload.discard_upload_temps)
     register_error_handlers(app)

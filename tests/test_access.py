@@ -577,3 +577,48 @@ def test_allow_commands(app, settings, capsys):
         ).status_code
         == 200
     )
+
+
+# -- /api/ yank -------------------------------------------------------------------------------
+
+
+def test_maintainer_yanks_and_unyanks_over_http(client, app, tmp_path):
+    wheel = make_wheel(tmp_path, "yank-me", "1.0")
+    with wheel.open("rb") as handle:
+        response = client.post(
+            "/legacy/",
+            headers=basic("alice"),
+            data={
+                ":action": "file_upload",
+                "sha256_digest": hashlib.sha256(wheel.read_bytes()).hexdigest(),
+                "content": (handle, wheel.name),
+            },
+        )
+    assert response.status_code == 200
+    json_page = {"Accept": "application/vnd.pypi.simple.v1+json"}
+
+    def yanked() -> object:
+        page = client.get("/simple/yank-me/", headers=basic("bob") | json_page).get_json(force=True)
+        return page["files"][0]["yanked"]
+
+    assert client.post("/api/yank-me/1.0/yank", headers=basic("bob")).status_code == 403
+    response = client.post(
+        "/api/Yank.Me/1.0.0/yank", headers=basic("alice"), data={"reason": "broken\nbuild"}
+    )
+    assert response.status_code == 200
+    assert yanked() == "broken build"
+    assert client.post("/api/yank-me/1.0/unyank", headers=basic("alice")).status_code == 200
+    assert yanked() is False
+    missing = client.post("/api/yank-me/2.0/yank", headers=basic("alice"))
+    assert missing.status == "404 Project 'yank-me' has no release '2.0'."
+    assert client.post("/api/yank-me/not!a!version/yank", headers=basic("alice")).status_code == 400
+    assert client.post("/api/nope/1.0/yank", headers=basic("alice")).status_code == 404
+    _id, secret = _token_for(app, "alice")
+    assert (
+        client.post("/api/yank-me/1.0/yank", headers=_auth("__token__", secret)).status_code == 403
+    )
+    events = app.extensions["teamindex"].db.query_audit(since="2000", project="yank-me")
+    assert [(e.action, e.user, e.detail) for e in events if e.action != "upload"] == [
+        ("yank", "alice", "1.0.0 broken build"),
+        ("unyank", "alice", "1.0"),
+    ]

@@ -24,14 +24,14 @@ USERS = ("admin", "owner", "maintainer", "reader", "outsider")
 CREDS = ("password", "token-read", "token-upload", "token-other", "token-expired", "token-revoked")
 VISIBILITY = ("team", "restricted")
 IPS = {"inside": "10.1.2.3", "outside": "192.0.2.7"}
-ENDPOINTS = ("root", "page", "file", "metadata", "upload")
+ENDPOINTS = ("root", "page", "file", "metadata", "upload", "yank")
 
 # Oracle 1: who may read a project of each visibility (with a credential that covers it).
 CAN_READ = {
     "team": {"admin", "owner", "maintainer", "reader", "outsider"},
     "restricted": {"admin", "owner", "maintainer", "reader"},
 }
-# Oracle 2: who may upload a new version of an existing project.
+# Oracle 2: who may upload a new version of an existing project, or yank a release.
 CAN_UPLOAD = {"admin", "owner", "maintainer"}
 
 
@@ -46,10 +46,12 @@ def expected_status(user: str, cred: str, visibility: str, ip: str, endpoint: st
         return 200  # the listing itself; membership is checked separately
     if not visible:
         return 404  # invisible projects are indistinguishable from missing ones
-    if endpoint != "upload":
+    if endpoint not in ("upload", "yank"):
         return 200
     if cred == "token-read":
-        return 403  # a read token never uploads, whatever its owner may do
+        return 403  # a read token never writes, whatever its owner may do
+    if endpoint == "yank" and cred != "password":
+        return 403  # no token scope includes yanking
     return 200 if user in CAN_UPLOAD else 403
 
 
@@ -156,6 +158,10 @@ class Matrix:
             response.get_data()  # buffer the body, then release the file it streamed from
             response.close()
             return response
+        if endpoint == "yank":
+            return self.client.post(
+                f"/api/{project}/1.0/yank", auth=auth, environ_base=environ, data={"reason": "x"}
+            )
         wheel = make_wheel(self.dists, project, f"{next(self.versions)}.0")
         return self.upload(*auth, wheel, ip=IPS[ip])
 
@@ -182,4 +188,4 @@ def test_permission_cell(matrix: Matrix, user: str, cred: str, visibility: str, 
 
 
 def test_matrix_covers_every_combination() -> None:
-    assert len(CELLS) * len(ENDPOINTS) == 5 * 6 * 2 * 2 * 5
+    assert len(CELLS) * len(ENDPOINTS) == 5 * 6 * 2 * 2 * 6
