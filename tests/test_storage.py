@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from teamindex.storage import METADATA_SUFFIX, HashingTempFile, Storage, digest_file
+from teamindex.storage import (
+    METADATA_SUFFIX,
+    PARALLEL_HASHING_AFTER,
+    HashingTempFile,
+    Storage,
+    digest_file,
+)
 
 
 @pytest.fixture
@@ -34,6 +40,9 @@ def expected_digests(data: bytes) -> tuple[int, str, str, str]:
         [b"hello"],
         [b"hello", b" ", b"world"],
         [bytes(range(256)) * 40, b"\x00" * 70_000, b"tail"],
+        # past PARALLEL_HASHING_AFTER: md5 and blake2 continue on the helper thread
+        [bytes([n % 251]) * 65_536 for n in range(100)] + [b"end"],
+        [b"x" * (PARALLEL_HASHING_AFTER - 1), b"yz", bytearray(b"buffer")],
     ],
 )
 def test_hashing_temp_file_digests_match_hashlib(tmp_path, chunks):
