@@ -27,7 +27,7 @@ from .db import Database
 from .docstore import DOCS_DIR, DocsStore, build_files
 from .models import DocsBuild, FileRecord
 from .removal import file_paths
-from .storage import Storage, fsync_dir
+from .storage import Storage, fsync_dir, fsync_path
 
 DB_NAME = "teamindex.sqlite3"
 PART = ".part"
@@ -53,14 +53,6 @@ class CopyReport:
 
 def _empty_or_absent(directory: Path) -> bool:
     return not directory.exists() or (directory.is_dir() and not any(directory.iterdir()))
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _copy(source: Path, target: Path) -> None:
@@ -184,7 +176,7 @@ def backup(
     target = Storage(dest / "packages", dest / "tmp")
     report = _copy_files(records, storage, target, link=link, verify=False)
     report.missing += _copy_docs(builds, docs, DocsStore.in_data_dir(dest), report, link=link)
-    _fsync_file(part)
+    fsync_path(part)
     os.replace(part, dest / DB_NAME)
     fsync_dir(dest)
     return report
@@ -228,7 +220,7 @@ def restore(source: Path, data_dir: Path) -> CopyReport:
         )
         if problems:
             raise BackupError(f"a docs build in the backup is incomplete: {problems[0]}")
-    _fsync_file(part)
+    fsync_path(part)
     os.replace(part, data_dir / DB_NAME)
     fsync_dir(data_dir)
     return report

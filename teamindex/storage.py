@@ -227,10 +227,13 @@ def _is_plain(name: str) -> bool:
     return bool(name) and not name.startswith(".") and not any(c in name for c in "/\\\0")
 
 
-def fsync_dir(directory: Path) -> None:
-    """fsync a directory so a rename or unlink inside it survives a power cut."""
-    fd = os.open(directory, os.O_RDONLY)
+def fsync_path(path: Path) -> None:
+    """fsync a file, or a directory so a rename or unlink inside it survives a power cut."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+fsync_dir = fsync_path
