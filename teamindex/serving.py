@@ -40,17 +40,23 @@ def serve_until_stopped(server: Any, grace: float = GRACE_SECONDS) -> None:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
     try:
-        while not stop.is_set():
-            wasyncore.loop(
-                timeout=server.adj.asyncore_loop_timeout,
-                map=server._map,
-                use_poll=server.adj.asyncore_use_poll,
-                count=1,
-            )
-        drain(server, grace)
+        serve_until(server, stop, grace)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def serve_until(server: Any, stop: threading.Event, grace: float = GRACE_SECONDS) -> None:
+    """Run the server's loop until `stop` is set (then `server.pull_trigger()` wakes it),
+    then drain and close everything from this same thread (tests stop servers this way)."""
+    while not stop.is_set():
+        wasyncore.loop(
+            timeout=server.adj.asyncore_loop_timeout,
+            map=server._map,
+            use_poll=server.adj.asyncore_use_poll,
+            count=1,
+        )
+    drain(server, grace)
 
 
 def drain(server: Any, grace: float) -> None:

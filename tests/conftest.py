@@ -18,6 +18,7 @@ from teamindex.auth import hash_password
 from teamindex.clock import utc_now
 from teamindex.config import Settings
 from teamindex.context import services
+from teamindex.serving import serve_until
 
 # Tests lower the hashing cost (devpi does the same); production uses scrypt.
 FAST_HASH = "pbkdf2:sha256:1000"
@@ -79,23 +80,41 @@ class LiveServer:
         return f"{self.url}/legacy/"
 
 
-def start_server(
-    app: Flask, settings: Settings
-) -> tuple[LiveServer, waitress.server.BaseWSGIServer]:
+@dataclass
+class RunningServer:
+    """waitress in a thread, stopped from that thread (closing its sockets from another
+    thread while it polls them races: EBADF and unclosed-socket warnings)."""
+
+    server: waitress.server.BaseWSGIServer
+    thread: threading.Thread
+    stop_event: threading.Event
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.server.pull_trigger()
+        self.thread.join(timeout=30)
+        assert not self.thread.is_alive(), "the test server did not stop"
+
+
+def start_server(app: Flask, settings: Settings) -> tuple[LiveServer, RunningServer]:
     options = settings.waitress_options(FORM_OVERHEAD) | {"host": "127.0.0.1", "port": 0}
     server = waitress.create_server(app, **options)
     port = server.socket.getsockname()[1]
-    thread = threading.Thread(target=server.run, name="waitress", daemon=True)
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=serve_until, args=(server, stop, 5.0), name="waitress", daemon=True
+    )
     thread.start()
-    return LiveServer(app, f"http://127.0.0.1:{port}", settings), server
+    return LiveServer(app, f"http://127.0.0.1:{port}", settings), RunningServer(
+        server, thread, stop
+    )
 
 
 @pytest.fixture
 def live_server(app: Flask, settings: Settings) -> Iterator[LiveServer]:
-    live, server = start_server(app, settings)
+    live, running = start_server(app, settings)
     yield live
-    server.task_dispatcher.shutdown()
-    server.close()
+    running.stop()
 
 
 @pytest.fixture

@@ -426,8 +426,7 @@ def test_forwarded_for_is_believed_only_from_the_named_proxy(app, settings, trus
         # without the header the loopback peer itself is outside the list
         assert _get(f"{live.url}/simple/", basic("alice")) == 403
     finally:
-        server.task_dispatcher.shutdown()
-        server.close()
+        server.stop()
 
 
 # -- CLI -----------------------------------------------------------------------------------

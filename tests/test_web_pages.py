@@ -375,5 +375,4 @@ def test_snippets_behind_the_trusted_proxy(
             body = response.read().decode()
         assert f"pip install --index-url {expected}" in body
     finally:
-        server.task_dispatcher.shutdown()
-        server.close()
+        server.stop()
