@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -55,6 +55,26 @@ def app(settings: Settings) -> Iterator[Flask]:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def make_app(settings: Settings) -> Iterator[Callable[..., Flask]]:
+    """Apps with non-default settings (same users as the `app` fixture), in their own
+    data dir: `make_app(anonymous_read=True)`."""
+    made: list[Flask] = []
+
+    def factory(**changes: object) -> Flask:
+        custom = replace(settings, data_dir=settings.data_dir.parent / "custom", **changes)
+        app = create_app(custom)
+        app.config["TESTING"] = True
+        for name, admin in USERS.items():
+            add_user(app, name, admin=admin)
+        made.append(app)
+        return app
+
+    yield factory
+    for app in made:
+        app.extensions["teamindex"].db.close()
 
 
 @dataclass

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import hashlib
 import zipfile
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from builders import make_sdist, make_wheel
-from conftest import USERS, add_user, basic
+from conftest import basic
 from flask import Flask
 from uploading import upload
-
-from teamindex.app import create_app
-from teamindex.config import Settings
 
 JSON = "application/vnd.pypi.simple.v1+json"
 V1_HTML = "application/vnd.pypi.simple.v1+html"
@@ -41,24 +36,6 @@ def published(client, tmp_path) -> dict[str, Path]:
     for path in (wheel, sdist):
         assert upload(client, path).status == "200 OK"
     return {"wheel": wheel, "sdist": sdist}
-
-
-@pytest.fixture
-def make_app(tmp_path: Path) -> Iterator[Callable[..., Flask]]:
-    made: list[Flask] = []
-
-    def factory(**changes) -> Flask:
-        settings = Settings(data_dir=tmp_path / "custom", password_hash="pbkdf2:sha256:1000")
-        app = create_app(dataclasses.replace(settings, **changes))
-        app.config["TESTING"] = True
-        for name, admin in USERS.items():
-            add_user(app, name, admin=admin)
-        made.append(app)
-        return app
-
-    yield factory
-    for app in made:
-        app.extensions["teamindex"].db.close()
 
 
 # -- negotiation -----------------------------------------------------------------------------

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 import os
 import tarfile
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from builders import make_sdist, make_wheel, metadata_text
-from conftest import USERS, add_user, basic
-from flask import Flask
+from conftest import basic
 from uploading import encode_multipart, stored_files, temp_files, upload, upload_fields
 
-from teamindex.app import create_app
 from teamindex.config import Settings
 
 WHEEL = "foo-1.0-py3-none-any.whl"
@@ -75,25 +72,6 @@ def two_top_dirs_sdist(directory: Path) -> Path:
             info.size = len(pkg_info)
             archive.addfile(info, io.BytesIO(pkg_info))
     return path
-
-
-@pytest.fixture
-def make_app(tmp_path: Path) -> Iterator[Callable[..., Flask]]:
-    """Apps with non-default settings (same users as the `app` fixture)."""
-    made: list[Flask] = []
-
-    def factory(**changes) -> Flask:
-        settings = Settings(data_dir=tmp_path / "custom", password_hash="pbkdf2:sha256:1000")
-        app = create_app(dataclasses.replace(settings, **changes))
-        app.config["TESTING"] = True
-        for name, admin in USERS.items():
-            add_user(app, name, admin=admin)
-        made.append(app)
-        return app
-
-    yield factory
-    for app in made:
-        app.extensions["teamindex"].db.close()
 
 
 # -- refusals -----------------------------------------------------------------------------

@@ -252,3 +252,19 @@ def venv_python(tmp_path: Path, env: dict[str, str]) -> Path:
     target = tmp_path / "venv"
     run([uv(), "venv", "--quiet", target], env=env)
     return target / "bin" / "python"
+
+
+def twine_upload(index: Index, *files: Path) -> list[str]:
+    return [
+        str(client("twine")),
+        "upload",
+        "--non-interactive",
+        "--disable-progress-bar",
+        "--repository-url",
+        index.upload_url,
+        "-u",
+        index.user,
+        "-p",
+        index.password,
+        *map(str, files),
+    ]

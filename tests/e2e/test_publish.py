@@ -7,25 +7,9 @@ from pathlib import Path
 import pytest
 from tools import client, output, run, uv
 
-from .conftest import Index, copy_to, hashes_of
+from .conftest import Index, copy_to, hashes_of, twine_upload
 
 pytestmark = pytest.mark.e2e
-
-
-def twine_upload(index: Index, *files: Path) -> list[str]:
-    return [
-        str(client("twine")),
-        "upload",
-        "--non-interactive",
-        "--disable-progress-bar",
-        "--repository-url",
-        index.upload_url,
-        "-u",
-        index.user,
-        "-p",
-        index.password,
-        *map(str, files),
-    ]
 
 
 def test_twine_upload_reupload_and_conflict(

@@ -3,6 +3,7 @@ with a read token through pip, uv and poetry; a read token is refused at upload.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from tools import client, output, run, uv
 from teamindex.auth import new_token_secret, token_digest
 from teamindex.clock import utc_now
 
-from .conftest import Index, hashes_of, seed
+from .conftest import Index, hashes_of, seed, twine_upload
 
 pytestmark = pytest.mark.e2e
 
@@ -33,25 +34,18 @@ def make_token(app: Flask, scope: str, user: str = "alice", projects: tuple[str,
     return secret
 
 
+def as_token(index: Index, secret: str) -> Index:
+    """The same index, with the token as credentials (user __token__, PyPI's convention)."""
+    return dataclasses.replace(index, user="__token__", password=secret)
+
+
 def test_publish_with_upload_token_twine_and_uv(
     index: Index, app: Flask, env: dict[str, str], demo_dists: list[Path]
 ) -> None:
     secret = make_token(app, "upload", projects=("team-*",))
     wheel, sdist = demo_dists
     run(
-        [
-            client("twine"),
-            "upload",
-            "--non-interactive",
-            "--disable-progress-bar",
-            "--repository-url",
-            index.upload_url,
-            "-u",
-            "__token__",
-            "-p",
-            secret,
-            sdist,
-        ],
+        twine_upload(as_token(index, secret), sdist),
         env=env,
     )
     run([uv(), "publish", "--publish-url", index.upload_url, "--token", secret, wheel], env=env)
@@ -72,19 +66,7 @@ def test_read_token_cannot_publish(
 ) -> None:
     secret = make_token(app, "read")
     result = run(
-        [
-            client("twine"),
-            "upload",
-            "--non-interactive",
-            "--disable-progress-bar",
-            "--repository-url",
-            index.upload_url,
-            "-u",
-            "__token__",
-            "-p",
-            secret,
-            demo_dists[0],
-        ],
+        twine_upload(as_token(index, secret), demo_dists[0]),
         env=env,
         check=False,
     )
