@@ -14,7 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from teamindex.app import FORM_OVERHEAD, create_app
-from teamindex.auth import hash_password
+from teamindex.auth import hash_password, new_token_secret, token_digest
 from teamindex.clock import utc_now
 from teamindex.config import Settings
 from teamindex.context import services
@@ -34,6 +34,18 @@ def basic(user: str, password: str = PASSWORD) -> dict[str, str]:
 def add_user(app: Flask, name: str, password: str = PASSWORD, *, admin: bool = False) -> None:
     services_ = app.extensions["teamindex"]
     services_.db.add_user(name, hash_password(password, FAST_HASH), is_admin=admin, now=utc_now())
+
+
+def add_token(app: Flask, user: str, **fields: object) -> tuple[int, str]:
+    """Create an API token for `user` straight in the database; returns (id, secret).
+    Defaults: upload scope, every project, any address, no expiry."""
+    db = app.extensions["teamindex"].db
+    secret = new_token_secret()
+    options = {"scope": "upload", "projects": [], "allow_ips": [], "note": "", "expires": None}
+    token_id = db.add_token(
+        db.get_user(user).id, token_digest(secret), now=utc_now(), **(options | fields)
+    )
+    return token_id, secret
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from builders import make_wheel
-from conftest import PASSWORD, basic, start_server
+from conftest import PASSWORD, add_token, basic, start_server
 
 from teamindex.app import create_app
 from teamindex.auth import (
@@ -238,22 +238,12 @@ def test_usage_recorder_writes_at_most_once_per_interval():
 # -- routes ---------------------------------------------------------------------------------
 
 
-def _token_for(app, user: str, **fields) -> tuple[int, str]:
-    db = app.extensions["teamindex"].db
-    secret = new_token_secret()
-    options = {"scope": "upload", "projects": [], "allow_ips": [], "note": "", "expires": None}
-    token_id = db.add_token(
-        db.get_user(user).id, token_digest(secret), now=utc_now(), **(options | fields)
-    )
-    return token_id, secret
-
-
 def _auth(user: str, secret: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode()}
 
 
 def test_token_with_owner_name_or_token_user(client, app):
-    _id, secret = _token_for(app, "alice")
+    _id, secret = add_token(app, "alice")
     assert client.get("/simple/", headers=_auth("__token__", secret)).status_code == 200
     assert client.get("/simple/", headers=_auth("alice", secret)).status_code == 200
     assert client.get("/simple/", headers=_auth("bob", secret)).status_code == 401
@@ -272,7 +262,7 @@ def test_user_allowlist(client, app):
 
 
 def test_token_allowlist(client, app):
-    _id, secret = _token_for(app, "alice", allow_ips=["127.0.0.0/8"])
+    _id, secret = add_token(app, "alice", allow_ips=["127.0.0.0/8"])
     headers = _auth("__token__", secret)
     ok = client.get("/simple/", headers=headers, environ_base={"REMOTE_ADDR": "127.0.0.9"})
     assert ok.status_code == 200
@@ -335,8 +325,8 @@ def test_throttle_answers_429_and_lifts(app, settings, tmp_path):
 def test_expired_and_revoked_tokens_fail_like_wrong_passwords_and_are_logged(client, app):
     db = app.extensions["teamindex"].db
     expires = utc_stamp(datetime.now(timezone.utc) - timedelta(seconds=1))
-    _id, expired = _token_for(app, "alice", expires=expires)
-    revoked_id, revoked = _token_for(app, "alice")
+    _id, expired = add_token(app, "alice", expires=expires)
+    revoked_id, revoked = add_token(app, "alice")
     db.revoke_token(revoked_id, utc_now())
     for secret in (expired, revoked):
         response = client.get("/simple/", headers=_auth("__token__", secret))
@@ -347,7 +337,7 @@ def test_expired_and_revoked_tokens_fail_like_wrong_passwords_and_are_logged(cli
 
 
 def test_token_use_is_recorded(client, app):
-    token_id, secret = _token_for(app, "alice")
+    token_id, secret = add_token(app, "alice")
     client.get(
         "/simple/", headers=_auth("__token__", secret), environ_base={"REMOTE_ADDR": "10.2.3.4"}
     )
@@ -356,7 +346,7 @@ def test_token_use_is_recorded(client, app):
 
 
 def test_secrets_never_reach_audit_or_logs(client, app, tmp_path, caplog):
-    _id, secret = _token_for(app, "alice")
+    _id, secret = add_token(app, "alice")
     wheel = make_wheel(tmp_path, "leak-check", "1.0")
     data = wheel.read_bytes()
     with wheel.open("rb") as handle:
@@ -612,7 +602,7 @@ def test_maintainer_yanks_and_unyanks_over_http(client, app, tmp_path):
     assert missing.status == "404 Project 'yank-me' has no release '2.0'."
     assert client.post("/api/yank-me/not!a!version/yank", headers=basic("alice")).status_code == 400
     assert client.post("/api/nope/1.0/yank", headers=basic("alice")).status_code == 404
-    _id, secret = _token_for(app, "alice")
+    _id, secret = add_token(app, "alice")
     assert (
         client.post("/api/yank-me/1.0/yank", headers=_auth("__token__", secret)).status_code == 403
     )

@@ -6,11 +6,10 @@ import stat
 from dataclasses import replace
 
 import pytest
-from conftest import PASSWORD, add_user, basic
+from conftest import PASSWORD, add_token, add_user, basic
 from web_support import csrf_of, login, post_form
 
 from teamindex.app import create_app
-from teamindex.auth import new_token_secret, token_digest
 from teamindex.clock import utc_now
 from teamindex.web.session import SECRET_FILE, load_secret_key, safe_next
 
@@ -84,18 +83,7 @@ def test_wrong_password_is_refused_and_audited(client, app):
 
 
 def test_tokens_are_not_accepted_by_the_login_form(client, app):
-    user = _db(app).get_user("alice")
-    secret = new_token_secret()
-    _db(app).add_token(
-        user.id,
-        token_digest(secret),
-        scope="read",
-        projects=[],
-        allow_ips=[],
-        note="",
-        expires=None,
-        now=utc_now(),
-    )
+    _id, secret = add_token(app, "alice", scope="read")
     response = login(client, "__token__", secret)
     assert response.status_code == 401
     assert "API tokens are for" in response.get_data(as_text=True)

@@ -9,13 +9,11 @@ import zipfile
 from pathlib import PurePosixPath
 
 import pytest
-from conftest import basic
+from conftest import add_token, basic
 from uploading import encode_multipart
 from web_support import docs_zip, login, seed
 
-from teamindex.auth import new_token_secret, token_digest
 from teamindex.cli import main
-from teamindex.clock import utc_now
 from teamindex.docs import (
     DocsError,
     DocsLimits,
@@ -175,18 +173,7 @@ def test_upload_raw_body_and_read_it(seeded, app, settings):
 
 
 def test_upload_multipart_field_content_with_token(seeded, app):
-    secret = new_token_secret()
-    alice = _db(app).get_user("alice")
-    _db(app).add_token(
-        alice.id,
-        token_digest(secret),
-        scope="upload",
-        projects=["team-*"],
-        allow_ips=[],
-        note="ci",
-        expires=None,
-        now=utc_now(),
-    )
+    _id, secret = add_token(app, "alice", scope="upload", projects=["team-*"], note="ci")
     body, content_type = encode_multipart([], ("docs.zip", docs_zip(), "application/zip"))
     response = seeded.post(
         "/docs/Team.Demo/1.1/",
@@ -219,18 +206,7 @@ def test_upload_permissions(seeded, user, url, status):
 
 
 def test_read_token_cannot_upload_docs(seeded, app):
-    secret = new_token_secret()
-    alice = _db(app).get_user("alice")
-    _db(app).add_token(
-        alice.id,
-        token_digest(secret),
-        scope="read",
-        projects=[],
-        allow_ips=[],
-        note="",
-        expires=None,
-        now=utc_now(),
-    )
+    _id, secret = add_token(app, "alice", scope="read")
     response = seeded.post(
         "/docs/team-demo/1.1/", data=docs_zip(), headers=basic("__token__", secret)
     )

@@ -7,31 +7,18 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from conftest import add_token
 from flask import Flask
 from tools import client, output, run, uv
-
-from teamindex.auth import new_token_secret, token_digest
-from teamindex.clock import utc_now
 
 from .conftest import Index, hashes_of, seed, twine_upload
 
 pytestmark = pytest.mark.e2e
 
 
-def make_token(app: Flask, scope: str, user: str = "alice", projects: tuple[str, ...] = ()) -> str:
-    db = app.extensions["teamindex"].db
-    secret = new_token_secret()
-    db.add_token(
-        db.get_user(user).id,
-        token_digest(secret),
-        scope=scope,
-        projects=list(projects),
-        allow_ips=[],
-        note=f"e2e {scope}",
-        expires=None,
-        now=utc_now(),
-    )
-    return secret
+def make_token(app: Flask, scope: str, projects: tuple[str, ...] = ()) -> str:
+    """A token of alice's; only its secret matters to the clients."""
+    return add_token(app, "alice", scope=scope, projects=list(projects), note=f"e2e {scope}")[1]
 
 
 def as_token(index: Index, secret: str) -> Index:
