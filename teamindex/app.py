@@ -15,6 +15,8 @@ from .context import EXTENSION_KEY, Services
 from .db import Database
 from .errors import register_error_handlers
 from .health import bp as health_bp
+from .hotpath import HotReads
+from .logincache import LoginCache
 from .netrules import Throttle, ThrottlePolicy
 from .pagecache import PageCache
 from .storage import Storage
@@ -48,6 +50,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         db=db,
         storage=storage,
         credentials=CredentialCache(settings.auth_cache_seconds),
+        logins=LoginCache(settings.auth_cache_seconds),
         pages=PageCache(),
         audit=AuditLog(db),
         throttle=Throttle(
@@ -65,6 +68,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.teardown_request(upload.discard_upload_temps)
     register_error_handlers(app)
     metrics.init_app(app)  # /metrics and its counters
-    requestlog.init_app(app)  # one log line per request
+    # Cached simple pages for known logins, before Flask's request machinery (issue 3).
+    app.wsgi_app = HotReads(  # type: ignore[method-assign]
+        app.wsgi_app, app.extensions[EXTENSION_KEY], metrics.collectors(app).count_request
+    )
+    requestlog.init_app(app)  # one log line per request, hot path included
     web.init_app(app)  # browser pages at / and hosted docs at /docs/
     return app

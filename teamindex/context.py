@@ -10,6 +10,7 @@ from .audit import AuditLog
 from .auth import CredentialCache, UsageRecorder
 from .config import Settings
 from .db import Database
+from .logincache import LoginCache
 from .netrules import Throttle
 from .pagecache import PageCache
 from .storage import Storage
@@ -23,6 +24,7 @@ class Services:
     db: Database
     storage: Storage
     credentials: CredentialCache
+    logins: LoginCache
     pages: PageCache
     audit: AuditLog
     throttle: Throttle

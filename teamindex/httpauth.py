@@ -40,16 +40,18 @@ def _verify(username: str, password: str) -> Principal | None:
     if not username and not password:
         require_address_allowed(username)
         return ANONYMOUS if services().settings.anonymous_read else None
-    return authenticate(username, password)
+    return authenticate(username, password, remember_as=request.headers.get("Authorization"))
 
 
-def authenticate(username: str, password: str) -> Principal | None:
+def authenticate(username: str, password: str, remember_as: str | None = None) -> Principal | None:
     """Check a user name with a password or token; Basic auth and the web login form share
     it, so both get the global allowlist (403), the throttle (429), the audit of failures
     and the user's and token's own IP lists (403). None means wrong credentials.
 
     One database statement reads the user (or token and owner) with every allowlist that
-    applies; the global list is still checked before the credential is looked at."""
+    applies; the global list is still checked before the credential is looked at. A login
+    that passes is remembered under `remember_as` (the Authorization header) for the hot
+    path, tagged with the auth serial read in that same statement."""
     svc = services()
     ip = client_ip()
     is_token = _is_token(username, password)
@@ -74,6 +76,8 @@ def authenticate(username: str, password: str) -> Principal | None:
     _require_on_list(ip, facts.user_allowlist, principal.user.name, " for this user")
     _require_token_address(ip, principal)
     svc.throttle.success(ip, principal.user.name)
+    if remember_as:
+        svc.logins.remember(remember_as, ip, username, principal, facts.auth_serial)
     return principal
 
 
@@ -155,13 +159,7 @@ def authorize(
     principal = principal or current_principal()
     user: User | None = principal.user
     project, role = services().db.project_with_role(name, user.id if user else None)
-    facts = ProjectFacts(
-        name=name,
-        exists=project is not None,
-        visibility=project.visibility if project else "team",
-        role=role,
-    )
-    decision = decide(principal, action, facts)
+    decision = decide(principal, action, ProjectFacts.of(name, project, role))
     if decision is Decision.HIDE:
         raise HTTPError(404, f"No project named {name!r} in this index.")
     if decision is Decision.DENY:

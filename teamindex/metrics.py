@@ -101,13 +101,18 @@ class Metrics:
         self.registry.register(_StorageCollector(db))
         ProcessCollector(registry=self.registry)
 
+    def count_request(self, rule: str, method: str, status: int, seconds: float | None) -> None:
+        """One request and how long it took (the hot path counts its answers here too)."""
+        self.requests.labels(rule, method, str(status)).inc()
+        if seconds is not None:
+            self.duration.labels(rule).observe(seconds)
+
     def observe(self, response: Response) -> None:
         rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
         status = response.status_code
-        self.requests.labels(rule, request.method, str(status)).inc()
         started = g.get("metrics_started")
-        if started is not None:
-            self.duration.labels(rule).observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started if started is not None else None
+        self.count_request(rule, request.method, status, elapsed)
         if request.endpoint == "upload.file_upload":
             self.uploads.labels(str(status)).inc()
             if status == 200:
@@ -123,8 +128,12 @@ class Metrics:
             self.auth_failures.labels("throttled").inc()
 
 
+def collectors(app: Flask) -> Metrics:
+    return app.extensions[EXTENSION_KEY]
+
+
 def _metrics() -> Metrics:
-    return current_app.extensions[EXTENSION_KEY]
+    return collectors(current_app)
 
 
 def _exposition() -> Response:

@@ -143,9 +143,10 @@ class DocsBuild:
 @dataclass(frozen=True)
 class LoginFacts:
     """Everything a login needs, read in one query: the user (or the token and its owner)
-    and the global and per-user IP allowlists."""
+    the global and per-user IP allowlists, and the auth serial they are current for."""
 
     user: User | None
     token: Token | None
     global_allowlist: tuple[str, ...]
     user_allowlist: tuple[str, ...]
+    auth_serial: int

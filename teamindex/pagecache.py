@@ -14,6 +14,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from werkzeug.http import parse_etags
+
 # Below this size gzip saves less than the header and the CPU it costs.
 GZIP_MIN_BYTES = 1024
 
@@ -33,6 +35,51 @@ class CachedPage:
         return cls(body, etag, packed)
 
 
+# Clients revalidate every time (cheap 304s); a max-age would hide new uploads from pip, uv
+# and poetry for that long (PROTOCOL.md 3.11). private: the pages sit behind auth.
+CACHE_CONTROL = "private, max-age=0, must-revalidate"
+
+
+@dataclass(frozen=True)
+class PageReply:
+    """An HTTP answer for a cached page: the Flask view and the hot path both send this."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+def page_reply(
+    page: CachedPage, mimetype: str, accept_encoding: str, if_none_match: str | None
+) -> PageReply:
+    """304 on a matching If-None-Match, else the page, gzipped when the client accepts it."""
+    use_gzip = page.gzipped is not None and "gzip" in accept_encoding
+    etag = page.etag + ("-gz" if use_gzip else "")
+    headers = [
+        ("Vary", "Accept, Accept-Encoding"),
+        ("Cache-Control", CACHE_CONTROL),
+        ("ETag", f'"{etag}"'),
+    ]
+    # RFC 9110 13.1.2: If-None-Match uses weak comparison (nginx weakens ETags it gzips).
+    if if_none_match and parse_etags(if_none_match).contains_weak(etag):
+        return PageReply(304, headers, b"")
+    body = page.body
+    if use_gzip and page.gzipped is not None:
+        body = page.gzipped
+        headers.append(("Content-Encoding", "gzip"))
+    headers.append(("Content-Type", mimetype))
+    headers.append(("Content-Length", str(len(body))))
+    return PageReply(200, headers, body)
+
+
+def root_key(content_type: str, view: str) -> tuple[str, ...]:
+    return ("root", content_type, view)
+
+
+def project_key(name: str, content_type: str) -> tuple[str, ...]:
+    return ("project", name, content_type)
+
+
 class PageCache:
     """LRU of rendered pages keyed by (kind, name, content type), tagged with a serial."""
 
@@ -42,14 +89,21 @@ class PageCache:
         self._lock = threading.Lock()
         self.builds = 0  # pages rendered; tests assert a hit renders nothing
 
+    def get(self, key: tuple[str, ...], serial: int) -> CachedPage | None:
+        """The page rendered at `serial`, or None (nothing is rendered here)."""
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is None or hit[0] != serial:
+                return None
+            self._entries.move_to_end(key)
+            return hit[1]
+
     def get_or_build(
         self, key: tuple[str, ...], serial: int, build: Callable[[], bytes]
     ) -> CachedPage:
-        with self._lock:
-            hit = self._entries.get(key)
-            if hit is not None and hit[0] == serial:
-                self._entries.move_to_end(key)
-                return hit[1]
+        page = self.get(key, serial)
+        if page is not None:
+            return page
         page = CachedPage.build(build())
         with self._lock:
             self.builds += 1

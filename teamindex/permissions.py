@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import Enum
 from fnmatch import fnmatchcase
 
-from .models import Token, User
+from .models import Project, Token, User
 
 
 class Action(Enum):
@@ -47,6 +47,16 @@ class Principal:
 ANONYMOUS = Principal(None)
 
 
+def listing_view(principal: Principal) -> str:
+    """Whose view of the project list this is: restricted projects and a token's project
+    list make it differ between callers, so the root page is cached per view."""
+    if principal.token is not None and principal.token.projects:
+        return f"token:{principal.token.id}"
+    if principal.is_admin:
+        return "admin"
+    return f"user:{principal.user.id}" if principal.user else "anonymous"
+
+
 @dataclass(frozen=True)
 class ProjectFacts:
     """What the caller's rights depend on; `role` is the caller's role in the project."""
@@ -55,6 +65,13 @@ class ProjectFacts:
     exists: bool
     visibility: str = "team"
     role: str | None = None
+
+    @classmethod
+    def of(cls, name: str, project: Project | None, role: str | None) -> ProjectFacts:
+        """The facts for `name` from its row (None when there is no such project)."""
+        if project is None:
+            return cls(name=name, exists=False, role=role)
+        return cls(name=name, exists=True, visibility=project.visibility, role=role)
 
 
 # What each role may do, beyond reading (admins may do everything).

@@ -45,6 +45,11 @@ def best_content_type(accept: str) -> str | None:
     return parse_accept_header(accept, MIMEAccept).best_match(OFFERS)
 
 
+def mimetype(content_type: str) -> str:
+    """The Content-Type header for an offer: text/html says its charset."""
+    return content_type + ("; charset=utf-8" if content_type == TEXT_HTML else "")
+
+
 def file_url(record: FileRecord) -> str:
     """URL of a file relative to its project page (/simple/<project>/), no query string
     (pip and uv append ".metadata" to the URL as given)."""

@@ -15,14 +15,10 @@ from . import render
 from .context import services
 from .errors import HTTPError
 from .httpauth import authorize, current_principal, login_required
-from .pagecache import CachedPage
-from .permissions import Action, Principal, token_covers
+from .pagecache import CachedPage, page_reply, project_key, root_key
+from .permissions import Action, Principal, listing_view, token_covers
 
 bp = Blueprint("simple", __name__)
-
-# Clients revalidate every time (cheap 304s); a max-age would hide new uploads from pip, uv
-# and poetry for that long (PROTOCOL.md 3.11). private: the pages sit behind auth.
-CACHE_CONTROL = "private, max-age=0, must-revalidate"
 
 
 def negotiate() -> str:
@@ -44,21 +40,13 @@ def negotiate() -> str:
 
 def page_response(page: CachedPage, content_type: str) -> Response:
     """A cached page as a response: 304 on a matching If-None-Match, gzip when accepted."""
-    use_gzip = page.gzipped is not None and "gzip" in request.headers.get("Accept-Encoding", "")
-    etag = page.etag + ("-gz" if use_gzip else "")
-    headers = {
-        "Vary": "Accept, Accept-Encoding",
-        "Cache-Control": CACHE_CONTROL,
-        "ETag": f'"{etag}"',
-    }
-    # RFC 9110 13.1.2: If-None-Match uses weak comparison (nginx weakens ETags it gzips).
-    if request.if_none_match.contains_weak(etag):
-        return Response(status=304, headers=headers)
-    body = page.gzipped if use_gzip and page.gzipped is not None else page.body
-    if use_gzip:
-        headers["Content-Encoding"] = "gzip"
-    mimetype = content_type + ("; charset=utf-8" if content_type == render.TEXT_HTML else "")
-    return Response(body, headers=headers, content_type=mimetype)
+    reply = page_reply(
+        page,
+        render.mimetype(content_type),
+        request.headers.get("Accept-Encoding", ""),
+        request.headers.get("If-None-Match"),
+    )
+    return Response(reply.body, status=reply.status, headers=reply.headers)
 
 
 def _serializer(content_type: str, html: Callable[[dict], bytes]) -> Callable[[dict], bytes]:
@@ -73,21 +61,11 @@ def index() -> Response:
     serialize = _serializer(content_type, render.root_html)
     principal = current_principal()
     page = svc.pages.get_or_build(
-        ("root", content_type, _viewer_key(principal)),
+        root_key(content_type, listing_view(principal)),
         svc.db.serial(),
         lambda: serialize(render.root_page(_visible_projects(principal))),
     )
     return page_response(page, content_type)
-
-
-def _viewer_key(principal: Principal) -> str:
-    """Whose view of the project list this is: restricted projects and token project lists
-    make it differ between callers, so the root page is cached per view."""
-    if principal.token is not None and principal.token.projects:
-        return f"token:{principal.token.id}"
-    if principal.is_admin:
-        return "admin"
-    return f"user:{principal.user.id}" if principal.user else "anonymous"
 
 
 def _visible_projects(principal: Principal) -> list[tuple[str, str]]:
@@ -128,7 +106,7 @@ def _project_page(name: str, endpoint: str) -> Response:
     content_type = negotiate()
     serialize = _serializer(content_type, render.project_html)
     page = svc.pages.get_or_build(
-        ("project", found.name, content_type),
+        project_key(found.name, content_type),
         found.serial,
         lambda: serialize(render.project_page(found.name, svc.db.project_files(found))),
     )

@@ -23,6 +23,25 @@ class IndexQueries(Connections):
         """The index-wide change counter; caches compare it instead of re-reading."""
         return self.conn.execute("SELECT serial FROM state WHERE id = 1").fetchone()[0]
 
+    def serials(self) -> tuple[int, int]:
+        """(index serial, auth serial) in one statement: all the hot path needs for /simple/."""
+        row = self.conn.execute("SELECT serial, auth_serial FROM state WHERE id = 1").fetchone()
+        return row[0], row[1]
+
+    def project_with_role_at(
+        self, name: str, user_id: int | None
+    ) -> tuple[int, Project | None, str | None]:
+        """The auth serial, the project and the user's role in it, in one statement: the
+        hot path's only database read for a project page."""
+        row = self.conn.execute(
+            "SELECT s.auth_serial, p.id, p.name, p.display_name, p.serial, p.visibility, r.role"
+            " FROM state s LEFT JOIN projects p ON p.name = ?"
+            " LEFT JOIN roles r ON r.project_id = p.id AND r.user_id = ? WHERE s.id = 1",
+            (name, user_id),
+        ).fetchone()
+        project = project_from(row) if row["id"] is not None else None
+        return row["auth_serial"], project, row["role"]
+
     def get_project(self, name: str) -> Project | None:
         row = self.conn.execute(
             "SELECT id, name, display_name, serial, visibility FROM projects WHERE name = ?",

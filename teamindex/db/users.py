@@ -24,36 +24,37 @@ class UserQueries(Connections):
         return user_from(row) if row else None
 
     def password_login(self, name: str) -> LoginFacts:
-        """The user named `name` (if any) and the allowlists, in one statement: every
-        authenticated request runs it, and each statement is a GIL round trip."""
+        """The user named `name` (if any), the allowlists and the auth serial they were read
+        at, in one statement: every authenticated request that misses the login cache runs
+        it, and each statement is a GIL round trip."""
         row = self.conn.execute(
             "SELECT u.id, u.name, u.password_hash, u.is_admin,"
             " (SELECT group_concat(cidr, ' ') FROM allowlist WHERE user_id IS NULL)"
             " AS global_cidrs,"
-            " (SELECT group_concat(cidr, ' ') FROM allowlist WHERE user_id = u.id) AS user_cidrs"
-            " FROM (SELECT 1) LEFT JOIN users u ON u.name = ?",
+            " (SELECT group_concat(cidr, ' ') FROM allowlist WHERE user_id = u.id) AS user_cidrs,"
+            " s.auth_serial FROM state s LEFT JOIN users u ON u.name = ? WHERE s.id = 1",
             (name,),
         ).fetchone()
         user = user_from(row) if row["id"] is not None else None
-        return LoginFacts(user, None, *allowlists_from(row))
+        return LoginFacts(user, None, *allowlists_from(row), row["auth_serial"])
 
     def token_login(self, digest: str) -> LoginFacts:
-        """The token with this digest, its owner and the allowlists, in one statement."""
+        """The token with this digest, its owner, the allowlists and the auth serial."""
         row = self.conn.execute(
             "SELECT t.id AS token_id, t.user_id, t.scope, t.projects, t.allow_ips, t.note,"
             " t.created, t.expires, t.revoked, t.last_used, t.last_ip, u.name AS user_name,"
             " u.id, u.name, u.password_hash, u.is_admin,"
             " (SELECT group_concat(cidr, ' ') FROM allowlist WHERE user_id IS NULL)"
             " AS global_cidrs,"
-            " (SELECT group_concat(cidr, ' ') FROM allowlist WHERE user_id = u.id) AS user_cidrs"
-            " FROM (SELECT 1) LEFT JOIN tokens t ON t.digest = ?"
-            " LEFT JOIN users u ON u.id = t.user_id",
+            " (SELECT group_concat(cidr, ' ') FROM allowlist WHERE user_id = u.id) AS user_cidrs,"
+            " s.auth_serial FROM state s LEFT JOIN tokens t ON t.digest = ?"
+            " LEFT JOIN users u ON u.id = t.user_id WHERE s.id = 1",
             (digest,),
         ).fetchone()
         if row["token_id"] is None or row["id"] is None:
-            return LoginFacts(None, None, *allowlists_from(row))
+            return LoginFacts(None, None, *allowlists_from(row), row["auth_serial"])
         token = token_from(row, id_column="token_id")
-        return LoginFacts(user_from(row), token, *allowlists_from(row))
+        return LoginFacts(user_from(row), token, *allowlists_from(row), row["auth_serial"])
 
     def get_user_by_id(self, user_id: int) -> User | None:
         row = self.conn.execute(

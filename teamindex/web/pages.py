@@ -14,7 +14,7 @@ from packaging.version import InvalidVersion, Version
 from ..context import services
 from ..httpauth import authorize
 from ..models import FileRecord, ReleaseInfo
-from ..permissions import Action, Principal, ProjectFacts, can_see
+from ..permissions import Action, Principal, ProjectFacts, can_see, listing_view
 from .base import page
 from .hosting import latest_docs
 from .session import viewer
@@ -79,7 +79,7 @@ def visible_projects(principal: Principal, query: str = "") -> list[ProjectSumma
     the index's serial changes (every upload, yank, delete, grant and visibility change)."""
     db = services().db
     listing = web_state().listings.get_or_build(
-        (_viewer_key(principal), db.serial()), lambda: _all_visible(principal)
+        (listing_view(principal), db.serial()), lambda: _all_visible(principal)
     )
     needle = query.strip().lower()
     if not needle:
@@ -89,15 +89,6 @@ def visible_projects(principal: Principal, query: str = "") -> list[ProjectSumma
         for project in listing
         if needle in f"{project.name} {project.display_name} {project.summary}".lower()
     ]
-
-
-def _viewer_key(principal: Principal) -> str:
-    """Whose view of the project list this is (as for the simple API's root page)."""
-    if principal.token is not None:
-        return f"token:{principal.token.id}"
-    if principal.is_admin:
-        return "admin"
-    return f"user:{principal.user.id}" if principal.user else "anonymous"
 
 
 def _all_visible(principal: Principal) -> list[ProjectSummary]:

@@ -1,0 +1,134 @@
+"""The hot read path: cached simple pages answered before Flask's request machinery.
+
+Almost all of an index's traffic is installers re-reading /simple/ pages with credentials
+they sent a moment ago. Flask builds a request context, runs flask-httpauth, the hooks and
+the view for each; that, not the page, was most of a request's time (issue 3). This WSGI
+layer answers the common case from memory and one SQLite statement, when all of these hold:
+
+- GET /simple/ or /simple/<normalized name>/ with no query string, and an Accept header
+  that picks one of our content types;
+- the Authorization header was verified by this server, from this client address, at the
+  current auth serial (LoginCache; the statement reads the serial);
+- the throttle holds neither the address nor the name;
+- permissions.decide allows READ, on facts read in that same statement;
+- the page is in the page cache at the current serial.
+
+Anything else — no or unknown credentials, a redirect, 401/403/404/406/429, a page not yet
+rendered — goes to Flask, which answers it and fills the caches. Flask's answer is the
+reference: tests check that both paths send the same status, headers and body.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from werkzeug.http import HTTP_STATUS_CODES
+
+from . import render
+from .context import Services
+from .logincache import VerifiedLogin
+from .pagecache import CachedPage, page_reply, project_key, root_key
+from .permissions import Action, Decision, ProjectFacts, decide, listing_view
+from .requestlog import USER_KEY
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+CountRequest = Callable[[str, str, int, float], None]
+
+ROOT_PATH = "/simple/"
+# Normalized names only (PEP 503): any other spelling is Flask's 301.
+PROJECT_PATH = re.compile(r"/simple/([a-z0-9]+(?:-[a-z0-9]+)*)/")
+# Route templates as Flask's url_rule names them, so metrics label both paths alike.
+ROOT_RULE = "/simple/"
+PROJECT_RULE = "/simple/<name>/"
+
+
+class HotReads:
+    """WSGI middleware in front of the Flask app; see the module docstring."""
+
+    def __init__(self, app: WSGIApp, svc: Services, count: CountRequest) -> None:
+        self.app = app
+        self.svc = svc
+        self.count = count
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        started = time.perf_counter()
+        answer = self.answer(environ)
+        if answer is None:
+            return self.app(environ, start_response)
+        rule, page, content_type = answer
+        reply = page_reply(
+            page,
+            render.mimetype(content_type),
+            environ.get("HTTP_ACCEPT_ENCODING", ""),
+            environ.get("HTTP_IF_NONE_MATCH"),
+        )
+        # The status line as werkzeug writes it, so both paths send the same bytes.
+        start_response(f"{reply.status} {HTTP_STATUS_CODES[reply.status].upper()}", reply.headers)
+        self.count(rule, "GET", reply.status, time.perf_counter() - started)
+        return [reply.body]
+
+    def answer(self, environ: dict[str, Any]) -> tuple[str, CachedPage, str] | None:
+        """(route, page, content type) when the hot path may answer, else None."""
+        authorization = environ.get("HTTP_AUTHORIZATION")
+        if (
+            environ.get("REQUEST_METHOD") != "GET"
+            or environ.get("QUERY_STRING")
+            or not authorization
+        ):
+            return None
+        content_type = render.best_content_type(environ.get("HTTP_ACCEPT", ""))
+        if content_type is None:
+            return None
+        ip = environ.get("REMOTE_ADDR") or ""
+        login = self.svc.logins.lookup(authorization, ip)
+        if login is None:
+            return None
+        path = environ.get("PATH_INFO", "")
+        if path == ROOT_PATH:
+            serial, auth_serial = self.svc.db.serials()
+            if auth_serial != login.auth_serial:
+                return None
+            view = listing_view(login.principal)
+            found = self.svc.pages.get(root_key(content_type, view), serial)
+            rule = ROOT_RULE
+        else:
+            match = PROJECT_PATH.fullmatch(path)
+            if match is None:
+                return None
+            found = self._project_page(match.group(1), content_type, login)
+            rule = PROJECT_RULE
+        if found is None or not self._admit(login, ip):
+            return None
+        if login.principal.user is not None:
+            environ[USER_KEY] = login.principal.user.name  # for the request log
+        return rule, found, content_type
+
+    def _project_page(
+        self, name: str, content_type: str, login: VerifiedLogin
+    ) -> CachedPage | None:
+        user = login.principal.user
+        auth_serial, project, role = self.svc.db.project_with_role_at(
+            name, user.id if user else None
+        )
+        if auth_serial != login.auth_serial or project is None:
+            return None
+        facts = ProjectFacts.of(name, project, role)
+        if decide(login.principal, Action.READ, facts) is not Decision.ALLOW:
+            return None
+        return self.svc.pages.get(project_key(project.name, content_type), project.serial)
+
+    def _admit(self, login: VerifiedLogin, ip: str) -> bool:
+        """The per-request part of a login, as authenticate() does it: the throttle (a
+        blocked address or name goes to Flask for its 429), then the token's last use and
+        the throttle's record of a good login."""
+        if self.svc.throttle.retry_after(ip, login.username):
+            return False
+        principal = login.principal
+        if principal.token is not None:
+            self.svc.token_touch.touch(principal.token.id, ip)
+        if principal.user is not None:
+            self.svc.throttle.success(ip, principal.user.name)
+        return True
