@@ -147,7 +147,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "auth_cache_seconds",
         int,
-        "how long a verified password is remembered in memory (0 disables the cache)",
+        "how long a verified password or login is remembered in memory (0 disables the cache)",
     ),
     Option(
         "metrics_allow",

@@ -2,6 +2,8 @@
 
 Each page is one dict rendered as HTML or JSON by `Accept`, cached per serial, sent with a
 strong ETag so revalidation is a 304 without rendering, and gzipped when the client asks.
+Repeats from a known login are answered earlier, by hotpath.HotReads, from the caches these
+views fill; these views are the reference it is tested against.
 """
 
 from __future__ import annotations
