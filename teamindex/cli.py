@@ -126,8 +126,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             "    teamindex adduser NAME --admin --data-dir %s",
             settings.data_dir,
         )
-    from .serving import serve_until_stopped
+    from .serving import quiet_queue_warnings, serve_until_stopped
 
+    quiet_queue_warnings()
     serve_until_stopped(server)  # SIGTERM: stop accepting, finish in-flight requests
     return 0
 

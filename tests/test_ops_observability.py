@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from uploading import upload
 
 from teamindex.app import create_app
+from teamindex.serving import OncePer
 
 LOG_LINE = re.compile(
     r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (?P<ip>\S+) (?P<user>\S+) "
@@ -210,3 +211,29 @@ def test_a_crashing_request_is_logged_as_500(client, caplog, monkeypatch):
         client.get("/simple/", headers=basic("alice"))
     (line,) = access_lines(caplog)
     assert '"GET /simple/" 500 0 ' in line
+
+
+# -- waitress' queue-depth warnings ----------------------------------------------------------------
+
+
+def test_queue_warnings_pass_once_a_minute_with_a_count():
+    now = [100.0]
+    once = OncePer(60, clock=lambda: now[0])
+
+    def record(depth: int) -> logging.LogRecord:
+        return logging.LogRecord(
+            "waitress.queue", logging.WARNING, __file__, 1, "Task queue depth is %d", (depth,), None
+        )
+
+    first = record(3)
+    assert once.filter(first) and first.getMessage() == "Task queue depth is 3"
+    assert not any(once.filter(record(n)) for n in range(4, 9))
+    now[0] += 59.9
+    assert not once.filter(record(9))
+    now[0] += 0.1
+    later = record(2)
+    assert once.filter(later)
+    assert later.getMessage() == "Task queue depth is 2 (and 6 more like it in the last 60 s)"
+    now[0] += 60
+    quiet = record(1)
+    assert once.filter(quiet) and quiet.getMessage() == "Task queue depth is 1"
