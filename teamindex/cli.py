@@ -126,9 +126,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             "    teamindex adduser NAME --admin --data-dir %s",
             settings.data_dir,
         )
-    from .serving import quiet_queue_warnings, serve_until_stopped
+    from .serving import freeze_startup_objects, quiet_queue_warnings, serve_until_stopped
 
     quiet_queue_warnings()
+    freeze_startup_objects()
     serve_until_stopped(server)  # SIGTERM: stop accepting, finish in-flight requests
     return 0
 

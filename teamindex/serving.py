@@ -10,6 +10,7 @@ row or visible file exists for it, because ingest commits the row last.
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import signal
@@ -62,6 +63,17 @@ class OncePer(logging.Filter):
 def quiet_queue_warnings(seconds: float = 60.0) -> None:
     """At most one of waitress' queue-depth warnings per `seconds` (see OncePer)."""
     logging.getLogger("waitress.queue").addFilter(OncePer(seconds))
+
+
+def freeze_startup_objects() -> None:
+    """Move everything alive after start-up out of the collector's sight (gc.freeze).
+
+    The ~45,000 objects of Flask, the app and its modules live as long as the process, yet
+    every full collection walks them: a 25-30 ms pause with the GIL held, about one per
+    4,000 requests, which all 16 connections of a load test wait out (it was the p99).
+    Frozen, a full collection takes ~1 ms."""
+    gc.collect()
+    gc.freeze()
 
 
 def serve_until_stopped(server: Any, grace: float = GRACE_SECONDS) -> None:

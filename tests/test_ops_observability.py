@@ -4,6 +4,7 @@ never a secret)."""
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import re
 import time
@@ -17,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from uploading import upload
 
 from teamindex.app import create_app
-from teamindex.serving import OncePer
+from teamindex.serving import OncePer, freeze_startup_objects
 
 LOG_LINE = re.compile(
     r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (?P<ip>\S+) (?P<user>\S+) "
@@ -237,3 +238,11 @@ def test_queue_warnings_pass_once_a_minute_with_a_count():
     now[0] += 60
     quiet = record(1)
     assert once.filter(quiet) and quiet.getMessage() == "Task queue depth is 1"
+
+
+def test_startup_objects_are_frozen_out_of_full_collections():
+    try:
+        freeze_startup_objects()
+        assert gc.get_freeze_count() > 10_000  # the app, Flask and every imported module
+    finally:
+        gc.unfreeze()
