@@ -21,6 +21,7 @@ reference: tests check that both paths send the same status, headers and body.
 from __future__ import annotations
 
 import io
+import logging
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -38,6 +39,8 @@ from .requestlog import USER_KEY
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 CountRequest = Callable[[str, str, int, float], None]
+
+log = logging.getLogger("teamindex")
 
 ROOT_PATH = "/simple/"
 # Normalized names only (PEP 503): any other spelling is Flask's 301.
@@ -58,7 +61,11 @@ class HotReads:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         started = time.perf_counter()
-        answer = self.answer(environ)
+        try:
+            answer = self.answer(environ)
+        except Exception:  # a shortcut must not fail a request Flask can still answer
+            log.exception("hot path failed; Flask answers %s", environ.get("PATH_INFO"))
+            answer = None
         if answer is None:
             return self.app(environ, start_response)
         rule, page, content_type = answer

@@ -250,3 +250,17 @@ def test_auth_serial_moves_with_logins_not_with_token_use(app):
     db.add_allow("127.0.0.0/8", db.get_user("bob").id, "", utc_now())
     db.revoke_token(token_id, utc_now())
     assert db.serials()[1] == before + 3
+
+
+def test_a_failing_hot_path_leaves_the_request_to_flask(published, client, monkeypatch, caplog):
+    client.get(ROOT, headers=basic("alice"))
+    db = published.extensions["teamindex"].db
+
+    def broken() -> tuple[int, int]:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(db, "serials", broken)
+    with caplog.at_level(logging.ERROR, logger="teamindex"):
+        response = client.get(ROOT, headers=basic("alice"))
+    assert response.status_code == 200 and b"foo-bar" in response.data
+    assert any("hot path failed" in r.getMessage() for r in caplog.records)
