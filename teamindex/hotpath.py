@@ -86,6 +86,11 @@ class HotReads:
 
     def answer(self, environ: dict[str, Any]) -> tuple[str, CachedPage, str] | None:
         """(route, page, content type) when the hot path may answer, else None."""
+        # The path first: downloads and uploads pass here too and must cost nothing more.
+        path = environ.get("PATH_INFO", "")
+        match = None if path == ROOT_PATH else PROJECT_PATH.fullmatch(path)
+        if path != ROOT_PATH and match is None:
+            return None
         authorization = environ.get("HTTP_AUTHORIZATION")
         if (
             environ.get("REQUEST_METHOD") != "GET"
@@ -100,18 +105,10 @@ class HotReads:
         login = self.svc.logins.lookup(authorization, ip)
         if login is None:
             return None
-        path = environ.get("PATH_INFO", "")
-        if path == ROOT_PATH:
-            serial, auth_serial = self.svc.db.serials()
-            if auth_serial != login.auth_serial:
-                return None
-            view = listing_view(login.principal)
-            found = self.svc.pages.get(root_key(content_type, view), serial)
+        if match is None:
+            found = self._root_page(content_type, login)
             rule = ROOT_RULE
         else:
-            match = PROJECT_PATH.fullmatch(path)
-            if match is None:
-                return None
             found = self._project_page(match.group(1), content_type, login)
             rule = PROJECT_RULE
         if found is None or not self._admit(login, ip):
@@ -119,6 +116,12 @@ class HotReads:
         if login.principal.user is not None:
             environ[USER_KEY] = login.principal.user.name  # for the request log
         return rule, found, content_type
+
+    def _root_page(self, content_type: str, login: VerifiedLogin) -> CachedPage | None:
+        serial, auth_serial = self.svc.db.serials()
+        if auth_serial != login.auth_serial:
+            return None
+        return self.svc.pages.get(root_key(content_type, listing_view(login.principal)), serial)
 
     def _project_page(
         self, name: str, content_type: str, login: VerifiedLogin
