@@ -156,6 +156,18 @@ def _copy_docs(
     return problems
 
 
+def _contents_of(part: Path) -> tuple[list[FileRecord], list[DocsBuild]]:
+    """The files and docs builds a copied database lists; leaves it self-contained."""
+    copied = Database(part)
+    try:
+        records = copied.all_files()
+        builds = copied.all_docs_builds()
+        copied.make_self_contained()
+    finally:
+        copied.close()
+    return records, builds
+
+
 def backup(
     db: Database, storage: Storage, docs: DocsStore, dest: Path, *, link: bool = True
 ) -> CopyReport:
@@ -166,13 +178,7 @@ def backup(
     dest.mkdir(parents=True, exist_ok=True)
     part = dest / (DB_NAME + PART)
     db.backup_to(part)
-    snapshot = Database(part)
-    try:
-        records = snapshot.all_files()
-        builds = snapshot.all_docs_builds()
-        snapshot.make_self_contained()
-    finally:
-        snapshot.close()
+    records, builds = _contents_of(part)
     target = Storage(dest / "packages", dest / "tmp")
     report = _copy_files(records, storage, target, link=link, verify=False)
     report.missing += _copy_docs(builds, docs, DocsStore.in_data_dir(dest), report, link=link)
@@ -192,13 +198,7 @@ def restore(source: Path, data_dir: Path) -> CopyReport:
     data_dir.mkdir(parents=True, exist_ok=True)
     part = data_dir / (DB_NAME + PART)
     _copy(source / DB_NAME, part)
-    restored = Database(part)
-    try:
-        records = restored.all_files()
-        builds = restored.all_docs_builds()
-        restored.make_self_contained()
-    finally:
-        restored.close()
+    records, builds = _contents_of(part)
     target = Storage(data_dir / "packages", data_dir / "tmp")
     target.ensure_dirs()
     report = _copy_files(
