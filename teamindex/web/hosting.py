@@ -79,31 +79,28 @@ def upload(project: str, version: str) -> Response:
     release = find_release(found, version)
     temp = _received_zip()
     svc = services()
-    try:
-        published = web_state().docs.publish(
-            svc.db, release, temp.path, uploader_id=principal.user.id if principal.user else None
-        )
-    except DocsError as exc:
+
+    def record(outcome: str, detail: str) -> None:
         svc.audit.record(
             "docs_upload",
             ip=client_ip(),
             user=principal.name,
             token_id=principal.token.id if principal.token else None,
             project=name,
-            outcome="rejected",
-            detail=f"{release.version}: {exc}",
+            outcome=outcome,
+            detail=f"{release.version}: {detail}",
         )
+
+    try:
+        published = web_state().docs.publish(
+            svc.db, release, temp.path, uploader_id=principal.user.id if principal.user else None
+        )
+    except DocsError as exc:
+        record("rejected", str(exc))
         raise HTTPError(400, f"Invalid documentation zip: {exc}") from None
     finally:
         temp.discard()
-    svc.audit.record(
-        "docs_upload",
-        ip=client_ip(),
-        user=principal.name,
-        token_id=principal.token.id if principal.token else None,
-        project=name,
-        detail=f"{release.version}: {published.files} files, {published.size} bytes",
-    )
+    record("ok", f"{published.files} files, {published.size} bytes")
     where = url_for("docs.entry", project=name, version=release.version, _external=True)
     return Response(
         f"Published documentation for {name} {release.version} "
