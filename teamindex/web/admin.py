@@ -7,6 +7,7 @@ confirmation page repeating the form's fields, the second (with confirmed=yes) a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -191,6 +192,23 @@ def allowlists() -> Response:
     )
 
 
+def _refuse_self_lockout(
+    user: User | None, change: Callable[[list[str]], list[str]], verb: str, advice: str = ""
+) -> None:
+    """Refuse the one mistake the web cannot undo: an edit of the global list, or of the
+    admin's own, after which the admin's address would not be allowed any more. An empty
+    list allows everyone (netrules.ip_allowed)."""
+    admin = require_admin().user
+    assert admin is not None
+    if user is not None and user.id != admin.id:
+        return
+    ip = client_ip()
+    if not ip_allowed(ip, change(services().db.allowlist(user.id if user else None))):
+        raise HTTPError(
+            400, f"Not {verb}: your address {ip} would not be allowed any more.{advice}"
+        )
+
+
 @bp.post("/allowlists")
 def allow_add() -> Response:
     form = request.form
@@ -200,18 +218,9 @@ def allow_add() -> Response:
         raise HTTPError(400, f"Not added: {exc}.") from None
     user = _user(form["user"]) if form.get("user") else None
     db = services().db
-    ip = client_ip()
-    admin = require_admin().user
-    assert admin is not None
-    # Refuse the one mistake the web cannot undo: locking yourself out of it.
-    if user is None or user.id == admin.id:
-        current = db.allowlist(user.id if user else None)
-        if not ip_allowed(ip, [*current, cidr]):
-            raise HTTPError(
-                400,
-                f"Not added: your address {ip} would not be allowed any more. Add a range "
-                "that includes it first.",
-            )
+    _refuse_self_lockout(
+        user, lambda current: [*current, cidr], "added", " Add a range that includes it first."
+    )
     try:
         db.add_allow(cidr, user.id if user else None, form.get("note", "").strip(), utc_now())
     except Conflict as exc:
@@ -227,14 +236,7 @@ def allow_remove() -> Response:
     cidr = form.get("cidr", "")
     user = _user(form["user"]) if form.get("user") else None
     db = services().db
-    admin = require_admin().user
-    assert admin is not None
-    if user is None or user.id == admin.id:
-        remaining = [c for c in db.allowlist(user.id if user else None) if c != cidr]
-        if remaining and not ip_allowed(client_ip(), remaining):
-            raise HTTPError(
-                400, f"Not removed: your address {client_ip()} would not be allowed any more."
-            )
+    _refuse_self_lockout(user, lambda current: [c for c in current if c != cidr], "removed")
     if not db.remove_allow(cidr, user.id if user else None):
         raise HTTPError(404, f"{cidr} is not on that allowlist.")
     scope = f"user {user.name}" if user else "global"
