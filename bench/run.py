@@ -339,18 +339,19 @@ def measure_clients(
 ) -> None:
     """Uv pip install and poetry lock of the private chain, each the median of --repeats
     runs from a cold client cache (one run swung by +-40% on this VM)."""
-    repeats = ctx.args.repeats
+
+    def median_of(run: Callable[[], float]) -> float:
+        return statistics.median(run() for _ in range(ctx.args.repeats))
 
     def uv() -> None:
-        times = [
-            clients.uv_install(handle.index_url, PASSWORD, ctx.chain[0], len(ctx.chain))
-            for _ in range(repeats)
-        ]
-        results.put("uv_install_s", peer.key, statistics.median(times))
+        seconds = median_of(
+            lambda: clients.uv_install(handle.index_url, PASSWORD, ctx.chain[0], len(ctx.chain))
+        )
+        results.put("uv_install_s", peer.key, seconds)
 
     def poetry() -> None:
-        times = [clients.poetry_lock(handle.index_url, PASSWORD, ctx.chain) for _ in range(repeats)]
-        results.put("poetry_lock_s", peer.key, statistics.median(times))
+        seconds = median_of(lambda: clients.poetry_lock(handle.index_url, PASSWORD, ctx.chain))
+        results.put("poetry_lock_s", peer.key, seconds)
 
     step(results, peer.key, "uv pip install chain-0", uv)
     step(results, peer.key, "poetry lock", poetry)
