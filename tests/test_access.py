@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import urllib.error
@@ -13,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from builders import make_wheel
 from conftest import PASSWORD, add_token, basic, start_server
+from uploading import upload
 
 from teamindex.app import create_app
 from teamindex.auth import (
@@ -238,15 +238,11 @@ def test_usage_recorder_writes_at_most_once_per_interval():
 # -- routes ---------------------------------------------------------------------------------
 
 
-def _auth(user: str, secret: str) -> dict[str, str]:
-    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode()}
-
-
 def test_token_with_owner_name_or_token_user(client, app):
     _id, secret = add_token(app, "alice")
-    assert client.get("/simple/", headers=_auth("__token__", secret)).status_code == 200
-    assert client.get("/simple/", headers=_auth("alice", secret)).status_code == 200
-    assert client.get("/simple/", headers=_auth("bob", secret)).status_code == 401
+    assert client.get("/simple/", headers=basic("__token__", secret)).status_code == 200
+    assert client.get("/simple/", headers=basic("alice", secret)).status_code == 200
+    assert client.get("/simple/", headers=basic("bob", secret)).status_code == 401
 
 
 def test_user_allowlist(client, app):
@@ -263,7 +259,7 @@ def test_user_allowlist(client, app):
 
 def test_token_allowlist(client, app):
     _id, secret = add_token(app, "alice", allow_ips=["127.0.0.0/8"])
-    headers = _auth("__token__", secret)
+    headers = basic("__token__", secret)
     ok = client.get("/simple/", headers=headers, environ_base={"REMOTE_ADDR": "127.0.0.9"})
     assert ok.status_code == 200
     denied = client.get("/simple/", headers=headers, environ_base={"REMOTE_ADDR": "10.0.0.1"})
@@ -329,7 +325,7 @@ def test_expired_and_revoked_tokens_fail_like_wrong_passwords_and_are_logged(cli
     revoked_id, revoked = add_token(app, "alice")
     db.revoke_token(revoked_id, utc_now())
     for secret in (expired, revoked):
-        response = client.get("/simple/", headers=_auth("__token__", secret))
+        response = client.get("/simple/", headers=basic("__token__", secret))
         assert response.status_code == 401
         assert response.headers["WWW-Authenticate"] == 'Basic realm="teamindex"'
     events = db.query_audit(since="2000", action="auth_failed")
@@ -339,7 +335,7 @@ def test_expired_and_revoked_tokens_fail_like_wrong_passwords_and_are_logged(cli
 def test_token_use_is_recorded(client, app):
     token_id, secret = add_token(app, "alice")
     client.get(
-        "/simple/", headers=_auth("__token__", secret), environ_base={"REMOTE_ADDR": "10.2.3.4"}
+        "/simple/", headers=basic("__token__", secret), environ_base={"REMOTE_ADDR": "10.2.3.4"}
     )
     token = app.extensions["teamindex"].db.get_token(token_id)
     assert token.last_ip == "10.2.3.4" and token.last_used is not None
@@ -348,19 +344,9 @@ def test_token_use_is_recorded(client, app):
 def test_secrets_never_reach_audit_or_logs(client, app, tmp_path, caplog):
     _id, secret = add_token(app, "alice")
     wheel = make_wheel(tmp_path, "leak-check", "1.0")
-    data = wheel.read_bytes()
-    with wheel.open("rb") as handle:
-        client.post(
-            "/legacy/",
-            headers=_auth("__token__", secret),
-            data={
-                ":action": "file_upload",
-                "sha256_digest": hashlib.sha256(data).hexdigest(),
-                "content": (handle, wheel.name),
-            },
-        )
+    upload(client, wheel, None, headers=basic("__token__", secret))
     client.get("/simple/", headers=basic("alice", "a-wrong-password"))
-    client.get("/simple/", headers=_auth("__token__", secret[:-2] + "xx"))
+    client.get("/simple/", headers=basic("__token__", secret[:-2] + "xx"))
     db = app.extensions["teamindex"].db
     dump = json.dumps([event.__dict__ for event in db.query_audit(since="2000")])
     assert "upload" in dump and "auth_failed" in dump
@@ -373,18 +359,7 @@ def test_secrets_never_reach_audit_or_logs(client, app, tmp_path, caplog):
 
 def test_restricted_project_root_listing_is_per_viewer(client, app, tmp_path):
     wheel = make_wheel(tmp_path, "hidden-thing", "1.0")
-    data = wheel.read_bytes()
-    with wheel.open("rb") as handle:
-        response = client.post(
-            "/legacy/",
-            headers=basic("alice"),
-            data={
-                ":action": "file_upload",
-                "sha256_digest": hashlib.sha256(data).hexdigest(),
-                "content": (handle, wheel.name),
-            },
-        )
-    assert response.status_code == 200
+    assert upload(client, wheel).status_code == 200
     app.extensions["teamindex"].db.set_visibility("hidden-thing", "restricted")
     assert b"hidden-thing" in client.get("/simple/", headers=basic("alice")).data
     assert b"hidden-thing" not in client.get("/simple/", headers=basic("bob")).data
@@ -448,7 +423,7 @@ def test_token_commands_round_trip(app, settings, capsys):
     secret = out.splitlines()[1]
     assert looks_like_token(secret)
     client = app.test_client()
-    assert client.get("/simple/", headers=_auth("__token__", secret)).status_code == 200
+    assert client.get("/simple/", headers=basic("__token__", secret)).status_code == 200
 
     assert main(["token", "list", "alice", "--json", "--data-dir", data]) == 0
     listed = json.loads(capsys.readouterr().out)
@@ -459,11 +434,11 @@ def test_token_commands_round_trip(app, settings, capsys):
 
     assert main(["token", "rotate", str(listed[0]["id"]), "--data-dir", data]) == 0
     new_secret = capsys.readouterr().out.splitlines()[1]
-    assert client.get("/simple/", headers=_auth("__token__", secret)).status_code == 401
-    assert client.get("/simple/", headers=_auth("__token__", new_secret)).status_code == 200
+    assert client.get("/simple/", headers=basic("__token__", secret)).status_code == 401
+    assert client.get("/simple/", headers=basic("__token__", new_secret)).status_code == 200
 
     assert main(["token", "revoke", str(listed[0]["id"]), "--data-dir", data]) == 0
-    assert client.get("/simple/", headers=_auth("__token__", new_secret)).status_code == 401
+    assert client.get("/simple/", headers=basic("__token__", new_secret)).status_code == 401
     assert main(["token", "revoke", str(listed[0]["id"]), "--data-dir", data]) == 1
     assert "no active token" in capsys.readouterr().err
 
@@ -509,25 +484,15 @@ def test_project_reservation_visibility_and_grants(app, settings, capsys, tmp_pa
     )
     client = app.test_client()
     wheel = make_wheel(tmp_path, "reserved-name", "1.0")
-    payload = wheel.read_bytes()
 
-    def upload(user: str) -> int:
-        with wheel.open("rb") as handle:
-            return client.post(
-                "/legacy/",
-                headers=basic(user),
-                data={
-                    ":action": "file_upload",
-                    "sha256_digest": hashlib.sha256(payload).hexdigest(),
-                    "content": (handle, wheel.name),
-                },
-            ).status_code
+    def upload_as(user: str) -> int:
+        return upload(client, wheel, user).status_code
 
-    assert upload("bob") == 404  # reserved and restricted: bob cannot even see it
+    assert upload_as("bob") == 404  # reserved and restricted: bob cannot even see it
     assert main(["grant", "bob", "reserved-name", "reader", "--data-dir", data]) == 0
-    assert upload("bob") == 403  # now visible, but readers do not upload
+    assert upload_as("bob") == 403  # now visible, but readers do not upload
     assert main(["grant", "bob", "reserved-name", "maintainer", "--data-dir", data]) == 0
-    assert upload("bob") == 200
+    assert upload_as("bob") == 200
     assert main(["project", "show", "reserved-name", "--data-dir", data]) == 0
     shown = capsys.readouterr().out
     assert "visibility  restricted" in shown and "bob: maintainer" in shown
@@ -573,17 +538,7 @@ def test_allow_commands(app, settings, capsys):
 
 def test_maintainer_yanks_and_unyanks_over_http(client, app, tmp_path):
     wheel = make_wheel(tmp_path, "yank-me", "1.0")
-    with wheel.open("rb") as handle:
-        response = client.post(
-            "/legacy/",
-            headers=basic("alice"),
-            data={
-                ":action": "file_upload",
-                "sha256_digest": hashlib.sha256(wheel.read_bytes()).hexdigest(),
-                "content": (handle, wheel.name),
-            },
-        )
-    assert response.status_code == 200
+    assert upload(client, wheel).status_code == 200
     json_page = {"Accept": "application/vnd.pypi.simple.v1+json"}
 
     def yanked() -> object:
@@ -604,7 +559,7 @@ def test_maintainer_yanks_and_unyanks_over_http(client, app, tmp_path):
     assert client.post("/api/nope/1.0/yank", headers=basic("alice")).status_code == 404
     _id, secret = add_token(app, "alice")
     assert (
-        client.post("/api/yank-me/1.0/yank", headers=_auth("__token__", secret)).status_code == 403
+        client.post("/api/yank-me/1.0/yank", headers=basic("__token__", secret)).status_code == 403
     )
     events = app.extensions["teamindex"].db.query_audit(since="2000", project="yank-me")
     assert [(e.action, e.user, e.detail) for e in events if e.action != "upload"] == [
