@@ -263,20 +263,15 @@ def test_inspect_metadata_must_match_filename(tmp_path, kind, metadata, message)
     assert message in str(caught.value)
 
 
-def test_inspect_wheel_truncated_at_every_length(tmp_path):
-    data = make_wheel(tmp_path, "foo", "1.0").read_bytes()
-    target = tmp_path / "cut" / "foo-1.0-py3-none-any.whl"
-    target.parent.mkdir()
-    for cut in range(len(data)):
-        target.write_bytes(data[:cut])
-        with pytest.raises(DistributionError, match=r"^Invalid distribution file\."):
-            _inspect(target)
-
-
-def test_inspect_sdist_truncated_at_every_length(tmp_path):
-    # The gzip trailer (CRC and length) is checked, so even the last byte missing is caught.
-    data = make_sdist(tmp_path, "foo", "1.0").read_bytes()
-    target = tmp_path / "cut" / "foo-1.0.tar.gz"
+# For sdists the gzip trailer (CRC and length) is checked, so even the last byte missing is
+# caught.
+@pytest.mark.parametrize(
+    ("build", "filename"),
+    [(make_wheel, "foo-1.0-py3-none-any.whl"), (make_sdist, "foo-1.0.tar.gz")],
+)
+def test_inspect_truncated_at_every_length(tmp_path, build, filename):
+    data = build(tmp_path, "foo", "1.0").read_bytes()
+    target = tmp_path / "cut" / filename
     target.parent.mkdir()
     for cut in range(len(data)):
         target.write_bytes(data[:cut])
