@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from builders import make_wheel
 from conftest import FAST_HASH, PASSWORD
+from web_support import CSRF_RE
 
 from teamindex.app import create_app
 from teamindex.auth import hash_password, new_token_secret, token_digest
@@ -189,3 +190,90 @@ def test_permission_cell(matrix: Matrix, user: str, cred: str, visibility: str, 
 
 def test_matrix_covers_every_combination() -> None:
     assert len(CELLS) * len(ENDPOINTS) == 5 * 6 * 2 * 2 * 6
+
+
+# -- the web pages: administration and account management --------------------------------------
+# Oracle 3: a token (any scope, any project list, an admin's too) is for tools; it never acts
+# as an administrator or as the account on the web pages, and never gets a browser session.
+WEB_GETS = (
+    "/admin/",
+    "/admin/users",
+    "/admin/grants",
+    "/admin/allowlists",
+    "/admin/audit",
+    "/admin/project/restricted-proj/",
+    "/account/",
+)
+# (path, form, status for an administrator's password): changes an admin could make with a
+# stolen read token before issue 10; confirmations (200) change nothing yet.
+WEB_POSTS = (
+    ("/admin/users", {"name": "new-admin-{n}", "password": PASSWORD, "admin": "yes"}, 303),
+    ("/admin/users/outsider/admin", {"admin": "no"}, 303),
+    ("/admin/project/restricted-proj/visibility", {"visibility": "restricted"}, 303),
+    ("/admin/grants", {"project": "restricted-proj", "user": "reader", "role": "reader"}, 303),
+    ("/admin/allowlists", {"cidr": "10.0.0.0/8", "user": "reader"}, 303),
+    ("/admin/project/restricted-proj/yank", {"version": "1.0"}, 200),
+    ("/admin/users/outsider/delete", {}, 200),
+    ("/account/tokens", {"scope": "read"}, 200),
+)
+
+
+def expected_web_status(user: str, cred: str, ip: str, path: str, admin_status: int) -> int:
+    if ip == "outside":
+        return 403
+    if cred in ("token-expired", "token-revoked"):
+        return 401
+    if cred != "password":
+        return 403  # every token, whatever its scope, project list or owner
+    if path.startswith("/account/"):
+        return admin_status
+    return admin_status if user == "admin" else 403
+
+
+@pytest.fixture(scope="module")
+def web_matrix(tmp_path_factory) -> Matrix:
+    return Matrix(tmp_path_factory.mktemp("web-matrix"))  # its own: admins change things here
+
+
+WEB_CELLS = list(itertools.product(USERS, CREDS, IPS))
+
+
+@pytest.mark.parametrize(("user", "cred", "ip"), WEB_CELLS)
+def test_web_management_cell(web_matrix: Matrix, user: str, cred: str, ip: str) -> None:
+    client = web_matrix.app.test_client()
+    inside = {"REMOTE_ADDR": IPS["inside"]}
+    # An attacker holding a token first gets a CSRF token of an anonymous session (the login
+    # page hands one out), then sends the forms with the token as Basic auth.
+    csrf = CSRF_RE.search(client.get("/login", environ_base=inside).get_data(as_text=True))
+    assert csrf is not None
+    auth = web_matrix.auth(user, cred)
+    environ = {"REMOTE_ADDR": IPS[ip]}
+    for path in WEB_GETS:
+        response = client.get(path, auth=auth, environ_base=environ)
+        want = expected_web_status(user, cred, ip, path, 200)
+        assert response.status_code == want, (path, response.status)
+        _assert_no_session_for_tokens(response, cred)
+    for n, (path, form, admin_status) in enumerate(WEB_POSTS):
+        data = {key: value.format(n=f"{user}-{cred}-{ip}-{n}") for key, value in form.items()}
+        response = client.post(
+            path, auth=auth, environ_base=environ, data={**data, "csrf_token": csrf.group(1)}
+        )
+        want = expected_web_status(user, cred, ip, path, admin_status)
+        assert response.status_code == want, (path, response.status)
+        _assert_no_session_for_tokens(response, cred)
+    if cred.startswith("token") and ip == "inside":
+        assert web_matrix.db.get_user(f"new-admin-{user}-{cred}-{ip}-0") is None
+
+
+def _assert_no_session_for_tokens(response, cred: str) -> None:
+    """A token's request never yields a browser session: no cookie, no CSRF token."""
+    if cred == "password":
+        return
+    assert "Set-Cookie" not in response.headers, response.headers["Set-Cookie"]
+    found = CSRF_RE.search(response.get_data(as_text=True))
+    assert found is None or found.group(1) == "", "a CSRF token was handed to a token"
+
+
+def test_web_matrix_covers_every_combination() -> None:
+    assert len(WEB_CELLS) == 5 * 6 * 2
+    assert len(WEB_GETS) + len(WEB_POSTS) == 15

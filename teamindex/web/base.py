@@ -20,6 +20,7 @@ from .session import check_csrf, csrf_token, resolve_viewer, viewer
 
 bp = Blueprint("web", __name__)
 
+TOKENS_REFUSED = "Tokens cannot manage accounts or the index; log in with your password."
 # Endpoints reachable without a viewer (they do their own checks).
 PUBLIC_ENDPOINTS = frozenset({"web.auth.login", "web.auth.logout"})
 
@@ -48,8 +49,13 @@ def _gate() -> Response | None:
         check_csrf()
     if request.endpoint in PUBLIC_ENDPOINTS:
         return None
-    if resolve_viewer() is None:
+    principal = resolve_viewer()
+    if principal is None:
         return redirect(url_for("web.auth.login", next=request.full_path.rstrip("?")))
+    if request.method == "POST" and principal.token is not None:
+        # Tokens are for tools: every web form changes an account or the index, and a
+        # token must never exceed its scope (a read token of an admin is not an admin).
+        raise HTTPError(403, TOKENS_REFUSED)
     return None
 
 
@@ -102,8 +108,11 @@ def page(template: str, *, status: int = 200, **context: Any) -> Response:
 
 
 def require_admin() -> Principal:
-    """The viewer, if an administrator (403 otherwise)."""
+    """The viewer, if an administrator logged in with a password (403 otherwise): an
+    admin's token carries a scope (read or upload) that never includes administration."""
     principal = viewer()
+    if principal.token is not None:
+        raise HTTPError(403, TOKENS_REFUSED)
     if not principal.is_admin:
         raise HTTPError(403, "Only administrators may open this page.")
     return principal
@@ -115,5 +124,5 @@ def require_user() -> Principal:
     if principal.user is None:
         raise HTTPError(403, "Log in to open this page.")
     if principal.token is not None:
-        raise HTTPError(403, "Tokens cannot manage accounts; log in with your password.")
+        raise HTTPError(403, TOKENS_REFUSED)
     return principal

@@ -70,7 +70,7 @@ class IndexSessionInterface(SecureCookieSessionInterface):
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         blueprint = (request.blueprint or "").split(".", 1)[0]
-        if blueprint in COOKIE_BLUEPRINTS:
+        if blueprint in COOKIE_BLUEPRINTS and not token_viewer():
             super().save_session(app, session, response)
 
 
@@ -184,8 +184,18 @@ def safe_next(target: str | None) -> str:
 # -- CSRF ---------------------------------------------------------------------------------
 
 
+def token_viewer() -> bool:
+    """Whether this request's viewer came in with an API token (Basic auth): such a request
+    never gets a browser session, nor a CSRF token to post forms with."""
+    principal = g.get("viewer")
+    return isinstance(principal, Principal) and principal.token is not None
+
+
 def csrf_token() -> str:
-    """This session's CSRF token, made on first use (templates put it in every form)."""
+    """This session's CSRF token, made on first use (templates put it in every form); none
+    for a token's requests (forms are for people, see token_viewer)."""
+    if token_viewer():
+        return ""
     token = session.get(CSRF_FIELD)
     if not isinstance(token, str):
         token = session[CSRF_FIELD] = secrets.token_urlsafe(32)
