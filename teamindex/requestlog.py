@@ -6,8 +6,9 @@
 Fields: UTC time, client IP (REMOTE_ADDR, which waitress rewrites only for trusted
 proxies), user or '-', method and path, status, body bytes, duration until the body was
 sent. Never logged: headers (Authorization carries passwords and tokens) and the query
-string (the one place a client could put a secret in a URL). Non-printable and non-ASCII
-path bytes are percent-encoded, so one request is always one line.
+string (the one place a client could put a secret in a URL), and the capability segment of
+docs URLs (/_docs/<capability>/..., a short-lived read permission). Non-printable and
+non-ASCII path bytes are percent-encoded, so one request is always one line.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ log = logging.getLogger("teamindex.access")
 
 USER_KEY = "teamindex.user"
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
+DOCS_CAPABILITY_PREFIX = "/_docs/"  # web.hosting serves docs under /_docs/<capability>/
 
 StartResponse = Callable[..., Any]
 
@@ -36,6 +38,9 @@ def format_line(
     environ: dict[str, Any], status: str, size: int | None, seconds: float, now: datetime
 ) -> str:
     path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+    if path.startswith(DOCS_CAPABILITY_PREFIX):
+        _cap, slash, rest = path.removeprefix(DOCS_CAPABILITY_PREFIX).partition("/")
+        path = f"{DOCS_CAPABILITY_PREFIX}-{slash}{rest}"
     safe_path = quote(path.encode("latin-1", "replace"), safe=_PATH_SAFE)
     method = quote(environ.get("REQUEST_METHOD", "-"), safe="")
     stamp = now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"

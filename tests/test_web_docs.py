@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import io
+import logging
 import stat
 import time
 import zipfile
 from pathlib import PurePosixPath
 
 import pytest
-from conftest import add_token, basic
+from conftest import add_token, add_user, basic
 from uploading import encode_multipart
 from web_support import docs_zip, login, seed
 
@@ -336,9 +337,10 @@ def test_forged_expired_and_moved_capabilities_start_over(seeded, app):
     page.close()
     cap = location.split("/")[2]
     with app.test_request_context():
-        alice_id = _db(app).get_user("alice").id
-        expired = capability(alice_id, "team-demo", "1.1", now=time.time() - 10 * 3600)
-        root = capability(_db(app).get_user("root").id, "team-demo", "1.1")
+        alice = _db(app).get_user("alice")
+        alice_id = alice.id
+        expired = capability(alice, "team-demo", "1.1", now=time.time() - 20 * 60)
+        root = capability(_db(app).get_user("root"), "team-demo", "1.1")
     swapped = f"{alice_id}." + root.split(".", 1)[1]  # root's signature, alice's id
     for bad in (
         f"/_docs/{cap[:-2]}xx/team-demo/1.1/",  # forged signature
@@ -434,3 +436,65 @@ def test_upload_like_curl_data_binary(seeded, app):
         content_type="application/x-www-form-urlencoded",
     )
     assert response.status_code == 200, response.status
+
+
+def test_capabilities_live_minutes_and_are_renewed_while_browsing(seeded, app):
+    _post(seeded, "/docs/team-demo/1.1/", docs_zip())
+    login(seeded, "alice")
+    location, page = _follow(seeded, "/docs/team-demo/1.1/")
+    page.close()
+    expires = int(location.split("/")[2].split(".")[1])
+    assert 10 * 60 <= expires - time.time() <= 20 * 60 + 1  # minutes, not hours
+    with app.test_request_context():
+        alice = _db(app).get_user("alice")
+        older = capability(alice, "team-demo", "1.1", now=time.time() - 10 * 60)
+        # A signed capability claiming a long life (as they had before) opens nothing.
+        lasting = capability(alice, "team-demo", "1.1", now=time.time() + 8 * 3600)
+    anonymous = app.test_client()
+    # One from the previous window still serves the site's files...
+    css = anonymous.get(f"/_docs/{older}/team-demo/1.1/_static/site.css")
+    assert css.status_code == 200
+    css.close()
+    # ...and a page opened with it moves to a fresh capability for the same page.
+    moved = anonymous.get(f"/_docs/{older}/team-demo/1.1/guide/")
+    assert moved.status_code == 302
+    fresh = moved.headers["Location"]
+    assert fresh.startswith("/_docs/") and fresh.endswith("/team-demo/1.1/guide/")
+    assert older not in fresh
+    guide = anonymous.get(fresh)
+    assert guide.status_code == 200 and b"Guide" in guide.data
+    guide.close()
+    refused = anonymous.get(f"/_docs/{lasting}/team-demo/1.1/_static/site.css")
+    assert refused.status_code == 302
+    assert refused.headers["Location"].startswith("/docs/team-demo/1.1/")
+
+
+def test_capabilities_die_with_the_password_and_the_user(seeded, app):
+    _post(seeded, "/docs/team-demo/1.1/", docs_zip())
+    login(seeded, "alice")
+    db = _db(app)
+    location, page = _follow(seeded, "/docs/team-demo/1.1/")
+    page.close()
+    db.set_password("alice", "pbkdf2:sha256:1000$new$hash")
+    assert app.test_client().get(location).status_code == 302
+    bob = app.test_client()
+    login(bob, "bob")
+    location, page = _follow(bob, "/docs/team-demo/1.1/")
+    page.close()
+    db.delete_user("bob")
+    add_user(app, "new-hire")
+    response = app.test_client().get(location)
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/docs/team-demo/1.1/")
+
+
+def test_capabilities_stay_out_of_the_request_log(seeded, app, caplog):
+    _post(seeded, "/docs/team-demo/1.1/", docs_zip())
+    login(seeded, "alice")
+    caplog.set_level(logging.INFO, logger="teamindex.access")
+    location, page = _follow(seeded, "/docs/team-demo/1.1/")
+    page.close()
+    cap = location.split("/")[2]
+    lines = [r.getMessage() for r in caplog.records if r.name == "teamindex.access"]
+    assert any('"GET /_docs/-/team-demo/1.1/" 200' in line for line in lines), lines
+    assert not any(cap in line for line in lines), lines

@@ -11,10 +11,12 @@ HTML is served with `Content-Security-Policy: sandbox allow-scripts allow-popups
 gives it an opaque origin, so its scripts cannot read the index with the viewer's cookie.
 The price is that the browser treats the site's own CSS, JS and image requests as cross-site
 and withholds the SameSite=Lax session cookie (verified in Chromium). The capability (user,
-project, version and expiry, signed with the app's key) carries the permission in the path
-instead, so every relative link of the site keeps working; it expires within hours, is
-re-checked against the user's current rights on every request, and never leaves through a
-Referer (`Referrer-Policy: no-referrer`).
+project, version and expiry, signed with the app's key over a stamp of the user's password
+hash, so it dies with the user and with a password change) carries the permission in the path
+instead, so every relative link of the site keeps working; it expires within minutes and is
+renewed as the user browses (an HTML page opened with an older one redirects to a fresh
+one), is re-checked against the user's current rights on every request, never leaves through
+a Referer (`Referrer-Policy: no-referrer`) and is left out of the request log.
 """
 
 from __future__ import annotations
@@ -39,16 +41,18 @@ from ..httpauth import (
     require_address_allowed,
     require_principal_address_allowed,
 )
-from ..models import DocsBuild, Project, ReleaseInfo
+from ..models import DocsBuild, Project, ReleaseInfo, User
 from ..permissions import ANONYMOUS, Action, Principal
 from ..storage import HashingTempFile
-from .session import resolve_viewer
+from .session import password_stamp, resolve_viewer
 from .state import web_state
 
 bp = Blueprint("docs", __name__)
 
 LATEST = "latest"
-CAPABILITY_HOURS = 8  # valid 8 to 9 hours; stable within an hour, so the browser can cache
+# A capability is valid 10 to 20 minutes: stable within a window, so the browser can cache
+# the site's files; pages opened in a later window move to a fresh one (see serve()).
+CAPABILITY_WINDOW = 600
 MAX_DOCS_ZIP = 256 << 20
 CHUNK = 1 << 16
 # Uploaded HTML must not act as the index: sandbox without allow-same-origin = opaque origin.
@@ -173,12 +177,12 @@ def entry(project: str, version: str, subpath: str) -> Response:
     found, _principal = authorize(Action.READ, name, principal)
     assert found is not None
     build = _build(found, version)
-    user_id = principal.user.id if principal.user else 0
-    cap = capability(user_id, name, build.canonical_version)
-    target = url_for(
-        "docs.serve", cap=cap, project=name, version=build.canonical_version, subpath=subpath
-    )
-    return redirect(target, code=302)
+    return redirect(_capability_url(principal, name, build.canonical_version, subpath), code=302)
+
+
+def _capability_url(principal: Principal, project: str, version: str, subpath: str) -> str:
+    cap = capability(principal.user, project, version)
+    return url_for("docs.serve", cap=cap, project=project, version=version, subpath=subpath)
 
 
 def _build(project: Project, version: str) -> DocsBuild:
@@ -200,9 +204,10 @@ def _build(project: Project, version: str) -> DocsBuild:
 @bp.get("/_docs/<cap>/<project>/<version>/", defaults={"subpath": ""})
 @bp.get("/_docs/<cap>/<project>/<version>/<path:subpath>")
 def serve(cap: str, project: str, version: str, subpath: str) -> Response:
-    principal = _principal_of(cap, project, version)
-    if principal is None:  # expired or forged: start over at the checked entry point
+    found_cap = _principal_of(cap, project, version)
+    if found_cap is None:  # expired or forged: start over at the checked entry point
         return redirect(url_for("docs.entry", project=project, version=version, subpath=subpath))
+    principal, expires = found_cap
     found, _principal = authorize(Action.READ, project, principal)
     assert found is not None
     build = _build(found, version)
@@ -217,6 +222,13 @@ def serve(cap: str, project: str, version: str, subpath: str) -> Response:
     ):
         # A directory: relative links inside its index.html need the trailing slash.
         return redirect(request.path + "/", code=301)
+    if path.suffix in {".html", ".htm"} and expires - time.time() < CAPABILITY_WINDOW:
+        # A page opened with a capability from an earlier window: the same page under a
+        # fresh one, so its links and files stay valid while the user keeps reading.
+        fresh = _capability_url(principal, project, version, subpath)
+        return redirect(
+            fresh + (f"?{request.query_string.decode()}" if request.query_string else "")
+        )
     mimetype = EXTRA_TYPES.get(path.suffix) or mimetypes.guess_type(path.name)[0]
     response = send_file(
         path, mimetype=mimetype or "application/octet-stream", conditional=True, max_age=None
@@ -234,37 +246,43 @@ def _key() -> bytes:
     return hmac.new(secret, b"teamindex docs capability", hashlib.sha256).digest()
 
 
-def _signature(user_id: int, project: str, version: str, expires: int) -> str:
-    message = f"{user_id}\0{project}\0{version}\0{expires}".encode()
+def _signature(user: User | None, project: str, version: str, expires: int) -> str:
+    # Over the user's password stamp too: the capability dies with the user (an id alone
+    # could name someone else one day) and with a password change.
+    user_id, stamp = (user.id, password_stamp(user)) if user else (0, "")
+    message = f"{user_id}\0{stamp}\0{project}\0{version}\0{expires}".encode()
     digest = hmac.new(_key(), message, hashlib.sha256).digest()[:16]
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
-def capability(user_id: int, project: str, version: str, now: float | None = None) -> str:
-    """A path segment granting `user_id` (0: the anonymous reader) what they may read of
-    one docs version, until the end of the hour CAPABILITY_HOURS from now."""
-    hour = int((time.time() if now is None else now) // 3600)
-    expires = (hour + CAPABILITY_HOURS + 1) * 3600
-    return f"{user_id}.{expires}.{_signature(user_id, project, version, expires)}"
+def capability(user: User | None, project: str, version: str, now: float | None = None) -> str:
+    """A path segment granting `user` (None: the anonymous reader) what they may read of
+    one docs version, until the end of the next CAPABILITY_WINDOW."""
+    window = int((time.time() if now is None else now) // CAPABILITY_WINDOW)
+    expires = (window + 2) * CAPABILITY_WINDOW
+    user_id = user.id if user else 0
+    return f"{user_id}.{expires}.{_signature(user, project, version, expires)}"
 
 
-def _principal_of(cap: str, project: str, version: str) -> Principal | None:
-    """Who a capability speaks for, if it is genuine, unexpired and for this version; their
-    current rights (and the IP allowlists) still apply."""
+def _principal_of(cap: str, project: str, version: str) -> tuple[Principal, int] | None:
+    """Who a capability speaks for and until when, if it is genuine, unexpired and for this
+    version; their current rights (and the IP allowlists) still apply."""
     user_id, _, rest = cap.partition(".")
     expires, _, signature = rest.partition(".")
     if not (user_id.isdigit() and expires.isdigit()) or int(expires) <= time.time():
         return None
-    expected = _signature(int(user_id), project, version, int(expires))
-    if not hmac.compare_digest(signature.encode(), expected.encode()):
+    if int(expires) > time.time() + 2 * CAPABILITY_WINDOW:
         return None
     require_address_allowed()
     svc = services()
-    if int(user_id) == 0:
-        return ANONYMOUS if svc.settings.anonymous_read else None
-    user = svc.db.get_user_by_id(int(user_id))
-    if user is None:
+    user = svc.db.get_user_by_id(int(user_id)) if int(user_id) else None
+    if int(user_id) and user is None:
         return None
+    expected = _signature(user, project, version, int(expires))
+    if not hmac.compare_digest(signature.encode(), expected.encode()):
+        return None
+    if user is None:
+        return (ANONYMOUS, int(expires)) if svc.settings.anonymous_read else None
     principal = Principal(user)
     require_principal_address_allowed(principal)
-    return principal
+    return principal, int(expires)
