@@ -11,8 +11,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from builders import make_wheel
-from conftest import PASSWORD, add_token, basic, start_server
+from conftest import PASSWORD, add_token, add_user, basic, start_server
 from uploading import upload
+from web_support import login
 
 from teamindex.app import create_app
 from teamindex.auth import (
@@ -566,3 +567,45 @@ def test_maintainer_yanks_and_unyanks_over_http(client, app, tmp_path):
         ("yank", "alice", "1.0.0 broken build"),
         ("unyank", "alice", "1.0"),
     ]
+
+
+# -- a deleted user's id, caches and sessions (issue 10, item 8) ---------------------------------
+
+
+def test_a_new_hire_never_sees_what_a_deleted_user_could(app, client, tmp_path):
+    """The leaver reads a restricted project (pages cached for their id); they are deleted
+    and a new user is made: the new user must not inherit the id, the cached /simple/ and
+    web listings, or anything else."""
+    db = app.extensions["teamindex"].db
+    dists = tmp_path / "dists"
+    dists.mkdir()
+    assert upload(client, make_wheel(dists, "secret-proj", "1.0"), "bob").status_code == 200
+    db.set_visibility("secret-proj", "restricted")
+    add_user(app, "leaver")
+    leaver = db.get_user("leaver")
+    db.set_role(leaver.id, db.get_project("secret-proj").id, "reader")
+    leaver_web = app.test_client()
+    login(leaver_web, "leaver")
+    for http, path in ((client, "/simple/"), (leaver_web, "/")):
+        headers = basic("leaver") if http is client else {}
+        assert "secret-proj" in http.get(path, headers=headers).get_data(as_text=True)
+    assert db.delete_user("leaver")
+    add_user(app, "new-hire")
+    hire = db.get_user("new-hire")
+    assert hire.id != leaver.id, "user ids must never be reused"
+    simple = client.get("/simple/", headers=basic("new-hire"))
+    assert simple.status_code == 200 and "secret-proj" not in simple.get_data(as_text=True)
+    hire_web = app.test_client()
+    login(hire_web, "new-hire")
+    home = hire_web.get("/")
+    assert home.status_code == 200 and "secret-proj" not in home.get_data(as_text=True)
+    # The leaver's browser session died with them.
+    assert leaver_web.get("/").status_code == 302
+
+
+def test_deleting_a_user_moves_both_serials(app):
+    db = app.extensions["teamindex"].db
+    before = db.serials()
+    assert db.delete_user("bob")
+    after = db.serials()
+    assert after[0] > before[0] and after[1] > before[1]

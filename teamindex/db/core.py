@@ -82,15 +82,30 @@ class Connections:
             raise
 
     def migrate(self) -> int:
-        """Apply numbered migrations past PRAGMA user_version; return the schema version."""
+        """Apply numbered migrations past PRAGMA user_version; return the schema version.
+
+        Each runs with foreign keys off (SQLite ignores that pragma inside a transaction, so
+        it is set before): rebuilding a table (0005) drops the old one, which with foreign
+        keys on would cascade-delete every row pointing at it. foreign_key_check then proves
+        the result consistent before it commits."""
         conn = self.conn
         current = conn.execute("PRAGMA user_version").fetchone()[0]
         for number, script in migration_scripts():
             if number <= current:
                 continue
-            conn.executescript(
-                f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;"
-            )
+            conn.execute("PRAGMA foreign_keys = OFF")
+            try:
+                conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};")
+                broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(f"migration {number} broke foreign keys: {broken[:5]}")
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            finally:
+                conn.execute("PRAGMA foreign_keys = ON")
             current = number
         return current
 
