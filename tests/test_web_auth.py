@@ -234,3 +234,34 @@ def test_account_needs_a_user(anonymous_settings):
     response = client.get("/account/")
     assert response.status_code == 403
     _db(app).close()
+
+
+def test_logout_revokes_the_session_cookie_on_the_server(client, app):
+    login(client, "alice")
+    stolen = client.get_cookie("teamindex_session").value
+    assert post_form(client, "/logout").status_code == 303
+    replay = app.test_client()
+    replay.set_cookie("teamindex_session", stolen)
+    assert replay.get("/").status_code == 302  # to the login page
+    assert replay.get("/account/").status_code == 302
+    # Nor does the copied cookie download anything (downloads read the session too).
+    assert replay.get("/files/team-demo/x.whl").status_code == 401
+
+
+def test_expired_sessions_end_and_are_pruned(client, app):
+    login(client, "alice")
+    db = _db(app)
+    conn = db.conn
+    conn.execute("UPDATE sessions SET expires = '2000-01-01T00:00:00.000000Z'")
+    assert client.get("/").status_code == 302
+    login(app.test_client(), "bob")
+    assert [row[0] for row in conn.execute("SELECT user_id FROM sessions")] == [
+        db.get_user("bob").id
+    ]
+
+
+def test_sessions_are_held_by_digest_only(client, app):
+    login(client, "alice")
+    cookie = client.get_cookie("teamindex_session").value
+    (digest,) = _db(app).conn.execute("SELECT digest FROM sessions").fetchone()
+    assert digest not in cookie and len(digest) == 64

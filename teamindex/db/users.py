@@ -94,3 +94,32 @@ class UserQueries(Connections):
         with self.transaction() as conn:
             cursor = conn.execute("DELETE FROM users WHERE name = ?", (name,))
         return cursor.rowcount == 1
+
+    # -- browser sessions -------------------------------------------------------------------
+
+    def add_session(self, digest: str, user_id: int, *, now: str, expires: str) -> None:
+        """Record a new browser session; expired ones are pruned on the way (logins are
+        rare, so this keeps the table small without a timer)."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM sessions WHERE expires <= ?", (now,))
+            conn.execute(
+                "INSERT INTO sessions (digest, user_id, created, expires) VALUES (?, ?, ?, ?)",
+                (digest, user_id, now, expires),
+            )
+
+    def session_user(self, digest: str, now: str) -> tuple[User, str] | None:
+        """The user of an unexpired session and the session's expiry, in one statement."""
+        row = self.conn.execute(
+            "SELECT u.id, u.name, u.password_hash, u.is_admin, s.expires FROM sessions s"
+            " JOIN users u ON u.id = s.user_id WHERE s.digest = ? AND s.expires > ?",
+            (digest, now),
+        ).fetchone()
+        return (user_from(row), row["expires"]) if row else None
+
+    def extend_session(self, digest: str, expires: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE sessions SET expires = ? WHERE digest = ?", (expires, digest))
+
+    def delete_session(self, digest: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM sessions WHERE digest = ?", (digest,))

@@ -1,8 +1,10 @@
 """Browser sessions: the secret key, the session cookie, who is viewing, and CSRF tokens.
 
 The session is Flask's signed cookie (HttpOnly, SameSite=Lax, Secure on https requests) and
-holds the user id, a stamp derived from the user's password hash (changing the password ends
-every other session at once) and the CSRF token. Only the web pages write it. Downloads
+holds the user id, a session id (its digest is a row of the `sessions` table: logging out
+deletes the row, so a copied cookie dies with the logout, in every server process), a stamp
+derived from the user's password hash (changing the password ends every other session at
+once) and the CSRF token. Only the web pages write it. Downloads
 (/files/, the links on project pages) also read it when no credentials are sent, and never
 set a cookie; the simple API and uploads keep Basic auth only.
 """
@@ -14,13 +16,14 @@ import hashlib
 import hmac
 import os
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from flask import Flask, Request, Response, current_app, g, request, session
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 
+from ..clock import utc_stamp
 from ..context import services
 from ..errors import HTTPError
 from ..httpauth import authenticate, require_address_allowed, require_principal_address_allowed
@@ -29,6 +32,7 @@ from ..permissions import ANONYMOUS, Principal
 
 SECRET_FILE = "secret_key"  # noqa: S105 - a file name; the key is in the file
 SESSION_LIFETIME = timedelta(hours=12)
+SESSION_RENEWAL = timedelta(minutes=10)
 CSRF_FIELD = "csrf_token"
 # Blueprints whose responses may carry the session cookie.
 COOKIE_BLUEPRINTS = frozenset({"web"})
@@ -97,28 +101,53 @@ def password_stamp(user: User) -> str:
 
 
 def log_in(user: User) -> None:
-    """Start a fresh session for `user` (a new CSRF token too: no session fixation)."""
-    session.clear()
+    """Start a fresh session for `user` (a new id and CSRF token: no session fixation)."""
+    log_out()
     session.permanent = True
+    sid = secrets.token_urlsafe(32)
+    now = datetime.now(timezone.utc)
+    services().db.add_session(
+        _session_digest(sid), user.id, now=utc_stamp(now), expires=utc_stamp(now + SESSION_LIFETIME)
+    )
     session["uid"] = user.id
+    session["sid"] = sid
     session["stamp"] = password_stamp(user)
     session[CSRF_FIELD] = secrets.token_urlsafe(32)
 
 
 def log_out() -> None:
+    """End this request's session here and on the server (its row is deleted)."""
+    sid = session.get("sid")
+    if isinstance(sid, str):
+        services().db.delete_session(_session_digest(sid))
     session.clear()
 
 
+def _session_digest(sid: str) -> str:
+    return hashlib.sha256(sid.encode()).hexdigest()
+
+
 def session_user() -> User | None:
-    """The logged-in user of this request's session, if it is still valid."""
-    uid = session.get("uid")
-    if not isinstance(uid, int):
+    """The logged-in user of this request's session, if it is still valid: its row exists
+    (not logged out, not expired, user not deleted) and the password is unchanged."""
+    uid, sid = session.get("uid"), session.get("sid")
+    if not isinstance(uid, int) or not isinstance(sid, str):
         return None
-    user = services().db.get_user_by_id(uid)
+    now = datetime.now(timezone.utc)
+    db = services().db
+    found = db.session_user(_session_digest(sid), utc_stamp(now))
     stamp = session.get("stamp", "")
-    if user is None or not hmac.compare_digest(str(stamp), password_stamp(user)):
-        log_out()  # deleted user or changed password
+    if (
+        found is None
+        or found[0].id != uid
+        or not hmac.compare_digest(str(stamp), password_stamp(found[0]))
+    ):
+        session.clear()  # logged out, expired, deleted user or changed password
         return None
+    user, expires = found
+    # Sliding expiry like the cookie's, written at most once per SESSION_RENEWAL.
+    if expires < utc_stamp(now + SESSION_LIFETIME - SESSION_RENEWAL):
+        db.extend_session(_session_digest(sid), utc_stamp(now + SESSION_LIFETIME))
     return user
 
 
@@ -150,7 +179,7 @@ def session_reader() -> Principal | None:
     """The user of a valid session cookie, for downloads (GET/HEAD under /files/) from a
     browser logged in to the web pages; None without one. The IP allowlists apply as on the
     pages; the response never carries the cookie (only web pages save the session)."""
-    if not isinstance(session.get("uid"), int):
+    if not isinstance(session.get("sid"), str):
         return None
     require_address_allowed()
     user = session_user()
