@@ -3,7 +3,8 @@
 Order per request (issue 4): the global IP allowlist first (403 before any credential is
 looked at, so outsiders get no password oracle), then the throttle (429), then credentials
 (401 with `WWW-Authenticate: Basic realm="teamindex"`, which pip, uv and poetry need before
-they send credentials), then the user's and token's own IP lists (403).
+they send credentials; a password from outside the user's own IP list gets that same 401),
+then a token's and its owner's IP lists (403).
 Views then ask `authorize()`, which applies permissions.decide for the project at hand.
 """
 
@@ -67,8 +68,14 @@ def authenticate(username: str, password: str, remember_as: str | None = None) -
     principal = (
         _check_token(svc, facts, username) if is_token else _check_password(svc, facts, password)
     )
-    if principal is None:
-        svc.audit.record("auth_failed", ip=ip, user=username, outcome="denied")
+    # A password from outside the user's own list fails exactly like a wrong one (the hash
+    # is checked either way, so the time is the same too): a distinct answer for the right
+    # password would let outsiders guess it from there. The audit log tells admins which.
+    # Token secrets cannot be guessed: their owner's and their own lists answer 403 below.
+    off_list = not is_token and not ip_allowed(ip, facts.user_allowlist)
+    if principal is None or off_list:
+        event = "auth_failed" if principal is None else "ip_denied"
+        svc.audit.record(event, ip=ip, user=username, outcome="denied")
         if svc.throttle.failure(ip, username):
             svc.audit.record("throttled", ip=ip, user=username, outcome="blocked")
         return None

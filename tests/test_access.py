@@ -13,7 +13,7 @@ import pytest
 from builders import make_wheel
 from conftest import PASSWORD, add_token, add_user, basic, start_server
 from uploading import upload
-from web_support import login
+from web_support import CSRF_RE, csrf_of, login
 
 from teamindex.app import create_app
 from teamindex.auth import (
@@ -252,10 +252,84 @@ def test_user_allowlist(client, app):
     inside = {"REMOTE_ADDR": "10.9.9.9"}
     outside = {"REMOTE_ADDR": "192.0.2.9"}
     assert client.get("/simple/", headers=basic("alice"), environ_base=inside).status_code == 200
+    # From outside her list, alice's password fails like a wrong one (see the oracle test).
     response = client.get("/simple/", headers=basic("alice"), environ_base=outside)
-    assert response.status == "403 Access from 192.0.2.9 is not allowed for this user."
+    assert response.status_code == 401
     # other users are not affected by alice's list
     assert client.get("/simple/", headers=basic("bob"), environ_base=outside).status_code == 200
+
+
+def _answer(response, echoed: str = "") -> tuple[str, dict[str, str], str]:
+    """What an outsider sees of a response: status line, headers, body (aside from a login
+    page's per-session CSRF token and the user name it echoes into its form)."""
+    body = CSRF_RE.sub("csrf", response.get_data(as_text=True))
+    if echoed:
+        body = body.replace(f'value="{echoed}"', 'value="typed"')
+    ignored = {"Set-Cookie", "Date", "Content-Length"}
+    headers = {k: v for k, v in response.headers.items() if k not in ignored}
+    return response.status, headers, body
+
+
+def test_user_allowlist_is_no_password_oracle(client, app):
+    """From outside alice's own list, her right password, a wrong one and a name nobody has
+    get one answer on every way in: Basic auth on the API and on the pages, and the login
+    form (issue 10, item 11)."""
+    db = app.extensions["teamindex"].db
+    db.add_allow("10.0.0.0/8", db.get_user("alice").id, "", utc_now())
+    outside = {"REMOTE_ADDR": "192.0.2.9"}
+    shapes = {
+        "right": ("alice", PASSWORD),
+        "wrong": ("alice", "wrong-password"),
+        "other case": ("ALICE", PASSWORD),
+        "unknown": ("nobody-here", PASSWORD),
+    }
+    ways = {
+        "api": lambda user, password: client.get(
+            "/simple/", headers=basic(user, password), environ_base=outside
+        ),
+        "page": lambda user, password: client.get(
+            "/", headers=basic(user, password), environ_base=outside
+        ),
+        "form": lambda user, password: _form_login(app, user, password, outside),
+    }
+    for way, send in ways.items():
+        answers = {shape: _answer(send(*creds), creds[0]) for shape, creds in shapes.items()}
+        assert answers["right"][0].startswith("401"), (way, answers["right"][0])
+        assert len(set(map(repr, answers.values()))) == 1, (way, answers)
+    events = db.query_audit(since="2000", action="ip_denied")
+    assert {e.user.lower() for e in events} == {"alice"}
+
+
+def _form_login(app, user: str, password: str, environ: dict[str, str]):
+    form = app.test_client()
+    token = csrf_of(form.get("/login", environ_base=environ))
+    return form.post(
+        "/login",
+        data={"username": user, "password": password, "csrf_token": token},
+        environ_base=environ,
+    )
+
+
+def test_token_allowlists_answer_403_only_to_the_right_secret(client, app):
+    db = app.extensions["teamindex"].db
+    _id, secret = add_token(app, "alice", allow_ips=["127.0.0.0/8"])
+    _id, bob_secret = add_token(app, "bob")
+    db.add_allow("127.0.0.0/8", db.get_user("bob").id, "", utc_now())
+    outside = {"REMOTE_ADDR": "10.0.0.1"}
+
+    def get(user: str, secret: str):
+        return client.get("/simple/", headers=basic(user, secret), environ_base=outside)
+
+    assert get("__token__", secret).status == (
+        "403 Access from 10.0.0.1 is not allowed for this token."
+    )
+    assert get("__token__", bob_secret).status == (
+        "403 Access from 10.0.0.1 is not allowed for this user."
+    )
+    wrong = _answer(get("__token__", new_token_secret()))
+    assert wrong[0].startswith("401")
+    for user, guess in (("alice", new_token_secret()), ("__token__", secret[:-2] + "xx")):
+        assert _answer(get(user, guess)) == wrong
 
 
 def test_token_allowlist(client, app):
