@@ -15,12 +15,13 @@ from packaging.version import Version
 
 from .context import services
 from .errors import HTTPError
-from .httpauth import authorize, client_ip, login_required
+from .httpauth import authorize, client_ip, login_required, refuse_cross_site
 from .permissions import Action
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 MAX_REASON = 300
+bp.before_request(refuse_cross_site)  # every route here changes the index
 
 
 @bp.post("/<project>/<version>/yank")

@@ -88,6 +88,25 @@ def authenticate(username: str, password: str, remember_as: str | None = None) -
     return principal
 
 
+# Fetch metadata a browser sends with a request it was not told to make by another site
+# (https://www.w3.org/TR/fetch-metadata/): "none" is the user typing or bookmarking a URL.
+SAME_ORIGIN_SITES = frozenset({"same-origin", "none"})
+CROSS_SITE_REFUSED = "Cross-site requests may not change the index; send it from a tool."
+
+
+def refuse_cross_site() -> None:
+    """403 for a browser's request made by another site (or a sandboxed page, Origin: null)
+    to an endpoint that changes the index with Basic auth: a browser adds remembered Basic
+    credentials to it, and no CSRF token protects these endpoints. twine, uv, poetry and
+    curl send neither Sec-Fetch-Site nor Origin, so they are never refused."""
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None and site.strip().lower() not in SAME_ORIGIN_SITES:
+        raise HTTPError(403, CROSS_SITE_REFUSED)
+    origin = request.headers.get("Origin")
+    if origin is not None and origin.strip().lower() != request.host_url.rstrip("/").lower():
+        raise HTTPError(403, CROSS_SITE_REFUSED)
+
+
 def require_address_allowed(username: str = "") -> None:
     """403 unless the client address is on the global allowlist (empty list: everyone)."""
     _require_on_list(client_ip(), services().db.allowlist(None), username, "")

@@ -15,12 +15,14 @@ from flask import Blueprint, Request, Response, g, request
 from .context import services
 from .dists import DistributionError, parse_filename
 from .errors import HTTPError
-from .httpauth import authorize, client_ip, current_principal, login_required
+from .httpauth import authorize, client_ip, current_principal, login_required, refuse_cross_site
 from .ingest import DIGEST_NAMES, Claims, IngestError, Outcome, ingest
 from .permissions import Action
 from .storage import HashingTempFile
 
 bp = Blueprint("upload", __name__)
+
+
 CHALLENGE = {"WWW-Authenticate": 'Basic realm="teamindex"'}
 
 GONE_ACTIONS = {
@@ -30,6 +32,12 @@ GONE_ACTIONS = {
     "your files instead.",
     "doc_upload": "Uploading documentation is not supported by the legacy API.",
 }
+
+
+@bp.before_request
+def _same_origin_posts() -> None:
+    if request.method == "POST":
+        refuse_cross_site()
 
 
 class IndexRequest(Request):

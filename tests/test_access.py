@@ -13,7 +13,7 @@ import pytest
 from builders import make_wheel
 from conftest import PASSWORD, add_token, add_user, basic, start_server
 from uploading import upload
-from web_support import CSRF_RE, csrf_of, login
+from web_support import CSRF_RE, csrf_of, docs_zip, login
 
 from teamindex.app import create_app
 from teamindex.auth import (
@@ -683,3 +683,92 @@ def test_deleting_a_user_moves_both_serials(app):
     assert db.delete_user("bob")
     after = db.serials()
     assert after[0] > before[0] and after[1] > before[1]
+
+
+# -- cross-site requests to endpoints that take Basic auth (issue 10, item 17) -------------------
+
+# Header shapes as browsers send them: a form post or fetch() from another site, a sibling
+# host, another port or scheme of this host, and a sandboxed page (opaque origin).
+CROSS_SITE = [
+    {
+        "Origin": "https://evil.example",
+        "Sec-Fetch-Site": "cross-site",
+        "Sec-Fetch-Mode": "navigate",
+    },
+    {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors"},
+    {"Origin": "http://wiki.localhost", "Sec-Fetch-Site": "same-site"},
+    {"Sec-Fetch-Site": "cross-site"},  # no Origin (some GET-turned-POST redirects)
+    {"Origin": "https://evil.example"},  # an older browser without fetch metadata
+    {"Origin": "null"},
+    {"Origin": "null", "Sec-Fetch-Site": "cross-site"},  # from hosted docs (sandboxed)
+    {"Origin": "http://localhost:8080"},
+    {"Origin": "https://localhost"},
+]
+SAME_ORIGIN = [
+    {},  # twine, uv, poetry, curl
+    {"Origin": "http://localhost", "Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors"},
+    {"Sec-Fetch-Site": "none"},
+]
+
+
+def _basic_auth_posts(client, tmp_path, headers: dict[str, str]) -> dict[str, int]:
+    """Every state-changing endpoint that takes Basic auth, as alice (the owner), with
+    `headers` added: the status of each."""
+    version = "1.0"
+    wheel = make_wheel(tmp_path, "cross-proj", version)
+    statuses = {"upload": upload(client, wheel, headers=headers).status_code}
+    if statuses["upload"] != 200:  # the release the others act on
+        assert upload(client, wheel).status_code == 200
+    auth = basic("alice") | headers
+    for action in ("yank", "unyank"):
+        response = client.post(f"/api/cross-proj/{version}/{action}", headers=auth)
+        statuses[action] = response.status_code
+    response = client.post(
+        f"/docs/cross-proj/{version}/",
+        data=docs_zip(),
+        headers=auth,
+        content_type="application/zip",
+    )
+    statuses["docs"] = response.status_code
+    if response.status_code == 403:
+        assert (
+            response.status
+            == "403 Cross-site requests may not change the index; send it from a tool."
+        )
+    return statuses
+
+
+@pytest.mark.parametrize("headers", CROSS_SITE)
+def test_cross_site_posts_with_basic_auth_are_refused(client, app, tmp_path, headers):
+    statuses = _basic_auth_posts(client, tmp_path, headers)
+    assert statuses == {"upload": 403, "yank": 403, "unyank": 403, "docs": 403}
+    db = app.extensions["teamindex"].db
+    assert db.docs_builds(db.get_project("cross-proj").id) == []
+
+
+@pytest.mark.parametrize("headers", SAME_ORIGIN)
+def test_tools_and_same_origin_posts_go_through(client, tmp_path, headers):
+    statuses = _basic_auth_posts(client, tmp_path, headers)
+    assert statuses == {"upload": 200, "yank": 200, "unyank": 200, "docs": 200}
+
+
+def test_own_origin_is_judged_by_the_host_the_browser_used(live_server, client, tmp_path):
+    """Through waitress, the request's own origin is http://127.0.0.1:<port>."""
+    assert upload(client, make_wheel(tmp_path, "cross-proj", "1.0")).status_code == 200
+
+    def yank(origin: str) -> int:
+        request = urllib.request.Request(
+            f"{live_server.url}/api/cross-proj/1.0/yank",
+            data=b"reason=x",
+            headers=basic("alice") | {"Origin": origin},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            return exc.code
+
+    assert yank("http://localhost:" + live_server.url.rsplit(":", 1)[1]) == 403  # other host
+    assert yank(live_server.url) == 200

@@ -38,6 +38,7 @@ from ..httpauth import (
     authorize,
     client_ip,
     login_required,
+    refuse_cross_site,
     require_address_allowed,
     require_principal_address_allowed,
 )
@@ -70,6 +71,12 @@ EXTRA_TYPES = {".map": "application/json", ".inv": "application/octet-stream"}
 
 
 # -- upload ------------------------------------------------------------------------------------
+
+
+@bp.before_request
+def _same_origin_posts() -> None:
+    if request.method == "POST":  # the docs upload: Basic auth, no CSRF token
+        refuse_cross_site()
 
 
 @bp.post("/docs/<project>/<version>/")
