@@ -6,8 +6,9 @@ status; downloads by kind; authentication failures. Read at scrape time from SQL
 the disk): number and bytes of stored files. Plus the process collector (memory, CPU,
 open files).
 
-Who may read it: administrators (Basic auth), or any client whose address is in the
-`metrics_allow` setting, so a Prometheus server needs no password in its config.
+Who may read it: administrators (Basic auth with their password, not a token), or any
+client whose address is in the `metrics_allow` setting, so a Prometheus server needs no
+password in its config.
 """
 
 from __future__ import annotations
@@ -151,7 +152,9 @@ def metrics() -> Response:
 
 @login_required
 def _metrics_for_admins() -> Response:
-    if not current_principal().is_admin:
+    principal = current_principal()
+    # A token's scope (read, upload) never includes administration, an admin's token neither.
+    if principal.token is not None or not principal.is_admin:
         raise HTTPError(403, "Metrics are for administrators.")
     return _exposition()
 

@@ -203,6 +203,7 @@ WEB_GETS = (
     "/admin/audit",
     "/admin/project/restricted-proj/",
     "/account/",
+    "/metrics",  # not a page, but for administrators too
 )
 # (path, form, status for an administrator's password): changes an admin could make with a
 # stolen read token before issue 10; confirmations (200) change nothing yet.
@@ -276,4 +277,4 @@ def _assert_no_session_for_tokens(response, cred: str) -> None:
 
 def test_web_matrix_covers_every_combination() -> None:
     assert len(WEB_CELLS) == 5 * 6 * 2
-    assert len(WEB_GETS) + len(WEB_POSTS) == 15
+    assert len(WEB_GETS) + len(WEB_POSTS) == 16
