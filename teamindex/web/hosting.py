@@ -130,7 +130,7 @@ def _received_zip() -> HashingTempFile:
         if part is None or not isinstance(part.stream, HashingTempFile):
             raise HTTPError(400, "Send the zip as the multipart field 'content' or as the body.")
         temp = part.stream
-        if temp.digests().size > MAX_DOCS_ZIP:
+        if temp.size > MAX_DOCS_ZIP:
             raise HTTPError(413, f"Documentation zip too large. Limit is {MAX_DOCS_ZIP} bytes.")
         temp.finish()
         return temp
@@ -138,9 +138,9 @@ def _received_zip() -> HashingTempFile:
     try:
         while chunk := request.stream.read(CHUNK):
             temp.write(chunk)
-            if temp.digests().size > MAX_DOCS_ZIP:
+            if temp.size > MAX_DOCS_ZIP:
                 raise HTTPError(413, f"Documentation zip too large. Limit is {MAX_DOCS_ZIP} bytes.")
-        if temp.digests().size == 0:
+        if temp.size == 0:
             raise HTTPError(400, "Empty body: send the zip as the body or the field 'content'.")
         temp.finish()
     except BaseException:
