@@ -6,12 +6,13 @@ import hashlib
 import io
 import os
 import tarfile
+import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from builders import make_sdist, make_wheel, metadata_text
+from builders import claim_zip_directory, make_sdist, make_wheel, metadata_text, tar_bomb
 from conftest import basic
 from uploading import encode_multipart, stored_files, temp_files, upload, upload_fields
 
@@ -567,3 +568,19 @@ def test_multipart_helper_sends_part_without_type():
     assert content_type.startswith("multipart/form-data; boundary=")
     assert b'filename="x.whl"\r\n\r\ndata' in body
     assert b"Content-Type" not in body
+
+
+def test_archive_bombs_are_refused_with_400(client, settings, tmp_path):
+    """Issue 10 (medium 7): a 2 MB sdist inflating to 2 GB and a wheel whose zip directory
+    claims a million entries: a one-line 400, nothing stored, in well under a second."""
+    bombs = [
+        tar_bomb(tmp_path, "foo", "1.0", inflated=2 << 30),
+        claim_zip_directory(make_wheel(tmp_path, "foo", "1.0"), entries=1_000_000),
+    ]
+    for bomb in bombs:
+        started = time.monotonic()
+        response = upload(client, bomb)
+        assert response.status_code == 400, response.status
+        assert response.status.startswith("400 Invalid distribution file.")
+        assert time.monotonic() - started < 3
+    assert_nothing_stored(client, settings)

@@ -12,6 +12,7 @@ import zipfile
 from pathlib import PurePosixPath
 
 import pytest
+from builders import claim_zip_directory
 from conftest import add_token, basic, start_server
 from uploading import encode_multipart
 from web_support import docs_zip, login, seed
@@ -481,3 +482,12 @@ def test_stuck_hashing_answers_503_quickly(seeded, app, settings, monkeypatch):
     assert response.headers["Retry-After"]
     assert time.monotonic() - started < 10
     assert list((settings.data_dir / "tmp").glob("*.part")) == []
+
+
+def test_docs_zip_claiming_a_million_entries_is_refused_unread(seeded, tmp_path):
+    path = tmp_path / "docs.zip"
+    path.write_bytes(docs_zip())
+    claim_zip_directory(path, entries=1_000_000)
+    response = _post(seeded, "/docs/team-demo/1.1/", path.read_bytes())
+    assert response.status_code == 400
+    assert "1000000 entries; the limit is 20000" in response.get_data(as_text=True)
