@@ -287,6 +287,37 @@ class Storage:
             fsync_dir(path.parent)
 
 
+# The data dir holds password hashes (the database, its WAL, backups) and the session key:
+# owner-only whatever the umask (issue 10: outside systemd the database was 0644).
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+PRIVATE_FILES = (
+    "teamindex.sqlite3",
+    "teamindex.sqlite3-wal",
+    "teamindex.sqlite3-shm",
+    "secret_key",
+)
+
+
+def make_private(directory: Path) -> list[Path]:
+    """Create `directory` if needed and make it and its secret files owner-only; returns
+    what had wider permissions (for the start-up log). Package files are created 0600 by
+    mkstemp, and nobody else can reach anything inside a 0700 directory anyway."""
+    directory.mkdir(parents=True, exist_ok=True)
+    changed = []
+    for path, mode in [(directory, PRIVATE_DIR_MODE)] + [
+        (directory / name, PRIVATE_FILE_MODE) for name in PRIVATE_FILES
+    ]:
+        try:
+            current = path.stat().st_mode & 0o777
+        except FileNotFoundError:
+            continue
+        if current & ~mode:
+            os.chmod(path, mode)
+            changed.append(path)
+    return changed
+
+
 def _is_plain(name: str) -> bool:
     """One non-empty, non-hidden path component (canonicalize_name keeps "/" and "\\")."""
     return bool(name) and not name.startswith(".") and not any(c in name for c in "/\\\0")
