@@ -20,6 +20,7 @@ Referer (`Referrer-Policy: no-referrer`).
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import hmac
 import mimetypes
@@ -28,6 +29,7 @@ import time
 from flask import Blueprint, Response, current_app, redirect, request, send_file, url_for
 from packaging.utils import canonicalize_name, canonicalize_version
 from packaging.version import InvalidVersion, Version
+from werkzeug.datastructures import FileStorage
 
 from ..context import services
 from ..docs import DocsError
@@ -123,10 +125,20 @@ def find_release(project: Project, version: str) -> ReleaseInfo:
     )
 
 
+def _parse_form() -> FileStorage | None:
+    """The `content` part; a full disk while werkzeug streams it to tmp/ is a 507."""
+    try:
+        return request.files.get("content")
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise HTTPError(507, "Insufficient storage: the index's disk is full.") from exc
+        raise
+
+
 def _received_zip() -> HashingTempFile:
     """The zip from the multipart field `content` or the raw body, in a temp file."""
     if request.mimetype == "multipart/form-data":
-        part = request.files.get("content")
+        part = _parse_form()
         if part is None or not isinstance(part.stream, HashingTempFile):
             raise HTTPError(400, "Send the zip as the multipart field 'content' or as the body.")
         temp = part.stream
