@@ -90,7 +90,11 @@ def file_upload() -> Response:
     if principal.user is None:  # anonymous readers may not write
         raise HTTPError(401, "Uploading needs credentials.", CHALLENGE)
     if not may_ever(principal, Action.UPLOAD):  # from the headers, before the body is parsed
-        raise HTTPError(403, f"The token's scope {_scope(principal)!r} does not allow uploads.")
+        raise HTTPError(
+            403,
+            f"The user {principal.name!r} isn't allowed to upload: "
+            f"the token's scope is {_scope(principal)!r}.",
+        )
     content = _parse_form()
     action = request.form.get(":action") or request.args.get(":action")
     if action in GONE_ACTIONS:

@@ -616,7 +616,10 @@ def test_read_token_is_refused_before_the_form_is_parsed(app, client, settings, 
     response = client.post(
         url, data=body, content_type=content_type, headers=basic("__token__", secret)
     )
-    assert response.status == "403 The token's scope 'read' does not allow uploads."
+    assert (
+        response.status
+        == "403 The user 'alice' isn't allowed to upload: the token's scope is 'read'."
+    )
     assert created == []
     assert temp_files(settings.data_dir) == []
     assert time.monotonic() - started < 2
