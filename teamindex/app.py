@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta, timezone
 
 from flask import Flask
@@ -19,7 +20,9 @@ from .hotpath import HotReads
 from .logincache import LoginCache
 from .netrules import Throttle, ThrottlePolicy
 from .pagecache import PageCache
-from .storage import Storage
+from .storage import Storage, make_private
+
+log = logging.getLogger("teamindex")
 
 # Form fields other than the file: a 600 KB README in `description` must fit (PROTOCOL 6.6).
 MAX_FORM_MEMORY = 16 << 20
@@ -38,6 +41,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         MAX_FORM_MEMORY_SIZE=MAX_FORM_MEMORY,
         MAX_FORM_PARTS=MAX_FORM_PARTS,
     )
+    _tighten(settings)  # before the first file is created in it
     storage = Storage(settings.packages_dir, settings.tmp_dir)
     storage.ensure_dirs()
     db = Database(settings.db_path)
@@ -74,4 +78,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     requestlog.init_app(app)  # one log line per request, hot path included
     web.init_app(app)  # browser pages at / and hosted docs at /docs/
+    make_private(settings.data_dir)  # the database and session key now exist: 0600
     return app
+
+
+def _tighten(settings: Settings) -> None:
+    """Data dir 0700, database and session key 0600; says so when an existing dir was wider."""
+    for path in make_private(settings.data_dir):
+        log.warning(
+            "made %s private (owner only): it held password hashes readable by others", path
+        )

@@ -27,7 +27,7 @@ from .db import Database
 from .docstore import DOCS_DIR, DocsStore, build_files
 from .models import DocsBuild, FileRecord
 from .removal import file_paths
-from .storage import Storage, fsync_dir, fsync_path
+from .storage import Storage, fsync_dir, fsync_path, make_private
 
 DB_NAME = "teamindex.sqlite3"
 PART = ".part"
@@ -175,9 +175,10 @@ def backup(
     empty or absent)."""
     if not _empty_or_absent(dest):
         raise BackupError(f"{dest} is not empty; back up into a new directory")
-    dest.mkdir(parents=True, exist_ok=True)
+    make_private(dest)  # password hashes inside: owner only, whatever the umask
     part = dest / (DB_NAME + PART)
     db.backup_to(part)
+    os.chmod(part, 0o600)
     records, builds = _contents_of(part)
     target = Storage(dest / "packages", dest / "tmp")
     report = _copy_files(records, storage, target, link=link, verify=False)
@@ -195,9 +196,10 @@ def restore(source: Path, data_dir: Path) -> CopyReport:
         raise BackupError(f"{source} holds no {DB_NAME}; not a teamindex backup")
     if not _empty_or_absent(data_dir):
         raise BackupError(f"{data_dir} is not empty; restore into an empty data dir")
-    data_dir.mkdir(parents=True, exist_ok=True)
+    make_private(data_dir)
     part = data_dir / (DB_NAME + PART)
     _copy(source / DB_NAME, part)
+    os.chmod(part, 0o600)
     records, builds = _contents_of(part)
     target = Storage(data_dir / "packages", data_dir / "tmp")
     target.ensure_dirs()

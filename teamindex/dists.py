@@ -9,11 +9,12 @@ from __future__ import annotations
 import gzip
 import re
 import tarfile
+import time
 import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, BinaryIO
 
 from packaging.metadata import parse_email
 from packaging.utils import (
@@ -29,6 +30,15 @@ from packaging.version import InvalidVersion, Version
 
 # A METADATA/PKG-INFO larger than this is not metadata; refuse to read it (zip-bomb guard).
 MAX_METADATA_BYTES = 4 << 20
+# Archive bombs (issue 10): a 2 MB sdist inflating to 2 GB, a million tar members, a zip
+# whose central directory claims a million entries. Checked while reading, before the cost:
+# members and the zip's central directory size from its end record before zipfile reads the
+# directory; tar members counted one by one; inflated bytes and time counted per read.
+MAX_ARCHIVE_MEMBERS = 100_000
+MAX_CENTRAL_DIRECTORY_BYTES = 16 << 20  # ~150 bytes per entry: room for 100,000 long names
+MAX_INFLATION_RATIO = 50  # source compresses 4-10x; a stream of zeros ~1000x
+MIN_INFLATED_ALLOWANCE = 64 << 20  # small sdists may inflate this much whatever the ratio
+MAX_INSPECT_SECONDS = 60.0
 # PEP 508 / core metadata "Name" (core-metadata spec, also Warehouse's form regex).
 _NAME_RE = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
 
@@ -201,7 +211,7 @@ def _read_wheel_metadata(path: Path, info: FilenameInfo) -> bytes:
     name_part, version_part, _rest = info.filename.split("-", 2)
     dist_info = f"{name_part}-{version_part}.dist-info"
     try:
-        with zipfile.ZipFile(path) as archive:
+        with _open_zip(path) as archive:
             names = set(archive.namelist())
             for required in ("METADATA", "WHEEL", "RECORD"):
                 if f"{dist_info}/{required}" not in names:
@@ -229,27 +239,31 @@ def _single_top_level(names: list[str], filename: str) -> str:
 
 
 def _read_tar_sdist_metadata(path: Path, filename: str) -> bytes:
-    try:
-        _check_gzip_stream(path)
-        with tarfile.open(path, mode="r:gz") as archive:
-            members = archive.getmembers()
-            top = _single_top_level([m.name for m in members], filename)
-            wanted = f"{top}/PKG-INFO"
-            for member in members:
-                if member.name == wanted and member.isfile():
-                    return _read_member(archive.extractfile(member), member.size, "PKG-INFO")
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
-        raise DistributionError(f"Invalid distribution file. File is not a tarfile: {exc}") from exc
-    raise DistributionError(f"Invalid distribution file. PKG-INFO not found at {wanted}")
-
-
-def _check_gzip_stream(path: Path) -> None:
-    """Read the whole gzip stream so a truncated or corrupt file fails its length and CRC
-    check (tarfile stops at the end-of-archive block and never reaches the gzip trailer)."""
+    """Stream the tarball once: members one at a time (never the whole list in memory),
+    inflated bytes and time capped, then the rest of the gzip stream read so a truncated or
+    corrupt file fails its length and CRC check (tarfile stops at the end-of-archive block
+    and never reaches the gzip trailer)."""
+    tops: set[str] = set()
+    found: dict[str, bytes] = {}  # top-level directory -> its PKG-INFO
     try:
         with gzip.open(path, "rb") as stream:
-            while stream.read(1 << 20):
-                pass
+            capped = InflationCap(stream, path.stat().st_size, "the tarball")
+            with tarfile.open(fileobj=capped, mode="r|") as archive:  # type: ignore[call-overload]
+                for count, member in enumerate(archive, start=1):
+                    if count > MAX_ARCHIVE_MEMBERS:
+                        raise DistributionError(
+                            "Invalid distribution file. More than "
+                            f"{MAX_ARCHIVE_MEMBERS} members in {filename}."
+                        )
+                    parts = member.name.split("/")
+                    if member.name.strip("/"):
+                        tops.add(parts[0])
+                        _single_top_level(list(tops), filename)
+                    if len(parts) == 2 and parts[1] == "PKG-INFO" and member.isfile():
+                        handle = archive.extractfile(member)
+                        found[parts[0]] = _read_member(handle, member.size, "PKG-INFO")
+                    archive.members.clear()  # a stream needs no index; keep memory flat
+            capped.drain()
     except gzip.BadGzipFile:
         raise DistributionError(
             "Invalid distribution file. File is not a tarfile: not a gzip file"
@@ -258,11 +272,84 @@ def _check_gzip_stream(path: Path) -> None:
         raise DistributionError(
             "Invalid distribution file. File is not a tarfile: the gzip stream ends early"
         ) from None
+    except (tarfile.TarError, OSError, zlib.error) as exc:
+        raise DistributionError(f"Invalid distribution file. File is not a tarfile: {exc}") from exc
+    top = _single_top_level(list(tops), filename)
+    if top in found:
+        return found[top]
+    raise DistributionError(f"Invalid distribution file. PKG-INFO not found at {top}/PKG-INFO")
+
+
+class InflationCap:
+    """A read-only stream that counts what it returns and refuses to go past
+    max(MIN_INFLATED_ALLOWANCE, MAX_INFLATION_RATIO x the compressed size) or to run
+    longer than MAX_INSPECT_SECONDS: a bomb costs a bounded amount of CPU, then a 400."""
+
+    def __init__(self, stream: BinaryIO, compressed_size: int, what: str) -> None:
+        self._stream = stream
+        self._limit = max(MIN_INFLATED_ALLOWANCE, MAX_INFLATION_RATIO * compressed_size)
+        self._deadline = time.monotonic() + MAX_INSPECT_SECONDS
+        self._what = what
+        self.inflated = 0
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0 or size > 1 << 20:
+            size = 1 << 20  # bounded reads, so the caps are checked often
+        data = self._stream.read(size)
+        self.inflated += len(data)
+        if self.inflated > self._limit:
+            raise DistributionError(
+                f"Invalid distribution file. {self._what} inflates to more than "
+                f"{self._limit} bytes (an archive bomb?)."
+            )
+        if time.monotonic() > self._deadline:
+            raise DistributionError(
+                f"Invalid distribution file. Reading {self._what} took longer than "
+                f"{MAX_INSPECT_SECONDS:g} seconds."
+            )
+        return data
+
+    def drain(self) -> None:
+        """Read to the end, under the same caps."""
+        while self.read(1 << 20):
+            pass
+
+
+def _open_zip(path: Path) -> zipfile.ZipFile:
+    """ZipFile, after checking the end-of-central-directory record: zipfile reads the whole
+    central directory into memory and builds an object per entry before anyone can count
+    them (a million-entry directory cost ~520 MB)."""
+    entries, size = zip_directory_size(path)
+    if entries > MAX_ARCHIVE_MEMBERS:
+        raise DistributionError(
+            f"Invalid distribution file. {entries} members; the limit is {MAX_ARCHIVE_MEMBERS}."
+        )
+    if size > MAX_CENTRAL_DIRECTORY_BYTES:
+        raise DistributionError(
+            f"Invalid distribution file. Zip central directory of {size} bytes; "
+            f"the limit is {MAX_CENTRAL_DIRECTORY_BYTES}."
+        )
+    return zipfile.ZipFile(path)
+
+
+def zip_directory_size(path: Path) -> tuple[int, int]:
+    """(entries, central directory bytes) as the zip's end record claims them (zip64 too),
+    read with zipfile's own end-record parser; zipfile.BadZipFile when there is none."""
+    with path.open("rb") as handle:
+        try:
+            end = zipfile._EndRecData(handle)  # type: ignore[attr-defined]
+        except OSError:
+            end = None
+    if not end:
+        raise zipfile.BadZipFile("File is not a zip file")
+    entries = end[zipfile._ECD_ENTRIES_TOTAL]  # type: ignore[attr-defined]
+    size = end[zipfile._ECD_SIZE]  # type: ignore[attr-defined]
+    return int(entries), int(size)
 
 
 def _read_zip_sdist_metadata(path: Path, filename: str) -> bytes:
     try:
-        with zipfile.ZipFile(path) as archive:
+        with _open_zip(path) as archive:
             top = _single_top_level(archive.namelist(), filename)
             wanted = f"{top}/PKG-INFO"
             try:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from .clock import utc_stamp
 from .db import Database
+from .dists import MAX_CENTRAL_DIRECTORY_BYTES, zip_directory_size
 from .docs import DEFAULT_LIMITS, DocsError, DocsLimits, ZipEntry, plan_extraction
 from .models import DocsBuild, ReleaseInfo
 from .storage import fsync_dir
@@ -136,6 +137,15 @@ def _extract(zip_path: Path, target: Path, limits: DocsLimits) -> tuple[int, int
     """Unpack the planned members into `target`; returns (files, bytes)."""
     written = 0
     try:
+        # Count before zipfile reads the whole central directory (a million-entry bomb).
+        entries, directory_bytes = zip_directory_size(zip_path)
+        if entries > limits.max_entries:
+            raise DocsError(f"{entries} entries; the limit is {limits.max_entries}")
+        if directory_bytes > MAX_CENTRAL_DIRECTORY_BYTES:
+            raise DocsError(
+                f"central directory of {directory_bytes} bytes; "
+                f"the limit is {MAX_CENTRAL_DIRECTORY_BYTES}"
+            )
         with zipfile.ZipFile(zip_path) as archive:
             members = plan_extraction(
                 [ZipEntry.from_zipinfo(info) for info in archive.infolist()], limits

@@ -10,6 +10,8 @@ from __future__ import annotations
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from .storage import HashingStalled
+
 MAX_REASON = 300
 
 
@@ -39,6 +41,13 @@ def register_error_handlers(app: Flask) -> None:
     def _domain(error: HTTPError) -> Response:
         response = plain_error(error.status, error.message)
         response.headers.update(error.headers)
+        return response
+
+    @app.errorhandler(HashingStalled)
+    def _stalled(error: HashingStalled) -> Response:
+        # The server is overloaded or stuck: the request fails, the worker goes on.
+        response = plain_error(503, f"Upload could not be processed: {error}; retry later.")
+        response.headers["Retry-After"] = "30"
         return response
 
     @app.errorhandler(RequestEntityTooLarge)

@@ -174,10 +174,16 @@ def _record_locked(
         existing = db.get_file(new.filename)
         if existing is not None:
             if existing.sha256 == new.sha256:
-                # twine retries and CI re-runs must succeed. If the file went missing from
-                # disk, the identical bytes just received put it back.
+                # twine retries and CI re-runs must succeed. If the file or its .metadata
+                # went missing from disk, the identical bytes just received put them back.
                 if not final.exists():
                     storage.publish(temp, final)
+                if (
+                    meta_temp is not None
+                    and existing.metadata_sha256 is not None
+                    and not meta_final.exists()
+                ):
+                    storage.publish(meta_temp, meta_final)
                 return Outcome.UNCHANGED
             raise FileExists(
                 f"File already exists ({new.filename!r}, with sha256 hash "

@@ -117,7 +117,7 @@ class Metrics:
         if request.endpoint == "upload.file_upload":
             self.uploads.labels(str(status)).inc()
             if status == 200:
-                self.upload_bytes.inc(sum(t.digests().size for t in g.get("upload_temps", [])))
+                self.upload_bytes.inc(sum(t.size for t in g.get("upload_temps", [])))
         elif request.endpoint == "files.download" and status in (200, 206):
             kind = "metadata" if request.path.endswith(".metadata") else "dist"
             self.downloads.labels(kind).inc()

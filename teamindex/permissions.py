@@ -89,6 +89,18 @@ SCOPE_ACTIONS: dict[str, frozenset[Action]] = {
 SCOPES = tuple(SCOPE_ACTIONS)
 
 
+def may_ever(principal: Principal, action: Action) -> bool:
+    """Whether `action` could be allowed on any project at all, from the credentials alone:
+    checked before a request body is parsed, so a read-only token or an anonymous reader
+    cannot make the server store an upload it will refuse anyway (issue 10). The answer does
+    not depend on the project, so it reveals nothing about which projects exist."""
+    if action is Action.READ:
+        return True
+    if principal.user is None:
+        return False
+    return principal.token is None or action in SCOPE_ACTIONS[principal.token.scope]
+
+
 def token_covers(token: Token, project: str) -> bool:
     """Whether a token's project list (names or globs over normalized names) includes it."""
     return not token.projects or any(fnmatchcase(project, pattern) for pattern in token.projects)

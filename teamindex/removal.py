@@ -32,6 +32,17 @@ def file_paths(storage: Storage, record: FileRecord) -> list[Path]:
     return paths
 
 
+def _remove_files(db: Database, storage: Storage, records: list[FileRecord]) -> None:
+    """Unlink the deleted files under the database's write lock, skipping any filename that
+    has a row again: an identical re-upload may have put it back since the delete committed
+    (issue 10: unlinking its fresh file left a row without a file). Uploads rename and insert
+    under the same lock, across processes, so the check and the unlink cannot interleave."""
+    with db.transaction():
+        for record in records:
+            if db.get_file(record.filename) is None:
+                storage.remove(*file_paths(storage, record))
+
+
 def delete_dists(
     db: Database,
     storage: Storage,
@@ -43,8 +54,7 @@ def delete_dists(
     """Delete a whole project, one release, or one file; return the deleted file records.
     After the commit: their files, and the docs of every release that went with them."""
     records = db.delete_files(project, canonical_version, filename, now=utc_now())
-    for record in records:
-        storage.remove(*file_paths(storage, record))
+    _remove_files(db, storage, records)
     if canonical_version is None and filename is None:
         docs.remove(project)
         return records

@@ -47,32 +47,83 @@ class Digests:
 # md5 and blake2 updates move to a helper thread and run beside the sha256 and the write.
 PARALLEL_HASHING_AFTER = 4 << 20
 HELPER_QUEUE_CHUNKS = 32  # werkzeug writes 64 KiB chunks: at most ~2 MiB waiting
+# The helper hashes 2 MiB in milliseconds; a wait this long means it is stuck, and the
+# request fails (HashingStalled) instead of holding a server thread forever.
+HASH_WAIT_SECONDS = 30.0
+
+
+class HashingStalled(RuntimeError):
+    """The hashing helper did not keep up within HASH_WAIT_SECONDS; the upload fails."""
 
 
 class _HashHelper:
-    """A thread that applies the same chunks, in order, to some hash objects."""
+    """A thread that applies the same chunks, in order, to some hash objects.
+
+    It lives until stop(); sync() waits for the chunks fed so far without stopping it, so
+    the owner may read digests and go on writing (issue 10: a docs upload asked for the
+    size after every chunk, which used to stop the thread, and the next writes then waited
+    forever on the full queue). Every wait is bounded by HASH_WAIT_SECONDS.
+    """
 
     def __init__(self, *hashes: Any) -> None:
         self._hashes = hashes
         # Bounded: when hashing falls behind, the writer waits instead of queueing the
         # whole upload in memory (unbounded, a 200 MiB upload grew the server by 93 MB).
-        self._chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=HELPER_QUEUE_CHUNKS)
+        self._items: queue.Queue[bytes | threading.Event | None] = queue.Queue(
+            maxsize=HELPER_QUEUE_CHUNKS
+        )
+        self._stopped = False
+        self._stalled = False  # stopped while still busy: its digests are not final
         self._thread = threading.Thread(target=self._run, name="upload-hashing", daemon=True)
         self._thread.start()
 
     def feed(self, data: bytes) -> None:
-        self._chunks.put(bytes(data))  # a private copy: the caller may reuse its buffer
+        if self._stopped:
+            raise ValueError("hashing helper already stopped")
+        self._put(bytes(data))  # a private copy: the caller may reuse its buffer
 
-    def finish(self) -> None:
-        """Wait until every chunk fed so far is hashed (idempotent)."""
+    def sync(self) -> None:
+        """Wait until every chunk fed so far is hashed; the helper keeps running."""
+        if self._stalled:
+            raise HashingStalled("hashing did not finish")
+        if self._stopped:
+            return
+        done = threading.Event()
+        self._put(done)
+        if not done.wait(HASH_WAIT_SECONDS):
+            self._stalled = True
+            raise HashingStalled(f"hashing did not finish within {HASH_WAIT_SECONDS:g} s")
+
+    def stop(self) -> None:
+        """Hash what was fed and end the thread (idempotent). A helper that already
+        stalled is abandoned at once (a daemon thread; the upload has failed anyway)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._stalled:
+            return
+        self._put(None)
+        self._thread.join(HASH_WAIT_SECONDS)
         if self._thread.is_alive():
-            self._chunks.put(None)
-            self._thread.join()
+            self._stalled = True
+            raise HashingStalled(f"hashing did not finish within {HASH_WAIT_SECONDS:g} s")
+
+    def _put(self, item: bytes | threading.Event | None) -> None:
+        try:
+            self._items.put(item, timeout=HASH_WAIT_SECONDS)
+        except queue.Full:
+            self._stalled = True
+            raise HashingStalled(
+                f"hashing fell behind for more than {HASH_WAIT_SECONDS:g} s"
+            ) from None
 
     def _run(self) -> None:
-        while (chunk := self._chunks.get()) is not None:
+        while (item := self._items.get()) is not None:
+            if isinstance(item, threading.Event):
+                item.set()
+                continue
             for digest in self._hashes:
-                digest.update(chunk)
+                digest.update(item)
 
 
 class HashingTempFile:
@@ -80,6 +131,8 @@ class HashingTempFile:
 
     Werkzeug's multipart parser streams each file part into the object returned by the
     request's stream factory, so an upload is hashed in the same pass that stores it.
+    Any order of calls is safe: write after digests(), digests() twice, close or discard
+    before or after digests(), mid-stream or twice. Writing after close raises ValueError.
     """
 
     def __init__(self, directory: Path, prefix: str = "upload-") -> None:
@@ -93,7 +146,14 @@ class HashingTempFile:
         self._size = 0
         self._helper: _HashHelper | None = None
 
+    @property
+    def size(self) -> int:
+        """Bytes written so far (no waiting for the hashes)."""
+        return self._size
+
     def write(self, data: bytes) -> int:
+        if self._file.closed:
+            raise ValueError("write to a closed HashingTempFile")
         self._sha256.update(data)
         if self._helper is not None:
             self._helper.feed(data)
@@ -106,8 +166,9 @@ class HashingTempFile:
         return self._file.write(data)
 
     def digests(self) -> Digests:
+        """The digests of everything written so far; writing may go on afterwards."""
         if self._helper is not None:
-            self._helper.finish()
+            self._helper.sync()
         return Digests(
             self._size, self._sha256.hexdigest(), self._blake2.hexdigest(), self._md5.hexdigest()
         )
@@ -119,9 +180,11 @@ class HashingTempFile:
         self._file.seek(0)
 
     def discard(self) -> None:
-        self.close()
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        try:
+            self.close()
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
 
     # The file-like surface werkzeug's FileStorage uses.
     def seek(self, offset: int, whence: int = 0) -> int:
@@ -137,9 +200,11 @@ class HashingTempFile:
         self._file.flush()
 
     def close(self) -> None:
-        if self._helper is not None:
-            self._helper.finish()
-        self._file.close()
+        try:
+            if self._helper is not None:
+                self._helper.stop()
+        finally:
+            self._file.close()
 
     @property
     def closed(self) -> bool:
@@ -220,6 +285,37 @@ class Storage:
                 path.unlink()
         for path in paths:
             fsync_dir(path.parent)
+
+
+# The data dir holds password hashes (the database, its WAL, backups) and the session key:
+# owner-only whatever the umask (issue 10: outside systemd the database was 0644).
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+PRIVATE_FILES = (
+    "teamindex.sqlite3",
+    "teamindex.sqlite3-wal",
+    "teamindex.sqlite3-shm",
+    "secret_key",
+)
+
+
+def make_private(directory: Path) -> list[Path]:
+    """Create `directory` if needed and make it and its secret files owner-only; returns
+    what had wider permissions (for the start-up log). Package files are created 0600 by
+    mkstemp, and nobody else can reach anything inside a 0700 directory anyway."""
+    directory.mkdir(parents=True, exist_ok=True)
+    changed = []
+    for path, mode in [(directory, PRIVATE_DIR_MODE)] + [
+        (directory / name, PRIVATE_FILE_MODE) for name in PRIVATE_FILES
+    ]:
+        try:
+            current = path.stat().st_mode & 0o777
+        except FileNotFoundError:
+            continue
+        if current & ~mode:
+            os.chmod(path, mode)
+            changed.append(path)
+    return changed
 
 
 def _is_plain(name: str) -> bool:

@@ -8,8 +8,10 @@ single top-level directory holding PKG-INFO.
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import io
+import struct
 import tarfile
 import zipfile
 from collections.abc import Sequence
@@ -126,4 +128,77 @@ def make_sdist(
             info.size = len(data)
             info.mtime = 1_700_000_000
             archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+# -- archive bombs (issue 10): small on disk, huge when inflated; built in milliseconds --------
+
+
+def _tar_header(name: str, size: int) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    return info.tobuf(format=tarfile.GNU_FORMAT)
+
+
+def tar_bomb(
+    directory: Path, name: str, version: str, *, inflated: int = 0, members: int = 0
+) -> Path:
+    """A .tar.gz sdist with a valid PKG-INFO, then `inflated` bytes of zeros in one member
+    and `members` empty members. gzip members may be concatenated, so one compressed MiB of
+    zeros (about 1 KB) repeated makes a 2 GB member out of 2 MB on disk."""
+    base = f"{dist_name(name)}-{version}"
+    pkg_info = metadata_text(name, version).encode()
+    head = _tar_header(f"{base}/PKG-INFO", len(pkg_info)) + pkg_info
+    head += b"\0" * (-len(head) % 512)
+    parts = [gzip.compress(head)]
+    if inflated:
+        mib = gzip.compress(b"\0" * (1 << 20))
+        parts.append(gzip.compress(_tar_header(f"{base}/zeros.bin", inflated)))
+        parts.extend([mib] * (inflated >> 20))
+    if members:
+        batch = gzip.compress(_tar_header(f"{base}/x", 0) * 1000)
+        parts.extend([batch] * (members // 1000))
+    parts.append(gzip.compress(b"\0" * 1024))
+    path = directory / f"{base}.tar.gz"
+    path.write_bytes(b"".join(parts))
+    return path
+
+
+def claim_zip_directory(path: Path, *, entries: int, size: int | None = None) -> Path:
+    """Rewrite a zip's end records (zip64) to claim `entries` entries and a central directory
+    of `size` bytes, as a million-entry bomb's would, without writing a million entries."""
+    data = path.read_bytes()
+    end = data.rindex(zipfile.stringEndArchive)
+    (_sig, _disk, _cd_disk, _n, _total, cd_size, cd_offset, _comment) = struct.unpack(
+        zipfile.structEndArchive, data[end : end + zipfile.sizeEndCentDir]
+    )
+    body = data[:end]
+    record = struct.pack(
+        zipfile.structEndArchive64,
+        zipfile.stringEndArchive64,
+        44,
+        45,
+        45,
+        0,
+        0,
+        entries,
+        entries,
+        cd_size if size is None else size,
+        cd_offset,
+    )
+    locator = struct.pack(
+        zipfile.structEndArchive64Locator, zipfile.stringEndArchive64Locator, 0, len(body), 1
+    )
+    tail = struct.pack(
+        zipfile.structEndArchive,
+        zipfile.stringEndArchive,
+        0,
+        0,
+        0xFFFF,
+        0xFFFF,
+        0xFFFFFFFF,
+        0xFFFFFFFF,
+        0,
+    )
+    path.write_bytes(body + record + locator + tail)
     return path

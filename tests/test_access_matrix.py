@@ -42,6 +42,8 @@ def expected_status(user: str, cred: str, visibility: str, ip: str, endpoint: st
         return 403  # before any credential is looked at
     if cred in ("token-expired", "token-revoked"):
         return 401  # fails like a wrong password
+    if cred == "token-read" and endpoint == "upload":
+        return 403  # refused from the headers, before the body is read: no project involved
     visible = user in CAN_READ[visibility] and cred != "token-other"
     if endpoint == "root":
         return 200  # the listing itself; membership is checked separately
@@ -50,7 +52,7 @@ def expected_status(user: str, cred: str, visibility: str, ip: str, endpoint: st
     if endpoint not in ("upload", "yank"):
         return 200
     if cred == "token-read":
-        return 403  # a read token never writes, whatever its owner may do
+        return 403  # a read token never writes, whatever its owner may do (yank)
     if endpoint == "yank" and cred != "password":
         return 403  # no token scope includes yanking
     return 200 if user in CAN_UPLOAD else 403

@@ -5,15 +5,18 @@ from __future__ import annotations
 import contextlib
 import io
 import tarfile
+import time
 import zipfile
 from pathlib import Path
 
 import pytest
-from builders import make_sdist, make_wheel, metadata_text
+from builders import claim_zip_directory, make_sdist, make_wheel, metadata_text, tar_bomb
 from packaging.version import Version
 
 from teamindex.dists import (
+    MAX_ARCHIVE_MEMBERS,
     MAX_METADATA_BYTES,
+    MIN_INFLATED_ALLOWANCE,
     DistributionError,
     inspect_distribution,
     parse_filename,
@@ -371,3 +374,53 @@ def test_inspect_huge_pkg_info_refused(tmp_path):
     path = _tar_sdist(tmp_path, "foo-1.0.tar.gz", {"foo-1.0/PKG-INFO": huge})
     with pytest.raises(DistributionError, match="PKG-INFO is too large"):
         _inspect(path)
+
+
+# -- archive bombs (issue 10, medium 7) ------------------------------------------------------
+
+
+def _timed_refusal(path: Path, match: str) -> float:
+    started = time.monotonic()
+    with pytest.raises(DistributionError, match=match) as caught:
+        _inspect(path)
+    assert str(caught.value).startswith("Invalid distribution file.")
+    assert "\n" not in str(caught.value)
+    return time.monotonic() - started
+
+
+def test_sdist_inflating_to_2_gb_is_refused_quickly(tmp_path):
+    bomb = tar_bomb(tmp_path, "foo", "1.0", inflated=2 << 30)
+    assert bomb.stat().st_size < 3 << 20
+    assert _timed_refusal(bomb, "inflates to more than .* bytes") < 2
+
+
+def test_sdist_with_too_many_members_is_refused(tmp_path):
+    bomb = tar_bomb(tmp_path, "foo", "1.0", members=MAX_ARCHIVE_MEMBERS + 1000)
+    assert _timed_refusal(bomb, f"More than {MAX_ARCHIVE_MEMBERS} members") < 10
+
+
+def test_sdist_inflation_allowance_scales_with_size(tmp_path):
+    """An sdist whose data compresses well (below the allowance) is still accepted."""
+    path = tar_bomb(tmp_path, "foo", "1.0", inflated=MIN_INFLATED_ALLOWANCE // 2)
+    assert _inspect(path).metadata.name == "foo"
+
+
+@pytest.mark.parametrize(
+    ("build", "filename"),
+    [
+        (make_wheel, "foo-1.0-py3-none-any.whl"),
+        (lambda d, n, v: _zip_sdist(d, "foo-1.0.zip", {"foo-1.0/PKG-INFO": b"x"}), "foo-1.0.zip"),
+    ],
+)
+@pytest.mark.parametrize(
+    ("claim", "match"),
+    [
+        ({"entries": 1_000_000}, "1000000 members; the limit is"),
+        ({"entries": 3, "size": 500 << 20}, "Zip central directory of 524288000 bytes"),
+    ],
+)
+def test_zip_whose_directory_claims_a_million_entries_is_refused_unread(
+    tmp_path, build, filename, claim, match
+):
+    path = claim_zip_directory(build(tmp_path, "foo", "1.0"), **claim)
+    assert _timed_refusal(path, match) < 1

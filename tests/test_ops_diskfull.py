@@ -12,7 +12,8 @@ import pytest
 from builders import metadata_text
 from conftest import basic
 from ops_support import big_wheel
-from uploading import stored_files, temp_files, upload
+from uploading import encode_multipart, stored_files, temp_files, upload
+from web_support import docs_zip, seed
 
 from teamindex import storage as storage_module
 from teamindex.context import services
@@ -96,3 +97,15 @@ def test_the_index_recovers_after_disk_full(client, settings, wheel, monkeypatch
         "demo/demo-1.0-py3-none-any.whl",
         "demo/demo-1.0-py3-none-any.whl.metadata",
     ]
+
+
+def test_multipart_docs_upload_on_a_full_disk_is_507(app, client, settings, tmp_path, monkeypatch):
+    """Issue 10 (low 14): the docs upload's multipart parse hit ENOSPC and answered 500."""
+    seed(app, client, tmp_path / "dists")
+    monkeypatch.setattr(storage_module.HashingTempFile, "write", enospc)
+    body, content_type = encode_multipart([], ("docs.zip", docs_zip(), "application/zip"))
+    response = client.post(
+        "/docs/team-demo/1.1/", data=body, content_type=content_type, headers=basic("alice")
+    )
+    assert response.status == INSUFFICIENT
+    assert temp_files(settings.data_dir) == []

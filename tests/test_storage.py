@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from teamindex import storage as storage_module
 from teamindex.storage import (
     METADATA_SUFFIX,
     PARALLEL_HASHING_AFTER,
+    HashingStalled,
     HashingTempFile,
     Storage,
     digest_file,
@@ -159,3 +163,114 @@ def test_new_temp_is_in_tmp_dir(storage):
         assert temp.path.parent == storage.tmp_dir
     finally:
         temp.discard()
+
+
+# -- issue 10 (high 3): no order of calls may hang a worker ------------------------------------
+
+BIG = bytes(range(256)) * 256  # 64 KiB, like werkzeug's chunks
+PAST_HELPER = (
+    PARALLEL_HASHING_AFTER // len(BIG) + 40
+)  # chunks that start the helper and fill its queue
+
+
+def _run_bounded(steps, seconds: float = 20.0):
+    """Run `steps` in a thread; a hang fails the test instead of the test run."""
+    outcome: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = steps()
+        except BaseException as exc:  # handed to the test thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), "HashingTempFile hung"
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    return outcome.get("value")
+
+
+def _write(temp: HashingTempFile, chunks: int) -> bytes:
+    for _ in range(chunks):
+        temp.write(BIG)
+    return BIG * chunks
+
+
+# Each order: a list of (operation, argument). "w": write N chunks, "d": digests (checked
+# against hashlib), "c": close, "x": discard, "f": finish. The bytes written are tracked.
+ORDERS = {
+    "digests after every chunk (the docs upload)": [("wd", PAST_HELPER)],
+    "write after digests": [("w", PAST_HELPER), ("d", 0), ("w", PAST_HELPER), ("d", 0)],
+    "digests twice": [("w", PAST_HELPER), ("d", 0), ("d", 0), ("c", 0)],
+    "close before digests": [("w", PAST_HELPER), ("c", 0), ("d", 0), ("d", 0)],
+    "close after digests, twice": [("w", PAST_HELPER), ("d", 0), ("c", 0), ("c", 0), ("d", 0)],
+    "finish then digests": [("w", PAST_HELPER), ("f", 0), ("d", 0), ("c", 0)],
+    "discard mid-stream": [("w", PAST_HELPER), ("x", 0), ("x", 0)],
+    "discard after digests": [("w", PAST_HELPER), ("d", 0), ("x", 0)],
+    "discard before the helper": [("w", 1), ("x", 0), ("c", 0)],
+    "small, digests, then big": [("w", 1), ("d", 0), ("w", PAST_HELPER), ("d", 0), ("c", 0)],
+}
+
+
+@pytest.mark.parametrize("order", list(ORDERS.values()), ids=list(ORDERS))
+def test_hashing_temp_file_any_call_order_finishes(tmp_path, order):
+    temp = HashingTempFile(tmp_path / "tmp")
+    written = bytearray()
+
+    def steps() -> None:
+        for op, count in order:
+            if op == "w":
+                written.extend(_write(temp, count))
+            elif op == "wd":
+                for _ in range(count):
+                    written.extend(_write(temp, 1))
+                    assert temp.digests().size == len(written) == temp.size
+            elif op == "d":
+                got = temp.digests()
+                assert (got.size, got.sha256, got.blake2_256, got.md5) == expected_digests(
+                    bytes(written)
+                )
+            elif op == "c":
+                temp.close()
+            elif op == "x":
+                temp.discard()
+            elif op == "f":
+                temp.finish()
+
+    _run_bounded(steps)
+    temp.discard()
+    assert not temp.path.exists()
+
+
+def test_hashing_temp_file_write_after_close_is_refused(tmp_path):
+    temp = HashingTempFile(tmp_path / "tmp")
+    _run_bounded(lambda: _write(temp, PAST_HELPER))
+    temp.close()
+    with pytest.raises(ValueError, match="closed"):
+        temp.write(b"more")
+    temp.discard()
+
+
+def test_a_stuck_hashing_helper_fails_the_upload_not_the_worker(tmp_path, monkeypatch):
+    """Every wait on the helper is bounded: a stuck helper raises HashingStalled quickly."""
+    release = threading.Event()
+    real_run = storage_module._HashHelper._run
+
+    def stuck_run(self):
+        release.wait(30)
+        real_run(self)
+
+    monkeypatch.setattr(storage_module, "HASH_WAIT_SECONDS", 0.2)
+    monkeypatch.setattr(storage_module._HashHelper, "_run", stuck_run)
+    temp = HashingTempFile(tmp_path / "tmp")
+    started = time.monotonic()
+    with pytest.raises(HashingStalled):
+        _run_bounded(lambda: _write(temp, PAST_HELPER))
+    with pytest.raises(HashingStalled):
+        temp.digests()  # never a silently wrong digest
+    _run_bounded(temp.discard)  # cleanup does not wait again
+    assert time.monotonic() - started < 5
+    assert not temp.path.exists()
+    release.set()

@@ -6,16 +6,18 @@ import hashlib
 import io
 import os
 import tarfile
+import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from builders import make_sdist, make_wheel, metadata_text
-from conftest import basic
+from builders import claim_zip_directory, make_sdist, make_wheel, metadata_text, tar_bomb
+from conftest import add_token, basic
 from uploading import encode_multipart, stored_files, temp_files, upload, upload_fields
 
 from teamindex.config import Settings
+from teamindex.storage import Storage
 
 WHEEL = "foo-1.0-py3-none-any.whl"
 JSON = "application/vnd.pypi.simple.v1+json"
@@ -567,3 +569,72 @@ def test_multipart_helper_sends_part_without_type():
     assert content_type.startswith("multipart/form-data; boundary=")
     assert b'filename="x.whl"\r\n\r\ndata' in body
     assert b"Content-Type" not in body
+
+
+def test_archive_bombs_are_refused_with_400(client, settings, tmp_path):
+    """Issue 10 (medium 7): a 2 MB sdist inflating to 2 GB and a wheel whose zip directory
+    claims a million entries: a one-line 400, nothing stored, in well under a second."""
+    bombs = [
+        tar_bomb(tmp_path, "foo", "1.0", inflated=2 << 30),
+        claim_zip_directory(make_wheel(tmp_path, "foo", "1.0"), entries=1_000_000),
+    ]
+    for bomb in bombs:
+        started = time.monotonic()
+        response = upload(client, bomb)
+        assert response.status_code == 400, response.status
+        assert response.status.startswith("400 Invalid distribution file.")
+        assert time.monotonic() - started < 3
+    assert_nothing_stored(client, settings)
+
+
+def _many_file_parts(count: int, size: int) -> tuple[bytes, str]:
+    fields = upload_fields(b"")
+    body, content_type = encode_multipart(fields)
+    boundary = content_type.split("boundary=")[1]
+    part = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="content"; '
+            f'filename="{WHEEL}"\r\nContent-Type: application/octet-stream\r\n\r\n'
+        ).encode()
+        + b"\0" * size
+        + b"\r\n"
+    )
+    closing = f"--{boundary}--\r\n".encode()
+    return body.removesuffix(closing) + part * count + closing, content_type
+
+
+@pytest.mark.parametrize("url", ["/legacy/", "/"])
+def test_read_token_is_refused_before_the_form_is_parsed(app, client, settings, monkeypatch, url):
+    """Issue 10 (low 15): a read-only token posting thousands of file parts made the server
+    write them all to tmp/ before the permission check. Now: 403 from the headers alone."""
+    created = []
+    real_new_temp = Storage.new_temp
+    monkeypatch.setattr(Storage, "new_temp", lambda self: created.append(1) or real_new_temp(self))
+    _id, secret = add_token(app, "alice", scope="read")
+    body, content_type = _many_file_parts(2000, 1000)
+    started = time.monotonic()
+    response = client.post(
+        url, data=body, content_type=content_type, headers=basic("__token__", secret)
+    )
+    assert (
+        response.status
+        == "403 The user 'alice' isn't allowed to upload: the token's scope is 'read'."
+    )
+    assert created == []
+    assert temp_files(settings.data_dir) == []
+    assert time.monotonic() - started < 2
+
+
+@pytest.mark.parametrize("credential", ["password", "upload-token"])
+def test_more_than_one_file_part_is_refused(app, client, settings, monkeypatch, credential):
+    created = []
+    real_new_temp = Storage.new_temp
+    monkeypatch.setattr(Storage, "new_temp", lambda self: created.append(1) or real_new_temp(self))
+    headers = basic("alice")
+    if credential == "upload-token":
+        headers = basic("__token__", add_token(app, "alice", scope="upload")[1])
+    body, content_type = _many_file_parts(500, 1000)
+    response = client.post("/legacy/", data=body, content_type=content_type, headers=headers)
+    assert_error(response, 400, "Too many file parts: send one file, as the field 'content'.")
+    assert len(created) == 1
+    assert_nothing_stored(client, settings)

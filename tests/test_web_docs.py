@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import http.client
 import io
 import logging
+import os
 import stat
+import threading
 import time
 import zipfile
 from pathlib import PurePosixPath
 
 import pytest
-from conftest import add_token, add_user, basic
+from builders import claim_zip_directory
+from conftest import add_token, add_user, basic, start_server
 from uploading import encode_multipart
 from web_support import docs_zip, login, seed
 
+from teamindex import storage as storage_module
 from teamindex.cli import main
 from teamindex.docs import (
     DocsError,
@@ -498,3 +503,55 @@ def test_capabilities_stay_out_of_the_request_log(seeded, app, caplog):
     lines = [r.getMessage() for r in caplog.records if r.name == "teamindex.access"]
     assert any('"GET /_docs/-/team-demo/1.1/" 200' in line for line in lines), lines
     assert not any(cap in line for line in lines), lines
+
+
+def test_raw_body_docs_zip_over_6_mib_on_a_real_server(seeded, app, settings):
+    """Issue 10 (high 3): the README's `curl --data-binary @docs.zip` with a zip past the
+    parallel-hashing size hung the worker forever; now it is answered within a bound."""
+    big = docs_zip({"index.html": "<h1>Big</h1>", "blob.bin": os.urandom(7 << 20)})
+    assert len(big) > 6 << 20
+    live, running = start_server(app, settings)
+    try:
+        connection = http.client.HTTPConnection(live.host, timeout=30)
+        started = time.monotonic()
+        connection.request(
+            "POST",
+            "/docs/team-demo/1.1/",
+            body=big,
+            headers={**basic("alice"), "Content-Type": "application/zip"},
+        )
+        response = connection.getresponse()
+        body = response.read().decode()
+        connection.close()
+    finally:
+        running.stop()
+    assert response.status == 200, body
+    assert "Published documentation for team-demo 1.1 (2 files)" in body
+    assert time.monotonic() - started < 30
+
+
+def test_stuck_hashing_answers_503_quickly(seeded, app, settings, monkeypatch):
+    """A hashing helper that stops keeping up fails the request (503), not the worker."""
+    release = threading.Event()
+    real_run = storage_module._HashHelper._run
+    monkeypatch.setattr(storage_module, "HASH_WAIT_SECONDS", 0.2)
+    monkeypatch.setattr(
+        storage_module._HashHelper, "_run", lambda self: (release.wait(30), real_run(self))
+    )
+    big = docs_zip({"index.html": "<h1>Big</h1>", "blob.bin": os.urandom(7 << 20)})
+    started = time.monotonic()
+    response = _post(seeded, "/docs/team-demo/1.1/", big)
+    release.set()
+    assert response.status_code == 503, response.status
+    assert response.headers["Retry-After"]
+    assert time.monotonic() - started < 10
+    assert list((settings.data_dir / "tmp").glob("*.part")) == []
+
+
+def test_docs_zip_claiming_a_million_entries_is_refused_unread(seeded, tmp_path):
+    path = tmp_path / "docs.zip"
+    path.write_bytes(docs_zip())
+    claim_zip_directory(path, entries=1_000_000)
+    response = _post(seeded, "/docs/team-demo/1.1/", path.read_bytes())
+    assert response.status_code == 400
+    assert "1000000 entries; the limit is 20000" in response.get_data(as_text=True)

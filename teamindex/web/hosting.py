@@ -22,6 +22,7 @@ a Referer (`Referrer-Policy: no-referrer`) and is left out of the request log.
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import hmac
 import mimetypes
@@ -30,6 +31,7 @@ import time
 from flask import Blueprint, Response, current_app, redirect, request, send_file, url_for
 from packaging.utils import canonicalize_name, canonicalize_version
 from packaging.version import InvalidVersion, Version
+from werkzeug.datastructures import FileStorage
 
 from ..context import services
 from ..docs import DocsError
@@ -134,14 +136,24 @@ def find_release(project: Project, version: str) -> ReleaseInfo:
     )
 
 
+def _parse_form() -> FileStorage | None:
+    """The `content` part; a full disk while werkzeug streams it to tmp/ is a 507."""
+    try:
+        return request.files.get("content")
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise HTTPError(507, "Insufficient storage: the index's disk is full.") from exc
+        raise
+
+
 def _received_zip() -> HashingTempFile:
     """The zip from the multipart field `content` or the raw body, in a temp file."""
     if request.mimetype == "multipart/form-data":
-        part = request.files.get("content")
+        part = _parse_form()
         if part is None or not isinstance(part.stream, HashingTempFile):
             raise HTTPError(400, "Send the zip as the multipart field 'content' or as the body.")
         temp = part.stream
-        if temp.digests().size > MAX_DOCS_ZIP:
+        if temp.size > MAX_DOCS_ZIP:
             raise HTTPError(413, f"Documentation zip too large. Limit is {MAX_DOCS_ZIP} bytes.")
         temp.finish()
         return temp
@@ -149,9 +161,9 @@ def _received_zip() -> HashingTempFile:
     try:
         while chunk := request.stream.read(CHUNK):
             temp.write(chunk)
-            if temp.digests().size > MAX_DOCS_ZIP:
+            if temp.size > MAX_DOCS_ZIP:
                 raise HTTPError(413, f"Documentation zip too large. Limit is {MAX_DOCS_ZIP} bytes.")
-        if temp.digests().size == 0:
+        if temp.size == 0:
             raise HTTPError(400, "Empty body: send the zip as the body or the field 'content'.")
         temp.finish()
     except BaseException:
