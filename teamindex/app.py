@@ -63,7 +63,8 @@ def create_app(settings: Settings | None = None) -> Flask:
                 user_failures=settings.throttle_user_failures,
                 window=settings.throttle_seconds,
                 cooldown=settings.throttle_seconds,
-            )
+            ),
+            db,
         ),
         token_touch=UsageRecorder(db.touch_token),
     )

@@ -41,6 +41,7 @@ ACTIONS = (
     "allow_remove",
     "user_admin",  # web: administrator rights given or taken
     "docs_upload",
+    "throttle_clear",  # CLI or web: failed-login counts and blocks cleared
 )
 
 

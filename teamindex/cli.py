@@ -242,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
         cli_access,  # noqa: F401 - token, grant, project, allow, audit
         cli_docs,  # noqa: F401 - upload-docs
         cli_ops,  # noqa: F401 - yank, unyank, delete, backup, restore, check, config
+        cli_throttle,  # noqa: F401 - throttle
     )
 
     parser = argparse.ArgumentParser(prog="teamindex", description=__doc__)

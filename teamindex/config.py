@@ -158,12 +158,14 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "throttle_ip_failures",
         int,
-        "failed logins from one address within throttle-seconds that block it (429)",
+        "failed logins from one address (IPv6: one /64) within throttle-seconds that block "
+        "new logins from it (429)",
     ),
     Option(
         "throttle_user_failures",
         int,
-        "failed logins for one user name within throttle-seconds that block it from new addresses",
+        "failed passwords for one user name (any spelling) within throttle-seconds that block "
+        "it from addresses it has not logged in from",
     ),
     Option("throttle_seconds", int, "the throttle's counting window and cooling period"),
 )

@@ -9,10 +9,11 @@ layer answers the common case from memory and one SQLite statement, when all of 
   that picks one of our content types;
 - the Authorization header was verified by this server, from this client address, at the
   current auth serial (LoginCache; the statement reads the serial);
-- the throttle holds neither the address nor the name;
 - permissions.decide allows READ, on facts read in that same statement;
 - the page is in the page cache at the current serial.
 
+The throttle is not asked: a login verified from this address keeps working through a block,
+and only new verifications wait (authenticate()); so a blocked office keeps its installs.
 Anything else — no or unknown credentials, a redirect, 401/403/404/406/429, a page not yet
 rendered — goes to Flask, which answers it and fills the caches. Flask's answer is the
 reference: tests check that both paths send the same status, headers and body.
@@ -111,8 +112,9 @@ class HotReads:
         else:
             found = self._project_page(match.group(1), content_type, login)
             rule = PROJECT_RULE
-        if found is None or not self._admit(login, ip):
+        if found is None:
             return None
+        self._admit(login, ip)
         if login.principal.user is not None:
             environ[USER_KEY] = login.principal.user.name  # for the request log
         return rule, found, content_type
@@ -137,15 +139,12 @@ class HotReads:
             return None
         return self.svc.pages.get(project_key(project.name, content_type), project.serial)
 
-    def _admit(self, login: VerifiedLogin, ip: str) -> bool:
-        """The per-request part of a login, as authenticate() does it: the throttle (a
-        blocked address or name goes to Flask for its 429), then the token's last use and
-        the throttle's record of a good login."""
-        if self.svc.throttle.retry_after(ip, login.username):
-            return False
+    def _admit(self, login: VerifiedLogin, ip: str) -> None:
+        """The per-request part of a login, as authenticate() does it for a login it
+        verified before: the token's last use and the throttle's record of a good login
+        (each written at most once a minute, so no statement per request)."""
         principal = login.principal
         if principal.token is not None:
             self.svc.token_touch.touch(principal.token.id, ip)
         if principal.user is not None:
             self.svc.throttle.success(ip, principal.user.name)
-        return True

@@ -11,8 +11,10 @@ Views then ask `authorize()`, which applies permissions.decide for the project a
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Sequence
 from datetime import datetime, timezone
+from typing import NoReturn
 
 from flask import Response, request
 from flask_httpauth import HTTPBasicAuth
@@ -20,9 +22,11 @@ from flask_httpauth import HTTPBasicAuth
 from .auth import TOKEN_USERNAME, looks_like_token, token_digest, token_expired
 from .context import Services, services
 from .errors import HTTPError, plain_error
-from .models import LoginFacts, Project, User
-from .netrules import ip_allowed
+from .models import LoginFacts, Project, Token, User
+from .netrules import ip_allowed, user_key
 from .permissions import ANONYMOUS, Action, Decision, Principal, ProjectFacts, decide
+
+log = logging.getLogger("teamindex")
 
 REALM = "teamindex"
 TOKEN_TOUCH_SECONDS = 60.0  # last-used is written at most this often per token
@@ -47,12 +51,15 @@ def _verify(username: str, password: str) -> Principal | None:
 def authenticate(username: str, password: str, remember_as: str | None = None) -> Principal | None:
     """Check a user name with a password or token; Basic auth and the web login form share
     it, so both get the global allowlist (403), the throttle (429), the audit of failures
-    and the user's and token's own IP lists (403). None means wrong credentials.
+    and the user's and token's own IP lists (403). None means wrong credentials; a revoked
+    or expired token raises its own 401.
 
     One database statement reads the user (or token and owner) with every allowlist that
     applies; the global list is still checked before the credential is looked at. A login
     that passes is remembered under `remember_as` (the Authorization header) for the hot
-    path, tagged with the auth serial read in that same statement."""
+    path, tagged with the auth serial read in that same statement. A header remembered
+    from this address skips the throttle: logins verified before a block keep working
+    while new verifications from a blocked address or name wait."""
     svc = services()
     ip = client_ip()
     is_token = _is_token(username, password)
@@ -60,11 +67,20 @@ def authenticate(username: str, password: str, remember_as: str | None = None) -
         svc.db.token_login(token_digest(password)) if is_token else svc.db.password_login(username)
     )
     _require_on_list(ip, facts.global_allowlist, username, "")
-    wait = svc.throttle.retry_after(ip, username)
-    if wait:
-        raise HTTPError(
-            429, f"Too many failed logins; retry in {wait} seconds.", {"Retry-After": str(wait)}
-        )
+    # Token failures count against the address only (see netrules.Throttle).
+    throttle_user = (
+        None
+        if is_token or not username
+        else user_key(username, facts.user.name if facts.user else None)
+    )
+    if not _verified_before(svc, remember_as, ip):
+        wait = svc.throttle.retry_after(ip, throttle_user)
+        if wait:
+            raise HTTPError(
+                429,
+                f"Too many failed logins; retry in {wait} seconds.",
+                {"Retry-After": str(wait)},
+            )
     principal = (
         _check_token(svc, facts, username) if is_token else _check_password(svc, facts, password)
     )
@@ -76,8 +92,10 @@ def authenticate(username: str, password: str, remember_as: str | None = None) -
     if principal is None or off_list:
         event = "auth_failed" if principal is None else "ip_denied"
         svc.audit.record(event, ip=ip, user=username, outcome="denied")
-        if svc.throttle.failure(ip, username):
-            svc.audit.record("throttled", ip=ip, user=username, outcome="blocked")
+        for kind, subject in svc.throttle.failure(ip, throttle_user):
+            svc.audit.record(
+                "throttled", ip=ip, user=username, outcome="blocked", detail=f"{kind} {subject}"
+            )
         return None
     assert principal.user is not None
     _require_on_list(ip, facts.user_allowlist, principal.user.name, " for this user")
@@ -105,6 +123,17 @@ def refuse_cross_site() -> None:
     origin = request.headers.get("Origin")
     if origin is not None and origin.strip().lower() != request.host_url.rstrip("/").lower():
         raise HTTPError(403, CROSS_SITE_REFUSED)
+
+
+def _verified_before(svc: Services, remember_as: str | None, ip: str) -> bool:
+    """True when this Authorization header passed every check from this address recently
+    (the hot path's LoginCache): not a new verification, so a block does not stop it. At
+    any auth serial: the credentials are verified again against current facts anyway, and
+    a change elsewhere (a new user, a revoked token) must not end every login of a blocked
+    office. An attacker cannot use it: only the header's holder made it from here."""
+    if not remember_as:
+        return False
+    return svc.logins.lookup(remember_as, ip) is not None
 
 
 def require_address_allowed(username: str = "") -> None:
@@ -147,10 +176,12 @@ def _check_password(svc: Services, facts: LoginFacts, password: str) -> Principa
 
 def _check_token(svc: Services, facts: LoginFacts, username: str) -> Principal | None:
     token, user = facts.token, facts.user
-    if token is None or user is None or token.revoked is not None:
+    if token is None or user is None:
         return None
+    if token.revoked is not None:
+        _refuse_known_token(svc, token, "revoked")
     if token_expired(token.expires, datetime.now(timezone.utc)):
-        return None
+        _refuse_known_token(svc, token, "expired")
     # With the owner's name instead of __token__, the name must match (constant time).
     if username != TOKEN_USERNAME and not hmac.compare_digest(
         username.encode(), token.user_name.encode()
@@ -158,6 +189,24 @@ def _check_token(svc: Services, facts: LoginFacts, username: str) -> Principal |
         return None
     svc.token_touch.touch(token.id, client_ip())
     return Principal(user, token)
+
+
+def _refuse_known_token(svc: Services, token: Token, state: str) -> NoReturn:
+    """401 with the reason for a secret that matches a revoked or expired token. Not a
+    guess (only its holder has it), so it does not count towards the throttle: a CI job
+    still using an old token must not block its office's address. Only the holder of the
+    secret learns the reason."""
+    ip = client_ip()
+    log.info("%s token %d of %s used from %s", state, token.id, token.user_name, ip)
+    svc.audit.record(
+        "auth_failed",
+        ip=ip,
+        user=token.user_name,
+        token_id=token.id,
+        outcome="denied",
+        detail=f"token {state}",
+    )
+    raise HTTPError(401, f"Invalid credentials: token {state}.", _challenge())
 
 
 @basic_auth.error_handler

@@ -25,7 +25,7 @@ from .permissions import Principal
 @dataclass(frozen=True)
 class VerifiedLogin:
     principal: Principal
-    username: str  # as sent (`__token__` for tokens): the throttle is keyed by it
+    username: str  # as sent (`__token__` for tokens)
     auth_serial: int
     valid_until: float  # wall clock (time.time), so a token's expiry can cap it
 

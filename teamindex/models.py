@@ -150,3 +150,29 @@ class LoginFacts:
     global_allowlist: tuple[str, ...]
     user_allowlist: tuple[str, ...]
     auth_serial: int
+
+
+# -- login throttle --
+
+
+@dataclass(frozen=True)
+class ThrottleState:
+    """What the throttle knows about one login attempt, read in one statement: when the
+    address's and the user's blocks end (Unix seconds, 0: none) and when the user last
+    logged in from this address (None: never, or pruned)."""
+
+    address_blocked_until: float
+    user_blocked_until: float
+    user_seen_here: float | None
+
+
+@dataclass(frozen=True)
+class ThrottleEntry:
+    """One throttle key with failures in its window or a block (for `throttle list`)."""
+
+    kind: str  # "address" (IPv4 address or IPv6 /64) or "user" (canonical user name)
+    subject: str
+    failures: int
+    max_failures: int
+    window_start: float
+    blocked_until: float  # 0 or in the past: not blocked

@@ -27,6 +27,7 @@ from teamindex.auth import (
 )
 from teamindex.cli import main
 from teamindex.clock import utc_now, utc_stamp
+from teamindex.db import Database
 from teamindex.models import Token, User
 from teamindex.netrules import Throttle, ThrottlePolicy, ip_allowed, parse_cidr
 from teamindex.permissions import (
@@ -160,15 +161,23 @@ class FakeClock:
         return self.now
 
 
-def test_throttle_blocks_then_lifts():
+@pytest.fixture
+def store(tmp_path) -> Database:
+    """The throttle's real store: a migrated database of its own."""
+    db = Database(tmp_path / "throttle.sqlite3")
+    db.migrate()
+    return db
+
+
+def test_throttle_blocks_then_lifts(store):
     clock = FakeClock()
     throttle = Throttle(
-        ThrottlePolicy(ip_failures=3, user_failures=5, window=60, cooldown=30), clock
+        ThrottlePolicy(ip_failures=3, user_failures=5, window=60, cooldown=30), store, clock
     )
     assert throttle.retry_after("1.1.1.1", "eve") == 0
     assert not throttle.failure("1.1.1.1", "eve")
     assert not throttle.failure("1.1.1.1", "eve")
-    assert throttle.failure("1.1.1.1", "eve")  # the third failure blocks
+    assert throttle.failure("1.1.1.1", "eve") == [("address", "1.1.1.1")]  # the third blocks
     assert throttle.retry_after("1.1.1.1", "eve") == 30
     assert throttle.retry_after("1.1.1.1", "alice") == 30  # the address is blocked
     assert throttle.retry_after("2.2.2.2", "alice") == 0  # other addresses are not
@@ -176,10 +185,10 @@ def test_throttle_blocks_then_lifts():
     assert throttle.retry_after("1.1.1.1", "eve") == 0
 
 
-def test_user_block_spares_known_good_addresses():
+def test_user_block_spares_known_good_addresses(store):
     clock = FakeClock()
     throttle = Throttle(
-        ThrottlePolicy(ip_failures=100, user_failures=3, window=60, cooldown=30), clock
+        ThrottlePolicy(ip_failures=100, user_failures=3, window=60, cooldown=30), store, clock
     )
     throttle.success("10.0.0.5", "alice")  # alice's own machine
     for attacker in ("6.6.6.1", "6.6.6.2", "6.6.6.3"):
@@ -188,9 +197,9 @@ def test_user_block_spares_known_good_addresses():
     assert throttle.retry_after("10.0.0.5", "alice") == 0
 
 
-def test_failures_outside_the_window_do_not_count():
+def test_failures_outside_the_window_do_not_count(store):
     clock = FakeClock()
-    throttle = Throttle(ThrottlePolicy(ip_failures=2, window=10, cooldown=10), clock)
+    throttle = Throttle(ThrottlePolicy(ip_failures=2, window=10, cooldown=10), store, clock)
     throttle.failure("1.1.1.1", None)
     clock.now += 11
     assert not throttle.failure("1.1.1.1", None)
@@ -393,18 +402,28 @@ def test_throttle_answers_429_and_lifts(app, settings, tmp_path):
     assert "throttled" in actions
 
 
-def test_expired_and_revoked_tokens_fail_like_wrong_passwords_and_are_logged(client, app):
+def test_expired_and_revoked_tokens_get_their_reason_and_are_logged(client, app):
+    """Issue 10: the holder of a revoked or expired secret learns why (it is not a guess:
+    only the holder has it), the audit names the token, and the throttle does not count it."""
     db = app.extensions["teamindex"].db
     expires = utc_stamp(datetime.now(timezone.utc) - timedelta(seconds=1))
-    _id, expired = add_token(app, "alice", expires=expires)
+    expired_id, expired = add_token(app, "alice", expires=expires)
     revoked_id, revoked = add_token(app, "alice")
     db.revoke_token(revoked_id, utc_now())
-    for secret in (expired, revoked):
-        response = client.get("/simple/", headers=basic("__token__", secret))
-        assert response.status_code == 401
-        assert response.headers["WWW-Authenticate"] == 'Basic realm="teamindex"'
+    for secret, state in ((expired, "expired"), (revoked, "revoked")):
+        for user in ("__token__", "alice"):
+            response = client.get("/simple/", headers=basic(user, secret))
+            assert response.status == f"401 Invalid credentials: token {state}."
+            assert response.text == f"Invalid credentials: token {state}.\n"
+            assert response.headers["WWW-Authenticate"] == 'Basic realm="teamindex"'
     events = db.query_audit(since="2000", action="auth_failed")
-    assert [event.user for event in events] == ["__token__", "__token__"]
+    assert [(e.user, e.token_id, e.outcome, e.detail) for e in events] == [
+        ("alice", expired_id, "denied", "token expired"),
+        ("alice", expired_id, "denied", "token expired"),
+        ("alice", revoked_id, "denied", "token revoked"),
+        ("alice", revoked_id, "denied", "token revoked"),
+    ]
+    assert db.throttle_entries(now=0, window=0) == []  # nothing counted
 
 
 def test_token_use_is_recorded(client, app):

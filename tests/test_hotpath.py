@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from builders import make_sdist, make_wheel
-from conftest import PASSWORD, add_token, basic
+from conftest import PASSWORD, add_token, add_user, basic
 from flask import Flask
 from uploading import upload
 from werkzeug.test import EnvironBuilder, run_wsgi_app
@@ -204,13 +204,19 @@ def test_admin_demotion_changes_the_listing_at_once(published, client):
     assert not answered and b"foo-bar" not in body
 
 
-def test_throttled_address_gets_flasks_429(published, client):
+def test_blocked_address_keeps_verified_logins_and_refuses_new_ones(published, client):
+    """Issue 10: a block stops new verifications from the address; a login this server
+    verified from it before keeps working on both paths (hot and Flask)."""
     client.get(ROOT, headers=basic("alice"))
     throttle = published.extensions["teamindex"].throttle
     for _ in range(throttle.policy.ip_failures):
         throttle.failure("127.0.0.1", None)
-    answered, status = status_of(published, ROOT, basic("alice"))
-    assert (answered, status) == (False, 429)
+    assert status_of(published, ROOT, basic("alice")) == (True, 200)
+    assert status_of(published, PAGE, basic("alice")) == (False, 200)  # Flask renders it
+    add_user(published, "carol")
+    assert status_of(published, ROOT, basic("carol")) == (False, 429)  # a new verification
+    elsewhere = {"environ_base": {"REMOTE_ADDR": "127.0.0.2"}}
+    assert status_of(published, ROOT, basic("alice"), **elsewhere) == (False, 200)
 
 
 def test_token_use_is_recorded_from_the_hot_path(published, client):

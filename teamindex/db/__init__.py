@@ -10,11 +10,14 @@ from .access import AccessQueries
 from .core import BUSY_TIMEOUT_MS, Conflict, Connections
 from .index import IndexQueries
 from .operations import OperationQueries
+from .throttle import ThrottleQueries
 from .users import UserQueries
 from .web import WebQueries
 
 __all__ = ["BUSY_TIMEOUT_MS", "Conflict", "Connections", "Database"]
 
 
-class Database(UserQueries, AccessQueries, IndexQueries, OperationQueries, WebQueries):
+class Database(
+    UserQueries, AccessQueries, IndexQueries, OperationQueries, WebQueries, ThrottleQueries
+):
     """Access to one SQLite file; every query of the application is a method here."""
