@@ -19,7 +19,7 @@ from .cli import CommandError, command, open_database, record_cli_event
 from .clock import utc_now
 from .config import Settings
 from .db import Conflict, Database
-from .dists import DistributionError, validate_project_name
+from .dists import DistributionError, project_pattern, validate_project_name
 from .models import Project, User
 from .netrules import parse_cidr
 from .permissions import ROLES, SCOPES
@@ -33,7 +33,10 @@ def _user(db: Database, name: str) -> User:
 
 
 def _project(db: Database, name: str) -> Project:
-    project = db.get_project(canonicalize_name(name))
+    try:
+        project = db.get_project(validate_project_name(name))
+    except DistributionError as exc:
+        raise CommandError(str(exc)) from None
     if project is None:
         raise CommandError(f"no project {name!r}")
     return project
@@ -133,12 +136,7 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _project_pattern(text: str) -> str:
-    if any(c in text for c in "*?["):
-        return text.lower()
-    try:
-        return validate_project_name(text)
-    except DistributionError as exc:
-        raise ValueError(str(exc)) from None
+    return project_pattern(text)
 
 
 # -- grant / revoke ---------------------------------------------------------------------------

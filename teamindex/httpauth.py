@@ -15,9 +15,11 @@ from datetime import datetime, timezone
 
 from flask import Response, request
 from flask_httpauth import HTTPBasicAuth
+from packaging.utils import canonicalize_name
 
 from .auth import TOKEN_USERNAME, looks_like_token, token_digest, token_expired
 from .context import Services, services
+from .dists import is_project_name
 from .errors import HTTPError, plain_error
 from .models import LoginFacts, Project, User
 from .netrules import ip_allowed
@@ -170,6 +172,16 @@ def authorize(
             403, f"The user {principal.name!r} isn't allowed to {verb} project {name!r}."
         )
     return project, principal
+
+
+def project_in_url(text: str) -> str:
+    """The normalized project name of a URL segment. A segment that is no PEP 508 name (a
+    look-alike such as the Kelvin sign, which lower() turns into "k") names no project: the
+    same 404 as a missing one, never a redirect to the ASCII twin."""
+    name = canonicalize_name(text)
+    if not is_project_name(text):
+        raise HTTPError(404, f"No project named {name!r} in this index.")
+    return name
 
 
 def _challenge() -> dict[str, str]:

@@ -26,7 +26,7 @@ import mimetypes
 import time
 
 from flask import Blueprint, Response, current_app, redirect, request, send_file, url_for
-from packaging.utils import canonicalize_name, canonicalize_version
+from packaging.utils import canonicalize_version
 from packaging.version import InvalidVersion, Version
 
 from ..context import services
@@ -36,6 +36,7 @@ from ..httpauth import (
     authorize,
     client_ip,
     login_required,
+    project_in_url,
     require_address_allowed,
     require_principal_address_allowed,
 )
@@ -72,7 +73,7 @@ EXTRA_TYPES = {".map": "application/json", ".inv": "application/octet-stream"}
 @login_required
 def upload(project: str, version: str) -> Response:
     """Publish a docs zip for an existing release (CI: curl --data-binary @docs.zip)."""
-    name = canonicalize_name(project)
+    name = project_in_url(project)
     found, principal = authorize(Action.UPLOAD, name)
     if found is None:
         raise HTTPError(404, f"No project named {name!r} in this index.")
@@ -166,7 +167,7 @@ def latest_docs(project: Project) -> tuple[DocsBuild | None, list[DocsBuild]]:
 @bp.get("/docs/<project>/<version>/<path:subpath>")
 def entry(project: str, version: str, subpath: str) -> Response:
     """Check the viewer, then send them to the capability URL of the same file."""
-    name = canonicalize_name(project)
+    name = project_in_url(project)
     principal = resolve_viewer()
     if principal is None:
         return redirect(url_for("web.auth.login", next=request.full_path.rstrip("?")))
