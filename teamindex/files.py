@@ -83,6 +83,8 @@ def download(project: str, filename: str) -> Response:
         # plainly instead of a 500, and never serve anything else under the name.
         raise HTTPError(404, f"File {filename!r} is missing from storage.") from None
     response.headers["Cache-Control"] = FILE_CACHE_CONTROL
+    # Uploaded bytes are never a page or a script: a browser must not sniff them into one.
+    response.headers["X-Content-Type-Options"] = "nosniff"
     if not wants_metadata and request.method == "GET" and response.status_code == 200:
         svc.audit.download(record.project, record.filename)
     return response
