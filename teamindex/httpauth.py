@@ -83,6 +83,20 @@ def authenticate(username: str, password: str, remember_as: str | None = None) -
     return principal
 
 
+# Set by serving.BodyGate when waitress refused a request on its headers (body unread).
+EARLY_REFUSAL = "HTTP_TEAMINDEX_REFUSED"
+
+
+def answer_early_refusal() -> None:
+    """before_request: answer a request the server refused before reading its body, with
+    the same status, words and audit as the checks below would give it later."""
+    status = request.environ.get(EARLY_REFUSAL)
+    if status == "403":
+        require_address_allowed()  # raises the usual 403 (and audits it)
+    if status in ("401", "403"):  # 403 here: the allowlist changed in between; still refuse
+        raise HTTPError(401, "Invalid or missing credentials for teamindex.", _challenge())
+
+
 def require_address_allowed(username: str = "") -> None:
     """403 unless the client address is on the global allowlist (empty list: everyone)."""
     _require_on_list(client_ip(), services().db.allowlist(None), username, "")
