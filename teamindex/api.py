@@ -37,7 +37,7 @@ def unyank(project: str, version: str) -> Response:
 
 def _set_yanked(project: str, version: str, *, yanked: bool) -> Response:
     name = project_in_url(project)
-    found, principal = authorize(Action.YANK, name)
+    found, principal = authorize(Action.YANK, name, audit_as="yank" if yanked else "unyank")
     assert found is not None
     try:
         canonical = canonicalize_version(Version(version))

@@ -164,18 +164,22 @@ login_required = basic_auth.login_required
 
 
 def authorize(
-    action: Action, name: str, principal: Principal | None = None
+    action: Action, name: str, principal: Principal | None = None, audit_as: str = ""
 ) -> tuple[Project | None, Principal]:
     """Apply the permission rule for `action` on project `name` (normalized), or raise.
 
     HIDE answers 404 exactly like a missing project; DENY is 403, or 401 for an anonymous
     reader trying to write (so clients know to send credentials). `principal` defaults to
-    the Basic-auth caller; the web pages pass their session's.
+    the Basic-auth caller; the web pages pass their session's. A refusal is audited as
+    `audit_as` (outcome "denied") when given, with the real reason: a hidden project is
+    named as such in the log, though the caller's answer is the missing project's.
     """
     principal = principal or current_principal()
     user: User | None = principal.user
     project, role = services().db.project_with_role(name, user.id if user else None)
     decision = decide(principal, action, ProjectFacts.of(name, project, role))
+    if decision is not Decision.ALLOW and audit_as:
+        _audit_refusal(audit_as, name, principal, decision, project is not None)
     if decision is Decision.HIDE:
         raise HTTPError(404, f"No project named {name!r} in this index.")
     if decision is Decision.DENY:
@@ -186,6 +190,26 @@ def authorize(
             403, f"The user {principal.name!r} isn't allowed to {verb} project {name!r}."
         )
     return project, principal
+
+
+def _audit_refusal(
+    action: str, name: str, principal: Principal, decision: Decision, exists: bool
+) -> None:
+    if decision is Decision.DENY:
+        reason = "no credentials" if principal.user is None else "not allowed"
+        if principal.token is not None:
+            reason = f"not allowed for token {principal.token.id} (scope or project list)"
+    else:
+        reason = "hidden: restricted project" if exists else "no such project"
+    services().audit.record(
+        action,
+        ip=client_ip(),
+        user=principal.name,
+        token_id=principal.token.id if principal.token else None,
+        project=name,
+        outcome="denied",
+        detail=reason,
+    )
 
 
 def project_in_url(text: str) -> str:

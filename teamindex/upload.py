@@ -110,7 +110,7 @@ def file_upload() -> Response:
     if digests.size > svc.settings.max_upload_size:
         raise HTTPError(413, f"File too large. Limit is {svc.settings.max_upload_size} bytes.")
     try:
-        _project, principal = authorize(Action.UPLOAD, info.project)
+        _project, principal = authorize(Action.UPLOAD, info.project, audit_as="upload")
     except HTTPError as refused:
         if refused.status == 404:
             _refuse_as_for_a_free_name(temp, digests, info, claims)

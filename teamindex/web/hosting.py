@@ -74,8 +74,9 @@ EXTRA_TYPES = {".map": "application/json", ".inv": "application/octet-stream"}
 def upload(project: str, version: str) -> Response:
     """Publish a docs zip for an existing release (CI: curl --data-binary @docs.zip)."""
     name = project_in_url(project)
-    found, principal = authorize(Action.UPLOAD, name)
+    found, principal = authorize(Action.UPLOAD, name, audit_as="docs_upload")
     if found is None:
+        _audit_missing(name, principal)
         raise HTTPError(404, f"No project named {name!r} in this index.")
     release = find_release(found, version)
     temp = _received_zip()
@@ -107,6 +108,19 @@ def upload(project: str, version: str) -> Response:
         f"Published documentation for {name} {release.version} "
         f"({published.files} files): {where}\n",
         mimetype="text/plain",
+    )
+
+
+def _audit_missing(name: str, principal: Principal) -> None:
+    """Docs for a name nobody uploaded: refused like a hidden one, and audited too."""
+    services().audit.record(
+        "docs_upload",
+        ip=client_ip(),
+        user=principal.name,
+        token_id=principal.token.id if principal.token else None,
+        project=name,
+        outcome="denied",
+        detail="no such project",
     )
 
 
