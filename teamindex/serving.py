@@ -173,6 +173,10 @@ CONNECTIONS_PER_ADDRESS = 16
 # which can destroy the answer before the client reads it (nginx' lingering_close).
 LINGER_SECONDS = 5.0
 LINGER_BYTES = 64 << 20
+# Open connections in all (waitress' default: 100, which 100 slow clients filled). poll(),
+# not select(): select cannot watch descriptors past 1024. Keep below the process' file
+# limit (systemd's default soft LimitNOFILE is 1024).
+CONNECTION_LIMIT = 600
 # Inactivity that closes a connection (waitress' default: 120 s), and how often it checks.
 CHANNEL_TIMEOUT_SECONDS = 30
 CLEANUP_INTERVAL_SECONDS = 2
@@ -314,6 +318,8 @@ def harden(server: Any, gate: BodyGate, per_address: int = CONNECTIONS_PER_ADDRE
             super().handle_close()
 
     server.channel_class = HardenedChannel
+    server.adj.connection_limit = CONNECTION_LIMIT
+    server.adj.asyncore_use_poll = True
     server.adj.channel_timeout = CHANNEL_TIMEOUT_SECONDS
     server.adj.cleanup_interval = CLEANUP_INTERVAL_SECONDS
     original = server.maintenance
