@@ -10,12 +10,12 @@ Yanking (PEP 592) is per release, as on PyPI. Tokens cannot yank: a token's scop
 from __future__ import annotations
 
 from flask import Blueprint, Response, request
-from packaging.utils import canonicalize_name, canonicalize_version
+from packaging.utils import canonicalize_version
 from packaging.version import Version
 
 from .context import services
 from .errors import HTTPError
-from .httpauth import authorize, client_ip, login_required, refuse_cross_site
+from .httpauth import authorize, client_ip, login_required, project_in_url, refuse_cross_site
 from .permissions import Action
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -37,8 +37,8 @@ def unyank(project: str, version: str) -> Response:
 
 
 def _set_yanked(project: str, version: str, *, yanked: bool) -> Response:
-    name = canonicalize_name(project)
-    found, principal = authorize(Action.YANK, name)
+    name = project_in_url(project)
+    found, principal = authorize(Action.YANK, name, audit_as="yank" if yanked else "unyank")
     assert found is not None
     try:
         canonical = canonicalize_version(Version(version))

@@ -17,6 +17,7 @@ from .db import Database
 from .errors import register_error_handlers
 from .health import bp as health_bp
 from .hotpath import HotReads
+from .httpauth import answer_early_refusal
 from .logincache import LoginCache
 from .netrules import Throttle, ThrottlePolicy
 from .pagecache import PageCache
@@ -68,6 +69,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         ),
         token_touch=UsageRecorder(db.touch_token),
     )
+    # Requests waitress refused on their headers (serving.BodyGate) are answered first.
+    app.before_request(answer_early_refusal)
     for blueprint in (simple.bp, files.bp, upload.bp, api.bp, health_bp):
         app.register_blueprint(blueprint)
     app.teardown_request(upload.discard_upload_temps)

@@ -103,13 +103,12 @@ def _serve_args(parser: argparse.ArgumentParser) -> None:
 @command(_serve_args)
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     """Run the index with waitress (migrates the database first)."""
-    import waitress
-
     from .app import FORM_OVERHEAD, create_app
+    from .serving import make_server
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
-    server = waitress.create_server(app, **settings.waitress_options(FORM_OVERHEAD))
+    server = make_server(app, settings.waitress_options(FORM_OVERHEAD))
     host, port = server.socket.getsockname()[:2]  # type: ignore[union-attr]
     db = app.extensions["teamindex"].db
     log.info(

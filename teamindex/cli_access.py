@@ -19,7 +19,7 @@ from .cli import CommandError, command, open_database, record_cli_event
 from .clock import utc_now
 from .config import Settings
 from .db import Conflict, Database
-from .dists import DistributionError, validate_project_name
+from .dists import DistributionError, project_pattern, validate_project_name
 from .models import Project, User
 from .netrules import parse_cidr
 from .permissions import ROLES, SCOPES
@@ -33,7 +33,10 @@ def _user(db: Database, name: str) -> User:
 
 
 def _project(db: Database, name: str) -> Project:
-    project = db.get_project(canonicalize_name(name))
+    try:
+        project = db.get_project(validate_project_name(name))
+    except DistributionError as exc:
+        raise CommandError(str(exc)) from None
     if project is None:
         raise CommandError(f"no project {name!r}")
     return project
@@ -133,12 +136,7 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _project_pattern(text: str) -> str:
-    if any(c in text for c in "*?["):
-        return text.lower()
-    try:
-        return validate_project_name(text)
-    except DistributionError as exc:
-        raise ValueError(str(exc)) from None
+    return project_pattern(text)
 
 
 # -- grant / revoke ---------------------------------------------------------------------------
@@ -288,12 +286,20 @@ def _audit_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--project")
     parser.add_argument("--action")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument(
+        "--limit", type=int, default=1000, help="most events shown, newest first (default 1000)"
+    )
+    parser.add_argument(
+        "--before", type=int, metavar="ID", help="only events older than event ID (next page)"
+    )
 
 
 @command(_audit_args)
 def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
-    """Show the audit log: logins that failed, uploads, yanks, token and permission changes.
-    Downloads are counted per file per day and listed as action 'download'."""
+    """Show the audit log, newest first: logins that failed, uploads, yanks, token and
+    permission changes, refused uploads, yanks and docs uploads. At most --limit events; when
+    there are more, a last line (JSON: {"truncated": true, "before": ID}) says how to page
+    on with --before ID. Downloads are counted per file per day, listed as 'download'."""
     db = open_database(settings)
     now = datetime.now(timezone.utc)
     try:
@@ -301,13 +307,24 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     project = canonicalize_name(args.project) if args.project else None
-    events = db.query_audit(since=since, user=args.user, project=project, action=args.action)
+    if args.limit < 1:
+        raise CommandError("--limit must be at least 1")
+    events = db.query_audit(
+        since=since,
+        user=args.user,
+        project=project,
+        action=args.action,
+        limit=args.limit + 1,
+        newest_first=True,
+        before=args.before,
+    )
+    more, events = len(events) > args.limit, events[: args.limit]
     for event in events:
         if args.json:
             print(json.dumps(asdict(event)))
         else:
             print(
-                f"{event.time[:19]} {event.action:<15} {event.outcome:<9} "
+                f"#{event.id} {event.time[:19]} {event.action:<15} {event.outcome:<9} "
                 f"user={event.user or '-'} ip={event.ip or '-'} "
                 f"token={event.token_id or '-'} {event.project} {event.filename} {event.detail}"
             )
@@ -328,4 +345,10 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
                     )
                 else:
                     print(f"{day}          download        x{count:<8} {proj} {filename}")
+    if more:
+        last = events[-1].id
+        if args.json:
+            print(json.dumps({"truncated": True, "before": last}))
+        else:
+            print(f"... truncated at {args.limit} events; older ones: --before {last}")
     return 0

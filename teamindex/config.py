@@ -82,6 +82,7 @@ class Settings:
     throttle_ip_failures: int = 20
     throttle_user_failures: int = 50
     throttle_seconds: int = 300
+    readme_external_images: bool = False
     # Where each value came from ("default", "env TEAMINDEX_PORT", "flag --port").
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -168,6 +169,12 @@ OPTIONS: tuple[Option, ...] = (
         "it from addresses it has not logged in from",
     ),
     Option("throttle_seconds", int, "the throttle's counting window and cooling period"),
+    Option(
+        "readme_external_images",
+        _parse_bool,
+        "load README images from other https hosts (badges); off: they become links, so "
+        "no outside host learns who reads which project",
+    ),
 )
 
 

@@ -39,8 +39,9 @@ MAX_CENTRAL_DIRECTORY_BYTES = 16 << 20  # ~150 bytes per entry: room for 100,000
 MAX_INFLATION_RATIO = 50  # source compresses 4-10x; a stream of zeros ~1000x
 MIN_INFLATED_ALLOWANCE = 64 << 20  # small sdists may inflate this much whatever the ratio
 MAX_INSPECT_SECONDS = 60.0
-# PEP 508 / core metadata "Name" (core-metadata spec, also Warehouse's form regex).
-_NAME_RE = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
+# PEP 508 / core metadata "Name" (core-metadata spec, also Warehouse's form regex). ASCII:
+# without re.ASCII, IGNORECASE lets look-alikes through (dotless i, long s, the Kelvin sign).
+_NAME_RE = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE | re.ASCII)
 
 
 class DistributionError(ValueError):
@@ -81,11 +82,26 @@ class Inspection:
     metadata_bytes: bytes | None  # exact METADATA bytes of a wheel (PEP 658); None for sdists
 
 
+def is_project_name(name: str) -> bool:
+    """Whether `name` is a valid PEP 508 project name (ASCII letters, digits, . _ -)."""
+    return _NAME_RE.fullmatch(name) is not None
+
+
 def validate_project_name(name: str) -> NormalizedName:
     """Return the normalized form of a project name, or raise DistributionError."""
-    if not _NAME_RE.match(name):
+    if not is_project_name(name):
         raise DistributionError(f"{name!r} is an invalid value for Name.")
     return canonicalize_name(name)
+
+
+def project_pattern(text: str) -> str:
+    """A project name or glob as tokens store it: normalized, or lower-cased when it holds
+    a wildcard; ASCII only, like the names it is matched against."""
+    if any(char in text for char in "*?["):
+        if not text.isascii():
+            raise DistributionError(f"{text!r} is not an ASCII project name pattern.")
+        return text.lower()
+    return validate_project_name(text)
 
 
 def check_filename_characters(filename: str) -> None:
@@ -120,6 +136,7 @@ def parse_filename(filename: str) -> FilenameInfo:
                 f"Filename {filename!r} should contain the normalized project name "
                 f"{expected!r}, not {prefix!r}."
             )
+        validate_project_name(name)
         pythons = ".".join(sorted({tag.interpreter for tag in tags}))
         return FilenameInfo(filename, name, version, "bdist_wheel", pythons)
     if filename.endswith((".tar.gz", ".zip")):
@@ -127,6 +144,7 @@ def parse_filename(filename: str) -> FilenameInfo:
             name, version = parse_sdist_filename(filename)
         except (InvalidSdistFilename, InvalidVersion, ValueError) as exc:
             raise DistributionError(f"Invalid source distribution filename: {filename}") from exc
+        validate_project_name(name)
         return FilenameInfo(filename, name, version, "sdist", "source")
     raise DistributionError(
         "Invalid file extension: Use .tar.gz, .whl or .zip extension. "

@@ -57,9 +57,14 @@ def download(project: str, filename: str) -> Response:
     wants_metadata = filename.endswith(METADATA_SUFFIX)
     dist_name = filename.removesuffix(METADATA_SUFFIX) if wants_metadata else filename
     record = svc.db.get_file(dist_name)
+    missing = HTTPError(404, f"No file named {filename!r} in project {project!r}.")
     if record is None or record.project != project:
-        raise HTTPError(404, f"No file named {filename!r} in project {project!r}.")
-    authorize(Action.READ, record.project, g.get("session_reader"))
+        raise missing
+    try:
+        authorize(Action.READ, record.project, g.get("session_reader"))
+    except HTTPError as refused:
+        # A file of a project the caller may not see is missing, in the same words.
+        raise missing if refused.status == 404 else refused from None
     if wants_metadata:
         if record.metadata_sha256 is None:
             raise HTTPError(404, f"No core metadata file for {dist_name!r}.")
@@ -83,6 +88,8 @@ def download(project: str, filename: str) -> Response:
         # plainly instead of a 500, and never serve anything else under the name.
         raise HTTPError(404, f"File {filename!r} is missing from storage.") from None
     response.headers["Cache-Control"] = FILE_CACHE_CONTROL
+    # Uploaded bytes are never a page or a script: a browser must not sniff them into one.
+    response.headers["X-Content-Type-Options"] = "nosniff"
     if not wants_metadata and request.method == "GET" and response.status_code == 200:
         svc.audit.download(record.project, record.filename)
     return response

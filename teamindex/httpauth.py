@@ -18,9 +18,11 @@ from typing import NoReturn
 
 from flask import Response, request
 from flask_httpauth import HTTPBasicAuth
+from packaging.utils import canonicalize_name
 
 from .auth import TOKEN_USERNAME, looks_like_token, token_digest, token_expired
 from .context import Services, services
+from .dists import is_project_name
 from .errors import HTTPError, plain_error
 from .models import LoginFacts, Project, Token, User
 from .netrules import ip_allowed, user_key
@@ -136,6 +138,20 @@ def _verified_before(svc: Services, remember_as: str | None, ip: str) -> bool:
     return svc.logins.lookup(remember_as, ip) is not None
 
 
+# Set by serving.BodyGate when waitress refused a request on its headers (body unread).
+EARLY_REFUSAL = "HTTP_TEAMINDEX_REFUSED"
+
+
+def answer_early_refusal() -> None:
+    """before_request: answer a request the server refused before reading its body, with
+    the same status, words and audit as the checks below would give it later."""
+    status = request.environ.get(EARLY_REFUSAL)
+    if status == "403":
+        require_address_allowed()  # raises the usual 403 (and audits it)
+    if status in ("401", "403"):  # 403 here: the allowlist changed in between; still refuse
+        raise HTTPError(401, "Invalid or missing credentials for teamindex.", _challenge())
+
+
 def require_address_allowed(username: str = "") -> None:
     """403 unless the client address is on the global allowlist (empty list: everyone)."""
     _require_on_list(client_ip(), services().db.allowlist(None), username, "")
@@ -223,18 +239,22 @@ login_required = basic_auth.login_required
 
 
 def authorize(
-    action: Action, name: str, principal: Principal | None = None
+    action: Action, name: str, principal: Principal | None = None, audit_as: str = ""
 ) -> tuple[Project | None, Principal]:
     """Apply the permission rule for `action` on project `name` (normalized), or raise.
 
     HIDE answers 404 exactly like a missing project; DENY is 403, or 401 for an anonymous
     reader trying to write (so clients know to send credentials). `principal` defaults to
-    the Basic-auth caller; the web pages pass their session's.
+    the Basic-auth caller; the web pages pass their session's. A refusal is audited as
+    `audit_as` (outcome "denied") when given, with the real reason: a hidden project is
+    named as such in the log, though the caller's answer is the missing project's.
     """
     principal = principal or current_principal()
     user: User | None = principal.user
     project, role = services().db.project_with_role(name, user.id if user else None)
     decision = decide(principal, action, ProjectFacts.of(name, project, role))
+    if decision is not Decision.ALLOW and audit_as:
+        _audit_refusal(audit_as, name, principal, decision, project is not None)
     if decision is Decision.HIDE:
         raise HTTPError(404, f"No project named {name!r} in this index.")
     if decision is Decision.DENY:
@@ -245,6 +265,36 @@ def authorize(
             403, f"The user {principal.name!r} isn't allowed to {verb} project {name!r}."
         )
     return project, principal
+
+
+def _audit_refusal(
+    action: str, name: str, principal: Principal, decision: Decision, exists: bool
+) -> None:
+    if decision is Decision.DENY:
+        reason = "no credentials" if principal.user is None else "not allowed"
+        if principal.token is not None:
+            reason = f"not allowed for token {principal.token.id} (scope or project list)"
+    else:
+        reason = "hidden: restricted project" if exists else "no such project"
+    services().audit.record(
+        action,
+        ip=client_ip(),
+        user=principal.name,
+        token_id=principal.token.id if principal.token else None,
+        project=name,
+        outcome="denied",
+        detail=reason,
+    )
+
+
+def project_in_url(text: str) -> str:
+    """The normalized project name of a URL segment. A segment that is no PEP 508 name (a
+    look-alike such as the Kelvin sign, which lower() turns into "k") names no project: the
+    same 404 as a missing one, never a redirect to the ASCII twin."""
+    name = canonicalize_name(text)
+    if not is_project_name(text):
+        raise HTTPError(404, f"No project named {name!r} in this index.")
+    return name
 
 
 def _challenge() -> dict[str, str]:

@@ -23,7 +23,7 @@ from packaging.version import InvalidVersion, Version
 
 from .clock import utc_now
 from .db import Conflict, Database
-from .dists import DistributionError, FilenameInfo, inspect_distribution
+from .dists import DistributionError, FilenameInfo, Inspection, inspect_distribution
 from .models import NewFile
 from .storage import Digests, Storage
 
@@ -89,6 +89,16 @@ def check_claims(info: FilenameInfo, digests: Digests, claims: Claims) -> None:
             )
 
 
+def validate(temp: Path, digests: Digests, info: FilenameInfo, claims: Claims) -> Inspection:
+    """The checks that need only the file and the form (IngestError): the claims, then the
+    archive and its metadata."""
+    check_claims(info, digests, claims)
+    try:
+        return inspect_distribution(temp, info)
+    except DistributionError as exc:
+        raise IngestError(str(exc)) from None
+
+
 def ingest(
     db: Database,
     storage: Storage,
@@ -103,11 +113,7 @@ def ingest(
     deleted) in every case."""
     meta_temp: Path | None = None
     try:
-        check_claims(info, digests, claims)
-        try:
-            inspection = inspect_distribution(temp, info)
-        except DistributionError as exc:
-            raise IngestError(str(exc)) from None
+        inspection = validate(temp, digests, info, claims)
         metadata_sha256 = None
         if inspection.metadata_bytes is not None:
             metadata_sha256 = hashlib.sha256(inspection.metadata_bytes).hexdigest()

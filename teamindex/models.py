@@ -103,6 +103,7 @@ class AuditEvent:
     filename: str
     outcome: str
     detail: str
+    id: int | None = None  # the row id (ids grow with time): `audit --before ID` pages on it
 
 
 # -- web UI and docs --

@@ -59,6 +59,7 @@ def page_reply(
         ("Vary", "Accept, Accept-Encoding"),
         ("Cache-Control", CACHE_CONTROL),
         ("ETag", f'"{etag}"'),
+        ("X-Content-Type-Options", "nosniff"),
     ]
     # RFC 9110 13.1.2: If-None-Match uses weak comparison (nginx weakens ETags it gzips).
     if if_none_match and parse_etags(if_none_match).contains_weak(etag):

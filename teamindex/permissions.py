@@ -116,18 +116,22 @@ def can_see(principal: Principal, project: ProjectFacts) -> bool:
 
 
 def decide(principal: Principal, action: Action, project: ProjectFacts) -> Decision:
-    """ALLOW, DENY or HIDE `action` on `project` for `principal`."""
+    """ALLOW, DENY or HIDE `action` on `project` for `principal`.
+
+    What the caller knows anyway (its token's scope and project list, being anonymous) is
+    decided first, and a project it may not see is treated as missing: so an outsider's
+    answer is the same for a restricted name as for a free one (issue 10)."""
     token = principal.token
-    if project.exists and not can_see(principal, project):
-        return Decision.HIDE
     if token is not None and action not in SCOPE_ACTIONS[token.scope]:
         return Decision.DENY
     if token is not None and not token_covers(token, project.name):
         return Decision.HIDE if action is Action.READ else Decision.DENY
+    if principal.user is None and action is not Action.READ:
+        return Decision.DENY
+    if project.exists and not can_see(principal, project):
+        return Decision.HIDE
     if action is Action.READ:
         return Decision.ALLOW if project.exists else Decision.HIDE
-    if principal.user is None:
-        return Decision.DENY
     if principal.is_admin:
         return Decision.ALLOW
     if not project.exists:

@@ -14,6 +14,7 @@ import gc
 import logging
 import math
 import signal
+import socket
 import sys
 import threading
 import time
@@ -148,3 +149,203 @@ def drain(server: Any, grace: float) -> None:
     )
     wasyncore.close_all(server._map)
     log.info("stopped")
+
+
+# -- refusing before the body -------------------------------------------------------------------
+#
+# waitress reads a whole request body (spilling to a temp file past inbuf_overflow) before
+# the app sees the request, so a 200 MiB POST without credentials cost 200 MiB of disk and
+# bandwidth before its 401, and the global allowlist's 403 came as late. The parser below
+# asks `BodyGate` once the headers are complete and the request has a body: a refusal ends
+# the request there (no body is read; the connection closes after the answer) and the app
+# answers it from the marker header, with its usual status, body and audit.
+
+REFUSED_HEADER = "TEAMINDEX_REFUSED"  # waitress' key; the app sees httpauth.EARLY_REFUSAL
+# Bodies a request without credentials may send: the web forms (login, CSRF-checked pages)
+# are a few KiB; anything that uploads needs Basic auth.
+ANONYMOUS_BODY_LIMIT = 64 << 10
+# A client that has not finished its request headers by then is dropped (slowloris).
+HEADER_SECONDS = 15.0
+# Connections one client address may hold open; a trusted proxy is exempt (it is everyone).
+CONNECTIONS_PER_ADDRESS = 16
+# After an early refusal the server stops sending (FIN) and discards what the client still
+# sends for a while before closing: closing with unread data makes the kernel send a reset,
+# which can destroy the answer before the client reads it (nginx' lingering_close).
+LINGER_SECONDS = 5.0
+LINGER_BYTES = 64 << 20
+# Open connections in all (waitress' default: 100, which 100 slow clients filled). poll(),
+# not select(): select cannot watch descriptors past 1024. Keep below the process' file
+# limit (systemd's default soft LimitNOFILE is 1024).
+CONNECTION_LIMIT = 600
+# Inactivity that closes a connection (waitress' default: 120 s), and how often it checks.
+CHANNEL_TIMEOUT_SECONDS = 30
+CLEANUP_INTERVAL_SECONDS = 2
+
+
+class BodyGate:
+    """Decides on the headers alone whether a request with a body is refused: 403 when
+    the client address is not on the global allowlist, 401 when it sends no Authorization
+    and more than ANONYMOUS_BODY_LIMIT bytes (or a chunked body). Runs on waitress' socket
+    thread: one small SQLite read, only for requests that carry a body."""
+
+    def __init__(self, allowlist: Callable[[], list[str]], behind_proxy: bool) -> None:
+        self.allowlist = allowlist
+        self.behind_proxy = behind_proxy  # the peer is the proxy: the app checks the client
+
+    def refusal(self, peer: str, headers: dict[str, str], length: int, chunked: bool) -> int:
+        """The status to refuse with, or 0 to read the body and let the app decide."""
+        from .netrules import ip_allowed
+
+        try:
+            if not self.behind_proxy and not ip_allowed(peer, self.allowlist()):
+                return 403
+        except Exception:  # the app checks again; never fail the socket thread
+            log.exception("early allowlist check failed; the app decides")
+        if "AUTHORIZATION" not in headers and (chunked or length > ANONYMOUS_BODY_LIMIT):
+            return 401
+        return 0
+
+
+def _gated_parser(gate: BodyGate, channel: Any) -> Callable[[Any], Any]:
+    from waitress.parser import HTTPRequestParser
+
+    class GatedParser(HTTPRequestParser):  # type: ignore[misc]
+        """waitress' parser, asking the gate between the headers and the body."""
+
+        def __init__(self, adj: Any) -> None:
+            super().__init__(adj)
+            self.started = time.time()
+            self.gated = False
+
+        def received(self, data: bytes) -> int:
+            consumed = super().received(data)
+            if self.headers_finished and not self.gated:
+                self.gated = True
+                self.headers.pop(REFUSED_HEADER, None)  # only the server sets it
+                if not self.completed and not self.error:
+                    status = gate.refusal(
+                        channel.peer, self.headers, self.content_length, self.chunked
+                    )
+                    if status:
+                        self._refuse(status)
+                        return len(data)  # what came of the body in this read is dropped
+            return consumed
+
+        def _refuse(self, status: int) -> None:
+            self.headers[REFUSED_HEADER] = str(status)
+            self.headers["CONNECTION"] = "close"  # the unread body must not be parsed
+            self.headers["CONTENT_LENGTH"] = "0"
+            self.headers.pop("TRANSFER_ENCODING", None)
+            self.content_length = 0
+            self.chunked = False
+            self.body_rcv = None
+            self.completed = True
+            channel.linger_pending = True
+
+    return GatedParser
+
+
+class AddressCounts:
+    """Open connections per client address, for the per-address cap."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._open: dict[str, int] = {}
+
+    def enter(self, address: str) -> bool:
+        """Count a new connection; False (and not counted) when the address is at its cap."""
+        count = self._open.get(address, 0)
+        if count >= self.limit:
+            return False
+        self._open[address] = count + 1
+        return True
+
+    def leave(self, address: str) -> None:
+        count = self._open.get(address, 0) - 1
+        if count > 0:
+            self._open[address] = count
+        else:
+            self._open.pop(address, None)
+
+
+def harden(server: Any, gate: BodyGate, per_address: int = CONNECTIONS_PER_ADDRESS) -> None:
+    """Fit a waitress server (from create_server) with the early refusals above, the cap on
+    connections per address and the header deadline. Every hook runs on the socket thread,
+    so the counts need no lock."""
+    from waitress.channel import HTTPChannel
+
+    counts = AddressCounts(per_address)
+
+    class HardenedChannel(HTTPChannel):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self.counted = False
+            self.linger_pending = False
+            self.lingering_until = 0.0
+            self.discarded = 0
+            super().__init__(*args, **kwargs)
+            self.peer = str(self.addr[0]) if isinstance(self.addr, tuple) else str(self.addr)
+            self.parser_class = _gated_parser(gate, self)
+            self.counted = gate.behind_proxy or counts.enter(self.peer)
+            if not self.counted:
+                self.handle_close()  # over the cap: closed before a byte is read
+
+        def del_channel(self, map: Any = None) -> None:
+            if self.counted and not gate.behind_proxy:
+                counts.leave(self.peer)
+            self.counted = False
+            super().del_channel(map)
+
+        def received(self, data: bytes) -> bool:
+            if self.lingering_until:
+                self.discarded += len(data)
+                if self.discarded > LINGER_BYTES:
+                    self.lingering_until = time.time()  # enough: maintenance closes it
+                return True
+            return bool(super().received(data))
+
+        def handle_close(self) -> None:
+            if self.linger_pending and self.connected:
+                self.linger_pending = False
+                try:
+                    self.socket.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+                else:
+                    self.lingering_until = time.time() + LINGER_SECONDS
+                    self.will_close = False
+                    return
+            self.lingering_until = 0.0
+            super().handle_close()
+
+    server.channel_class = HardenedChannel
+    server.adj.connection_limit = CONNECTION_LIMIT
+    server.adj.asyncore_use_poll = True
+    server.adj.channel_timeout = CHANNEL_TIMEOUT_SECONDS
+    server.adj.cleanup_interval = CLEANUP_INTERVAL_SECONDS
+    original = server.maintenance
+
+    def maintenance(now: float) -> None:
+        original(now)
+        for channel in list(server.active_channels.values()):
+            request = channel.request
+            started = getattr(request, "started", None)
+            late = started is not None and now - started > HEADER_SECONDS
+            if late and not request.headers_finished:
+                channel.will_close = True
+            until = getattr(channel, "lingering_until", 0.0)
+            if until and now > until:
+                channel.lingering_until = 0.0
+                channel.will_close = True
+
+    server.maintenance = maintenance
+
+
+def make_server(app: Any, options: dict[str, Any]) -> Any:
+    """waitress.create_server for the teamindex app, hardened (see harden)."""
+    import waitress
+
+    svc = app.extensions["teamindex"]
+    server = waitress.create_server(app, **options)
+    gate = BodyGate(lambda: svc.db.allowlist(None), behind_proxy=bool(svc.settings.trusted_proxy))
+    harden(server, gate)
+    return server

@@ -11,12 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from flask import Blueprint, Response, redirect, request, url_for
-from packaging.utils import canonicalize_name
 
 from . import render
 from .context import services
 from .errors import HTTPError
-from .httpauth import authorize, current_principal, login_required
+from .httpauth import authorize, current_principal, login_required, project_in_url
 from .pagecache import CachedPage, page_reply, project_key, root_key
 from .permissions import Action, Principal, listing_view, token_covers
 
@@ -95,7 +94,7 @@ def devpi_style_project(name: str) -> Response:
 
 
 def _project_page(name: str, endpoint: str) -> Response:
-    normalized = canonicalize_name(name)
+    normalized = project_in_url(name)
     if normalized != name:
         # Keep the query string as sent: url_for leaves "+" unescaped, which would turn
         # ?format=...v1%2Bjson into "v1 json" (a 406) on the redirected request.

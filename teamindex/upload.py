@@ -13,12 +13,12 @@ from typing import IO, Any
 from flask import Blueprint, Request, Response, g, request
 
 from .context import services
-from .dists import DistributionError, parse_filename
+from .dists import DistributionError, FilenameInfo, parse_filename
 from .errors import HTTPError
 from .httpauth import authorize, client_ip, current_principal, login_required, refuse_cross_site
-from .ingest import DIGEST_NAMES, Claims, IngestError, Outcome, ingest
+from .ingest import DIGEST_NAMES, Claims, IngestError, Outcome, ingest, validate
 from .permissions import Action, Principal, may_ever
-from .storage import HashingTempFile
+from .storage import Digests, HashingTempFile
 
 bp = Blueprint("upload", __name__)
 
@@ -136,7 +136,12 @@ def file_upload() -> Response:
     digests = temp.digests()
     if digests.size > svc.settings.max_upload_size:
         raise HTTPError(413, f"File too large. Limit is {svc.settings.max_upload_size} bytes.")
-    _project, principal = authorize(Action.UPLOAD, info.project)
+    try:
+        _project, principal = authorize(Action.UPLOAD, info.project, audit_as="upload")
+    except HTTPError as refused:
+        if refused.status == 404:
+            _refuse_as_for_a_free_name(temp, digests, info, claims)
+        raise
     assert principal.user is not None
     try:
         temp.finish()  # fsync: a full disk may only show now
@@ -172,6 +177,20 @@ def file_upload() -> Response:
         else f"{info.filename} already exists with the same content."
     )
     return Response(message, mimetype="text/plain")
+
+
+def _refuse_as_for_a_free_name(
+    temp: HashingTempFile, digests: Digests, info: FilenameInfo, claims: Claims
+) -> None:
+    """A name the uploader may not see (404) is answered as a free name would be up to the
+    point where a free name would be created: a broken file gets the same 400 (checking
+    permission first told outsiders which names exist). Only a valid file to a hidden name
+    still differs from a free one — the index cannot both create the name and hide it."""
+    temp.flush()
+    try:
+        validate(temp.path, digests, info, claims)
+    except IngestError as exc:
+        raise HTTPError(exc.status, exc.message) from None
 
 
 @bp.get("/legacy/", strict_slashes=False)

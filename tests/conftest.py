@@ -18,7 +18,7 @@ from teamindex.auth import hash_password, new_token_secret, token_digest
 from teamindex.clock import utc_now
 from teamindex.config import Settings
 from teamindex.context import services
-from teamindex.serving import serve_until
+from teamindex.serving import make_server, serve_until
 
 # Tests lower the hashing cost (devpi does the same); production uses scrypt.
 FAST_HASH = "pbkdf2:sha256:1000"
@@ -130,7 +130,7 @@ class RunningServer:
 
 def start_server(app: Flask, settings: Settings) -> tuple[LiveServer, RunningServer]:
     options = settings.waitress_options(FORM_OVERHEAD) | {"host": "127.0.0.1", "port": 0}
-    server = waitress.create_server(app, **options)
+    server = make_server(app, options)
     port = server.socket.getsockname()[1]
     stop = threading.Event()
     thread = threading.Thread(

@@ -657,8 +657,10 @@ def test_maintainer_yanks_and_unyanks_over_http(client, app, tmp_path):
     )
     events = app.extensions["teamindex"].db.query_audit(since="2000", project="yank-me")
     assert [(e.action, e.user, e.detail) for e in events if e.action != "upload"] == [
+        ("yank", "bob", "not allowed"),  # the refusals are audited too (issue 10, low 10)
         ("yank", "alice", "1.0.0 broken build"),
         ("unyank", "alice", "1.0"),
+        ("yank", "alice", f"not allowed for token {_id} (scope or project list)"),
     ]
 
 

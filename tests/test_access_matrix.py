@@ -47,14 +47,18 @@ def expected_status(user: str, cred: str, visibility: str, ip: str, endpoint: st
     visible = user in CAN_READ[visibility] and cred != "token-other"
     if endpoint == "root":
         return 200  # the listing itself; membership is checked separately
-    if not visible:
-        return 404  # invisible projects are indistinguishable from missing ones
-    if endpoint not in ("upload", "yank"):
-        return 200
-    if cred == "token-read":
-        return 403  # a read token never writes, whatever its owner may do (yank)
+    writes = endpoint in ("upload", "yank")
+    # What the caller knows of its own token comes first, whether the project exists or not.
+    if writes and cred == "token-read":
+        return 403  # a read token never writes, whatever its owner may do
     if endpoint == "yank" and cred != "password":
         return 403  # no token scope includes yanking
+    if writes and cred == "token-other":
+        return 403  # outside the token's project list
+    if not visible:
+        return 404  # invisible projects are indistinguishable from missing ones
+    if not writes:
+        return 200
     return 200 if user in CAN_UPLOAD else 403
 
 

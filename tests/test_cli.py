@@ -263,3 +263,21 @@ def test_version(capsys):
         cli.main(["--version"])
     assert exited.value.code == 0
     assert capsys.readouterr().out.startswith("teamindex ")
+
+
+LOOK_ALIKES = ("pub\u0131", "\u017fecret", "\u212aey")  # dotless i, long s, Kelvin sign
+
+
+@pytest.mark.parametrize("name", LOOK_ALIKES)
+def test_look_alike_names_are_refused_by_every_command(app, client, run, tmp_path, name):
+    assert upload(client, make_wheel(tmp_path, "key", "1.0"), "alice").status_code == 200
+    db = app.extensions["teamindex"].db
+    code, _out, err = run("project", "create", name)
+    assert code != 0 and "invalid" in err, err
+    code, _out, err = run("grant", "bob", name, "owner")
+    assert code != 0, err
+    assert db.project_with_role("key", db.get_user("bob").id)[1] is None
+    for pattern in (name, name + "*"):
+        code, _out, err = run("token", "create", "bob", "--project", pattern)
+        assert code != 0, err
+    assert not db.list_tokens(db.get_user("bob").id)

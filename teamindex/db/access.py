@@ -201,15 +201,18 @@ class AccessQueries(Connections):
         action: str | None = None,
         limit: int = 10_000,
         newest_first: bool = False,
+        before: int | None = None,
     ) -> list[AuditEvent]:
-        """Events since `since`, filtered; oldest first, or the latest `limit` newest first
-        (the web view)."""
+        """Events since `since` (and with ids below `before`), filtered; oldest first, or
+        the latest `limit` newest first (the web view and the CLI, which page on ids)."""
+        filters = (since, user, user, project, project, action, action, before, before)
         rows = self.conn.execute(
-            "SELECT time, ip, user, token_id, action, project, filename, outcome, detail"
+            "SELECT time, ip, user, token_id, action, project, filename, outcome, detail, id"
             " FROM audit WHERE time >= ? AND (? IS NULL OR user = ?)"
             " AND (? IS NULL OR project = ?) AND (? IS NULL OR action = ?)"
+            " AND (? IS NULL OR id < ?)"
             " ORDER BY CASE WHEN ? THEN -id ELSE id END LIMIT ?",  # ids grow with time
-            (since, user, user, project, project, action, action, newest_first, limit),
+            (*filters, newest_first, limit),
         ).fetchall()
         return [AuditEvent(*row) for row in rows]
 

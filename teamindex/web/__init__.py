@@ -29,7 +29,8 @@ def init_app(app: Flask) -> None:
     settings = app.extensions[SERVICES_KEY].settings
     session.configure(app, settings.data_dir)
     app.extensions[EXTENSION_KEY] = WebState(
-        readmes=ReadmeCache(), docs=DocsStore.in_data_dir(settings.data_dir)
+        readmes=ReadmeCache(external_images=settings.readme_external_images),
+        docs=DocsStore.in_data_dir(settings.data_dir),
     )
     app.register_blueprint(bp)
     app.register_blueprint(hosting.bp)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from flask import Blueprint, Response, flash, redirect, request, url_for
-from packaging.utils import canonicalize_name
 
 from ..auth import (
     AuthError,
@@ -17,6 +16,7 @@ from ..auth import (
 )
 from ..clock import utc_stamp
 from ..context import services
+from ..dists import project_pattern
 from ..errors import HTTPError
 from ..httpauth import authenticate, client_ip
 from ..netrules import parse_cidr
@@ -126,9 +126,7 @@ def _words(text: str) -> list[str]:
 
 def _project_pattern(text: str) -> str:
     """A project name or glob as tokens store it: normalized unless it holds a wildcard."""
-    if any(char in text for char in "*?["):
-        return text.lower()
-    return canonicalize_name(text)
+    return project_pattern(text)
 
 
 @bp.post("/tokens/<int:token_id>/revoke")

@@ -20,6 +20,7 @@ from ..auth import AuthError, hash_password, validate_password, validate_usernam
 from ..clock import utc_now
 from ..context import services
 from ..db import Conflict
+from ..dists import DistributionError, validate_project_name
 from ..errors import HTTPError
 from ..httpauth import client_ip
 from ..models import Project, User
@@ -149,7 +150,10 @@ def grants() -> Response:
 
 
 def _project(name: str) -> Project:
-    project = services().db.get_project(canonicalize_name(name))
+    try:
+        project = services().db.get_project(validate_project_name(name))
+    except DistributionError as exc:
+        raise HTTPError(400, str(exc)) from None
     if project is None:
         raise HTTPError(404, f"No project {name!r}.")
     return project

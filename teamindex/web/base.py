@@ -13,6 +13,7 @@ from typing import Any
 
 from flask import Blueprint, Response, redirect, render_template, request, url_for
 
+from ..context import services
 from ..errors import HTTPError, reason_phrase
 from ..httpauth import require_address_allowed
 from ..permissions import Principal
@@ -25,11 +26,13 @@ TOKENS_REFUSED = "Tokens cannot manage accounts or the index; log in with your p
 PUBLIC_ENDPOINTS = frozenset({"web.auth.login", "web.auth.logout"})
 
 # Pages are server-rendered: our own CSS and one small script, nothing inline. README images
-# may come from https URLs (badges), as on PyPI.
+# come from https URLs (badges) only with --readme-external-images; by default the browser
+# loads no image from another host (a tracking pixel would tell it who reads what).
 PAGE_CSP = (
-    "default-src 'self'; img-src 'self' data: https:; style-src 'self'; script-src 'self'; "
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
+PAGE_CSP_EXTERNAL_IMAGES = PAGE_CSP.replace("img-src 'self' data:;", "img-src 'self' data: https:;")
 PAGE_HEADERS = {
     "Content-Security-Policy": PAGE_CSP,
     "X-Frame-Options": "DENY",
@@ -63,6 +66,9 @@ def _gate() -> Response | None:
 def _headers(response: Response) -> Response:
     for name, value in PAGE_HEADERS.items():
         response.headers.setdefault(name, value)
+    csp = response.headers.get("Content-Security-Policy")
+    if csp == PAGE_CSP and services().settings.readme_external_images:
+        response.headers["Content-Security-Policy"] = PAGE_CSP_EXTERNAL_IMAGES
     return response
 
 

@@ -29,7 +29,7 @@ import mimetypes
 import time
 
 from flask import Blueprint, Response, current_app, redirect, request, send_file, url_for
-from packaging.utils import canonicalize_name, canonicalize_version
+from packaging.utils import canonicalize_version
 from packaging.version import InvalidVersion, Version
 from werkzeug.datastructures import FileStorage
 
@@ -40,6 +40,7 @@ from ..httpauth import (
     authorize,
     client_ip,
     login_required,
+    project_in_url,
     refuse_cross_site,
     require_address_allowed,
     require_principal_address_allowed,
@@ -85,9 +86,10 @@ def _same_origin_posts() -> None:
 @login_required
 def upload(project: str, version: str) -> Response:
     """Publish a docs zip for an existing release (CI: curl --data-binary @docs.zip)."""
-    name = canonicalize_name(project)
-    found, principal = authorize(Action.UPLOAD, name)
+    name = project_in_url(project)
+    found, principal = authorize(Action.UPLOAD, name, audit_as="docs_upload")
     if found is None:
+        _audit_missing(name, principal)
         raise HTTPError(404, f"No project named {name!r} in this index.")
     release = find_release(found, version)
     temp = _received_zip()
@@ -119,6 +121,19 @@ def upload(project: str, version: str) -> Response:
         f"Published documentation for {name} {release.version} "
         f"({published.files} files): {where}\n",
         mimetype="text/plain",
+    )
+
+
+def _audit_missing(name: str, principal: Principal) -> None:
+    """Docs for a name nobody uploaded: refused like a hidden one, and audited too."""
+    services().audit.record(
+        "docs_upload",
+        ip=client_ip(),
+        user=principal.name,
+        token_id=principal.token.id if principal.token else None,
+        project=name,
+        outcome="denied",
+        detail="no such project",
     )
 
 
@@ -189,7 +204,7 @@ def latest_docs(project: Project) -> tuple[DocsBuild | None, list[DocsBuild]]:
 @bp.get("/docs/<project>/<version>/<path:subpath>")
 def entry(project: str, version: str, subpath: str) -> Response:
     """Check the viewer, then send them to the capability URL of the same file."""
-    name = canonicalize_name(project)
+    name = project_in_url(project)
     principal = resolve_viewer()
     if principal is None:
         return redirect(url_for("web.auth.login", next=request.full_path.rstrip("?")))

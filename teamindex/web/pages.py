@@ -12,7 +12,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from ..context import services
-from ..httpauth import authorize
+from ..httpauth import authorize, project_in_url
 from ..models import FileRecord, ReleaseInfo
 from ..permissions import Action, Principal, ProjectFacts, can_see, listing_view
 from .base import page
@@ -125,7 +125,7 @@ def home() -> Response:
 
 @bp.get("/project/<name>/")
 def project(name: str) -> Response:
-    normalized = canonicalize_name(name)
+    normalized = project_in_url(name)
     if normalized != name:
         return redirect(url_for("web.pages.project", name=normalized), code=301)
     principal = viewer()
