@@ -68,9 +68,9 @@ def authenticate(username: str, password: str, remember_as: str | None = None) -
         _check_token(svc, facts, username) if is_token else _check_password(svc, facts, password)
     )
     if principal is None:
-        svc.audit.record("auth_failed", ip=ip, user=username, outcome="denied")
+        svc.audit.record("auth_failed", ip=ip, user=username, outcome="denied", best_effort=True)
         if svc.throttle.failure(ip, username):
-            svc.audit.record("throttled", ip=ip, user=username, outcome="blocked")
+            svc.audit.record("throttled", ip=ip, user=username, outcome="blocked", best_effort=True)
         return None
     assert principal.user is not None
     _require_on_list(ip, facts.user_allowlist, principal.user.name, " for this user")
@@ -99,7 +99,7 @@ def require_principal_address_allowed(principal: Principal) -> None:
 
 def _require_on_list(ip: str, cidrs: Sequence[str], user: str, scope: str) -> None:
     if not ip_allowed(ip, cidrs):
-        services().audit.record("ip_denied", ip=ip, user=user)
+        services().audit.record("ip_denied", ip=ip, user=user, best_effort=True)
         raise HTTPError(403, f"Access from {ip} is not allowed{scope}.")
 
 
@@ -107,7 +107,9 @@ def _require_token_address(ip: str, principal: Principal) -> None:
     token = principal.token
     if token is not None and not ip_allowed(ip, token.allow_ips):
         assert principal.user is not None
-        services().audit.record("ip_denied", ip=ip, user=principal.user.name, token_id=token.id)
+        services().audit.record(
+            "ip_denied", ip=ip, user=principal.user.name, token_id=token.id, best_effort=True
+        )
         raise HTTPError(403, f"Access from {ip} is not allowed for this token.")
 
 
