@@ -13,7 +13,7 @@ from .auth import CredentialCache, UsageRecorder
 from .clock import utc_stamp
 from .config import Settings, load_settings
 from .context import EXTENSION_KEY, Services
-from .db import Database
+from .db import BUSY_TIMEOUT_MS, REQUEST_BUSY_TIMEOUT_MS, Database
 from .errors import register_error_handlers
 from .health import bp as health_bp
 from .hotpath import HotReads
@@ -45,11 +45,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     _tighten(settings)  # before the first file is created in it
     storage = Storage(settings.packages_dir, settings.tmp_dir)
     storage.ensure_dirs()
-    db = Database(settings.db_path)
-    db.migrate()
-    db.prune_audit(
-        utc_stamp(datetime.now(timezone.utc) - timedelta(days=settings.audit_retention_days))
-    )
+    # Requests wait a few seconds for another writer, then answer 503; start-up waits as
+    # long as a CLI command would.
+    db = Database(settings.db_path, busy_timeout_ms=REQUEST_BUSY_TIMEOUT_MS)
+    with db.waiting(BUSY_TIMEOUT_MS):
+        db.migrate()
+        db.prune_audit(
+            utc_stamp(datetime.now(timezone.utc) - timedelta(days=settings.audit_retention_days))
+        )
     app.extensions[EXTENSION_KEY] = Services(
         settings=settings,
         db=db,

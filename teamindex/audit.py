@@ -74,10 +74,19 @@ class AuditLog:
         filename: str = "",
         outcome: str = "ok",
         detail: str = "",
+        best_effort: bool = False,
     ) -> None:
-        self.db.add_audit(
-            AuditEvent(utc_stamp(), ip, user, token_id, action, project, filename, outcome, detail)
+        """Write one event. `best_effort` is for refusals (a failed login, a denied
+        address): their answer must not wait for, or fail on, a database another writer
+        holds, so the row is skipped then (and the skip logged)."""
+        event = AuditEvent(
+            utc_stamp(), ip, user, token_id, action, project, filename, outcome, detail
         )
+        if not best_effort:
+            self.db.add_audit(event)
+            return
+        with self.db.skippable("audit rows of refused requests"):
+            self.db.add_audit(event)
 
     def download(self, project: str, filename: str) -> None:
         """Count a download; flushes the batch when the day changes or it is old enough."""
@@ -97,6 +106,9 @@ class AuditLog:
 
     def _flush_locked(self) -> None:
         if self._downloads:
-            self.db.add_download_counts(self._day, dict(self._downloads))
-            self._downloads.clear()
+            # While another writer holds the lock the counts stay here for the next flush:
+            # a download never waits for them.
+            with self.db.skippable("download counts (kept for the next flush)"):
+                self.db.add_download_counts(self._day, dict(self._downloads))
+                self._downloads.clear()
         self._last_flush = time.monotonic()

@@ -10,9 +10,13 @@ from __future__ import annotations
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from .db import Busy
 from .storage import HashingStalled
 
 MAX_REASON = 300
+# A writer that held the database this long is done soon (CLI commands, backups); clients
+# that honour Retry-After come back then.
+BUSY_RETRY_SECONDS = 5
 
 
 class HTTPError(Exception):
@@ -48,6 +52,16 @@ def register_error_handlers(app: Flask) -> None:
         # The server is overloaded or stuck: the request fails, the worker goes on.
         response = plain_error(503, f"Upload could not be processed: {error}; retry later.")
         response.headers["Retry-After"] = "30"
+        return response
+
+    @app.errorhandler(Busy)
+    def _busy(error: Busy) -> Response:
+        # Another process (a CLI command, a backup) holds the write lock: nothing was
+        # written, the same request succeeds a little later.
+        response = plain_error(
+            503, "The index database is busy with another write; retry in a few seconds."
+        )
+        response.headers["Retry-After"] = str(BUSY_RETRY_SECONDS)
         return response
 
     @app.errorhandler(RequestEntityTooLarge)

@@ -93,10 +93,15 @@ def authenticate(username: str, password: str, remember_as: str | None = None) -
     off_list = not is_token and not ip_allowed(ip, facts.user_allowlist)
     if principal is None or off_list:
         event = "auth_failed" if principal is None else "ip_denied"
-        svc.audit.record(event, ip=ip, user=username, outcome="denied")
+        svc.audit.record(event, ip=ip, user=username, outcome="denied", best_effort=True)
         for kind, subject in svc.throttle.failure(ip, throttle_user):
             svc.audit.record(
-                "throttled", ip=ip, user=username, outcome="blocked", detail=f"{kind} {subject}"
+                "throttled",
+                ip=ip,
+                user=username,
+                outcome="blocked",
+                detail=f"{kind} {subject}",
+                best_effort=True,
             )
         return None
     assert principal.user is not None
@@ -170,7 +175,7 @@ def require_principal_address_allowed(principal: Principal) -> None:
 
 def _require_on_list(ip: str, cidrs: Sequence[str], user: str, scope: str) -> None:
     if not ip_allowed(ip, cidrs):
-        services().audit.record("ip_denied", ip=ip, user=user)
+        services().audit.record("ip_denied", ip=ip, user=user, best_effort=True)
         raise HTTPError(403, f"Access from {ip} is not allowed{scope}.")
 
 
@@ -178,7 +183,9 @@ def _require_token_address(ip: str, principal: Principal) -> None:
     token = principal.token
     if token is not None and not ip_allowed(ip, token.allow_ips):
         assert principal.user is not None
-        services().audit.record("ip_denied", ip=ip, user=principal.user.name, token_id=token.id)
+        services().audit.record(
+            "ip_denied", ip=ip, user=principal.user.name, token_id=token.id, best_effort=True
+        )
         raise HTTPError(403, f"Access from {ip} is not allowed for this token.")
 
 
@@ -221,6 +228,7 @@ def _refuse_known_token(svc: Services, token: Token, state: str) -> NoReturn:
         token_id=token.id,
         outcome="denied",
         detail=f"token {state}",
+        best_effort=True,
     )
     raise HTTPError(401, f"Invalid credentials: token {state}.", _challenge())
 
@@ -284,6 +292,7 @@ def _audit_refusal(
         project=name,
         outcome="denied",
         detail=reason,
+        best_effort=True,
     )
 
 

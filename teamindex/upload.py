@@ -168,7 +168,10 @@ def file_upload() -> Response:
             claims=claims,
         )
     except IngestError as exc:
-        svc.audit.record("upload", outcome="rejected", detail=exc.message, **audit)
+        # A refusal's answer must not turn into a 503 because its audit row cannot wait.
+        svc.audit.record(
+            "upload", outcome="rejected", detail=exc.message, best_effort=True, **audit
+        )
         raise HTTPError(exc.status, exc.message) from None
     svc.audit.record("upload", outcome=outcome.value, **audit)
     message = (

@@ -39,7 +39,9 @@ def _connection(url: str, timeout: float) -> http.client.HTTPConnection:
     return http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
 
 
-def post_upload(url: str, path: Path, user: str, *, timeout: float = 60.0) -> tuple[int, str]:
+def post_upload(
+    url: str, path: Path, user: str, *, password: str = PASSWORD, timeout: float = 60.0
+) -> tuple[int, str]:
     """Upload like twine (multipart, sha256 digest); returns (status, reason)."""
     data = path.read_bytes()
     boundary = uuid.uuid4().hex
@@ -60,7 +62,7 @@ def post_upload(url: str, path: Path, user: str, *, timeout: float = 60.0) -> tu
     conn = _connection(url, timeout)
     try:
         conn.putrequest("POST", "/legacy/")
-        conn.putheader("Authorization", auth_header(user))
+        conn.putheader("Authorization", auth_header(user, password))
         conn.putheader("Content-Type", f"multipart/form-data; boundary={boundary}")
         conn.putheader("Content-Length", str(len(head) + len(data) + len(tail)))
         conn.endheaders()
@@ -77,11 +79,16 @@ def post_upload(url: str, path: Path, user: str, *, timeout: float = 60.0) -> tu
 
 
 def get(
-    url: str, path: str, user: str = "alice", *, accept: str | None = None
+    url: str,
+    path: str,
+    user: str = "alice",
+    *,
+    password: str = PASSWORD,
+    accept: str | None = None,
 ) -> tuple[int, bytes]:
     conn = _connection(url, 30.0)
     try:
-        headers = {"Authorization": auth_header(user)}
+        headers = {"Authorization": auth_header(user, password)}
         if accept:
             headers["Accept"] = accept
         conn.request("GET", path, headers=headers)

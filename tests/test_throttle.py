@@ -24,6 +24,7 @@ from teamindex.app import create_app
 from teamindex.cli import main
 from teamindex.clock import utc_now
 from teamindex.db import Database
+from teamindex.db.core import REQUEST_BUSY_TIMEOUT_MS
 from teamindex.netrules import (
     Throttle,
     ThrottlePolicy,
@@ -364,6 +365,17 @@ def test_a_locked_database_loses_the_count_not_the_request(store, tmp_path, capl
     assert "was not counted" in caplog.text and "was not recorded" in caplog.text
     assert throttle.retry_after("203.0.113.1", "alice") == 0
     assert throttle.failure("203.0.113.1", "alice") == [("address", "203.0.113.1")]
+
+
+def test_throttle_writes_leave_the_connections_own_wait(tmp_path):
+    """A throttle write waits briefly, then puts back the connection's own busy timeout (a
+    request's 3 s), not the CLI's 30 s: the next write of that request must not wait 30 s."""
+    db = Database(tmp_path / "busy.sqlite3", busy_timeout_ms=REQUEST_BUSY_TIMEOUT_MS)
+    db.migrate()
+    throttle = Throttle(ThrottlePolicy(), db, FakeClock())
+    throttle.failure("203.0.113.1", "alice")
+    throttle.success("10.0.0.7", "alice")
+    assert db.conn.execute("PRAGMA busy_timeout").fetchone()[0] == REQUEST_BUSY_TIMEOUT_MS
 
 
 # -- teamindex throttle list / clear ---------------------------------------------------------

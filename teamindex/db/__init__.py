@@ -7,14 +7,21 @@ Every query of the application is a method of Database; sqlite3.Row never leaves
 from __future__ import annotations
 
 from .access import AccessQueries
-from .core import BUSY_TIMEOUT_MS, Conflict, Connections
+from .core import BUSY_TIMEOUT_MS, REQUEST_BUSY_TIMEOUT_MS, Busy, Conflict, Connections
 from .index import IndexQueries
 from .operations import OperationQueries
 from .throttle import ThrottleQueries
 from .users import UserQueries
 from .web import WebQueries
 
-__all__ = ["BUSY_TIMEOUT_MS", "Conflict", "Connections", "Database"]
+__all__ = [
+    "BUSY_TIMEOUT_MS",
+    "REQUEST_BUSY_TIMEOUT_MS",
+    "Busy",
+    "Conflict",
+    "Connections",
+    "Database",
+]
 
 
 class Database(

@@ -137,7 +137,9 @@ class AccessQueries(Connections):
         return cursor.rowcount == 1
 
     def touch_token(self, token_id: int, now: str, ip: str) -> None:
-        with self.transaction() as conn:
+        """Record a token's last use; best effort: skipped while another writer holds the
+        lock (the token's request must not wait for it, let alone fail)."""
+        with self.skippable("a token's last-use time"), self.transaction() as conn:
             conn.execute(
                 "UPDATE tokens SET last_used = ?, last_ip = ? WHERE id = ?", (now, ip, token_id)
             )

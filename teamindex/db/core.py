@@ -7,18 +7,44 @@ server and any CLI process. Durability: synchronous=FULL, so a COMMIT that retur
 from __future__ import annotations
 
 import errno
+import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
+# How long a statement waits for another connection's write lock (SQLite's busy timeout).
+# CLI commands and the server's start-up wait long: their writer is usually a short one.
 BUSY_TIMEOUT_MS = 30_000
+# The server's requests wait a few seconds, then answer 503 (issue 10: a 30 s wait held a
+# worker for every login, token use and upload while a backup or a CLI command wrote).
+REQUEST_BUSY_TIMEOUT_MS = 3_000
+# Bookkeeping a request can do without (a token's last use, the audit row of a refused
+# login, download counts) waits only a moment, then is skipped.
+SKIPPABLE_BUSY_TIMEOUT_MS = 200
+SKIP_LOG_SECONDS = 60.0  # one log line per kind of skipped write per minute
+
+log = logging.getLogger("teamindex")
 
 
 class Conflict(Exception):
     """A write broke a uniqueness rule (existing user, file, ...)."""
+
+
+class Busy(Exception):
+    """Another connection held the write lock past the busy timeout; nothing was written.
+    The server answers 503 with Retry-After (errors.py)."""
+
+
+def is_busy(exc: sqlite3.Error) -> bool:
+    """SQLITE_BUSY or SQLITE_LOCKED, extended codes included ("database is locked")."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:
+        return "locked" in str(exc) or "busy" in str(exc)
+    return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def migration_scripts() -> list[tuple[int, str]]:
@@ -37,14 +63,17 @@ def migration_scripts() -> list[tuple[int, str]]:
 class Connections:
     """One SQLite file, a connection per thread."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
         self._local = threading.local()
+        self._skips_logged: dict[str, float] = {}
+        self._skips_lock = threading.Lock()
 
     def connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.row_factory = sqlite3.Row
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA foreign_keys = ON")
@@ -68,9 +97,15 @@ class Connections:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction: BEGIN IMMEDIATE takes the write lock up front (no upgrade
         deadlocks), COMMIT on success, ROLLBACK on any exception (a failed COMMIT too).
-        SQLITE_FULL is raised as OSError(ENOSPC): a full database is a full disk to callers."""
+        SQLITE_FULL is raised as OSError(ENOSPC): a full database is a full disk to callers;
+        a lock held by someone else past the busy timeout is raised as Busy."""
         conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if is_busy(exc):
+                raise Busy(f"database is locked by another writer: {exc}") from exc
+            raise
         try:
             yield conn
             conn.execute("COMMIT")
@@ -79,7 +114,41 @@ class Connections:
                 conn.execute("ROLLBACK")
             if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
                 raise OSError(errno.ENOSPC, f"database full: {exc}") from exc
+            if isinstance(exc, sqlite3.OperationalError) and is_busy(exc):
+                raise Busy(f"database is locked by another writer: {exc}") from exc
             raise
+
+    @contextmanager
+    def waiting(self, busy_timeout_ms: int) -> Iterator[None]:
+        """This thread's statements wait up to `busy_timeout_ms` for another writer, instead
+        of the connection's usual time (e.g. the server's start-up waits as long as a CLI
+        command, its requests only a few seconds)."""
+        conn = self.conn
+        previous = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        try:
+            yield
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {int(previous)}")
+
+    @contextmanager
+    def skippable(self, what: str) -> Iterator[None]:
+        """For a write a request can do without: it waits SKIPPABLE_BUSY_TIMEOUT_MS at most,
+        and when another writer holds the lock it is skipped (the body stops at the Busy)
+        with a log line at most every SKIP_LOG_SECONDS per kind, so a long backup neither
+        fails nor slows the requests, nor floods the log."""
+        try:
+            with self.waiting(min(SKIPPABLE_BUSY_TIMEOUT_MS, self.busy_timeout_ms)):
+                yield
+        except Busy:
+            now = time.monotonic()
+            with self._skips_lock:
+                last = self._skips_logged.get(what)
+                due = last is None or now - last >= SKIP_LOG_SECONDS
+                if due:
+                    self._skips_logged[what] = now
+            if due:
+                log.warning("database busy (another writer holds the lock): skipped %s", what)
 
     def migrate(self) -> int:
         """Apply numbered migrations past PRAGMA user_version; return the schema version.

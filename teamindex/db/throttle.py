@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from ..models import ThrottleEntry, ThrottleState
-from .core import BUSY_TIMEOUT_MS, Connections
+from .core import Connections
 
 # How long a throttle write waits for another writer before it is skipped.
 BRIEF_WAIT_MS = 1_000
@@ -48,12 +48,8 @@ RETURNING kind, subject, failures = 0
 class ThrottleQueries(Connections):
     @contextmanager
     def _brief_wait(self) -> Iterator[sqlite3.Connection]:
-        conn = self.conn
-        conn.execute(f"PRAGMA busy_timeout = {BRIEF_WAIT_MS}")
-        try:
-            yield conn
-        finally:
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        with self.waiting(BRIEF_WAIT_MS):
+            yield self.conn
 
     def throttle_state(self, address: str, user: str | None) -> ThrottleState:
         """Blocks on the address key and the user key, and the user's last login from this

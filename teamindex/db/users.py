@@ -117,7 +117,9 @@ class UserQueries(Connections):
         return (user_from(row), row["expires"]) if row else None
 
     def extend_session(self, digest: str, expires: str) -> None:
-        with self.transaction() as conn:
+        """Slide a session's expiry; best effort (a page view must not wait for another
+        writer: the next view extends it)."""
+        with self.skippable("a session's expiry"), self.transaction() as conn:
             conn.execute("UPDATE sessions SET expires = ? WHERE digest = ?", (expires, digest))
 
     def delete_session(self, digest: str) -> None:
