@@ -8,8 +8,11 @@ from datetime import datetime, timedelta, timezone
 from flask import Flask
 
 from . import api, files, metrics, requestlog, simple, upload, web
-from .audit import AuditLog
-from .auth import CredentialCache, UsageRecorder
+from .access.audit import AuditLog
+from .access.auth import CredentialCache, UsageRecorder
+from .access.httpauth import answer_early_refusal
+from .access.logincache import LoginCache
+from .access.netrules import Throttle, ThrottlePolicy
 from .clock import utc_stamp
 from .config import Settings, load_settings
 from .context import EXTENSION_KEY, Services
@@ -17,9 +20,6 @@ from .db import BUSY_TIMEOUT_MS, REQUEST_BUSY_TIMEOUT_MS, Database
 from .errors import register_error_handlers
 from .health import bp as health_bp
 from .hotpath import HotReads
-from .httpauth import answer_early_refusal
-from .logincache import LoginCache
-from .netrules import Throttle, ThrottlePolicy
 from .pagecache import PageCache
 from .storage import Storage, make_private
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .audit import AuditLog
-from .auth import AuthError, hash_password, validate_password, validate_username
+from .access.audit import AuditLog
+from .access.auth import AuthError, hash_password, validate_password, validate_username
 from .clock import utc_now
 from .config import OPTIONS, Settings, load_settings
 from .db import Conflict, Database

@@ -16,7 +16,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name, canonicalize_version
 from packaging.version import Version
 
-from .audit import AuditLog
+from .access.audit import AuditLog
 from .backup import BackupError, CopyReport, backup, restore
 from .cli import CommandError, command, open_database
 from .config import OPTIONS, Settings

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 
 from flask import current_app
 
-from .audit import AuditLog
-from .auth import CredentialCache, UsageRecorder
+from .access.audit import AuditLog
+from .access.auth import CredentialCache, UsageRecorder
+from .access.logincache import LoginCache
+from .access.netrules import Throttle
 from .config import Settings
 from .db import Database
-from .logincache import LoginCache
-from .netrules import Throttle
 from .pagecache import PageCache
 from .storage import Storage
 

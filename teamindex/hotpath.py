@@ -32,10 +32,10 @@ from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wsgi import wrap_file
 
 from . import render
+from .access.logincache import VerifiedLogin
+from .access.permissions import Action, Decision, ProjectFacts, decide, listing_view
 from .context import Services
-from .logincache import VerifiedLogin
 from .pagecache import CachedPage, page_reply, project_key, root_key
-from .permissions import Action, Decision, ProjectFacts, decide, listing_view
 from .requestlog import USER_KEY
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]

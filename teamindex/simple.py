@@ -13,11 +13,11 @@ from collections.abc import Callable
 from flask import Blueprint, Response, redirect, request, url_for
 
 from . import render
+from .access.httpauth import authorize, current_principal, login_required, project_in_url
+from .access.permissions import Action, Principal, listing_view, token_covers
 from .context import services
 from .errors import HTTPError
-from .httpauth import authorize, current_principal, login_required, project_in_url
 from .pagecache import CachedPage, page_reply, project_key, root_key
-from .permissions import Action, Principal, listing_view, token_covers
 
 bp = Blueprint("simple", __name__)
 

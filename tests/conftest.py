@@ -13,8 +13,8 @@ import waitress
 from flask import Flask
 from flask.testing import FlaskClient
 
+from teamindex.access.auth import hash_password, new_token_secret, token_digest
 from teamindex.app import FORM_OVERHEAD, create_app
-from teamindex.auth import hash_password, new_token_secret, token_digest
 from teamindex.clock import utc_now
 from teamindex.config import Settings
 from teamindex.context import services

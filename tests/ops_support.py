@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from builders import _record_line, dist_name, metadata_text
 from conftest import FAST_HASH, PASSWORD
 
-from teamindex.auth import hash_password
+from teamindex.access.auth import hash_password
 from teamindex.clock import utc_now
 from teamindex.db import Database
 

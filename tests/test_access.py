@@ -15,8 +15,7 @@ from conftest import PASSWORD, add_token, add_user, basic, start_server
 from uploading import upload
 from web_support import CSRF_RE, csrf_of, docs_zip, login
 
-from teamindex.app import create_app
-from teamindex.auth import (
+from teamindex.access.auth import (
     AuthError,
     UsageRecorder,
     looks_like_token,
@@ -25,12 +24,8 @@ from teamindex.auth import (
     token_digest,
     token_expired,
 )
-from teamindex.cli import main
-from teamindex.clock import utc_now, utc_stamp
-from teamindex.db import Database
-from teamindex.models import Token, User
-from teamindex.netrules import Throttle, ThrottlePolicy, ip_allowed, parse_cidr
-from teamindex.permissions import (
+from teamindex.access.netrules import Throttle, ThrottlePolicy, ip_allowed, parse_cidr
+from teamindex.access.permissions import (
     Action,
     Decision,
     Principal,
@@ -38,6 +33,11 @@ from teamindex.permissions import (
     decide,
     token_covers,
 )
+from teamindex.app import create_app
+from teamindex.cli import main
+from teamindex.clock import utc_now, utc_stamp
+from teamindex.db import Database
+from teamindex.models import Token, User
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 

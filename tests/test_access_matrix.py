@@ -16,8 +16,8 @@ from builders import make_wheel
 from conftest import FAST_HASH, PASSWORD
 from web_support import CSRF_RE
 
+from teamindex.access.auth import hash_password, new_token_secret, token_digest
 from teamindex.app import create_app
-from teamindex.auth import hash_password, new_token_secret, token_digest
 from teamindex.clock import utc_now
 from teamindex.config import Settings
 

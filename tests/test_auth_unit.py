@@ -1,4 +1,4 @@
-"""teamindex.auth (pure parts): user names, passwords, the verified-credential cache; and the
+"""teamindex.access.auth (pure parts): user names, passwords, the verified-credential cache; and the
 upload/read basics of permissions.decide. Tokens and the full matrix live in test_access*."""
 
 from __future__ import annotations
@@ -7,16 +7,23 @@ import pytest
 from conftest import FAST_HASH
 from werkzeug.security import check_password_hash
 
-from teamindex import auth
-from teamindex.auth import (
+from teamindex.access import auth
+from teamindex.access.auth import (
     AuthError,
     CredentialCache,
     hash_password,
     validate_password,
     validate_username,
 )
+from teamindex.access.permissions import (
+    ANONYMOUS,
+    Action,
+    Decision,
+    Principal,
+    ProjectFacts,
+    decide,
+)
 from teamindex.models import User
-from teamindex.permissions import ANONYMOUS, Action, Decision, Principal, ProjectFacts, decide
 
 PASSWORD = "correct-horse"
 

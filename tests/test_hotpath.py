@@ -18,7 +18,7 @@ from flask import Flask
 from uploading import upload
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
-from teamindex.auth import hash_password
+from teamindex.access.auth import hash_password
 from teamindex.clock import utc_now
 from teamindex.hotpath import HotReads
 from teamindex.metrics import collectors

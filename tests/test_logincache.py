@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from teamindex.logincache import LoginCache
+from teamindex.access.logincache import LoginCache
+from teamindex.access.permissions import Principal
 from teamindex.models import Token, User
-from teamindex.permissions import Principal
 
 ALICE = Principal(User(1, "alice", "hash", False))
 HEADER = "Basic YWxpY2U6cGFzc3dvcmQ="

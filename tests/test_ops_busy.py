@@ -22,7 +22,7 @@ from ops_support import get, post_upload
 from uploading import stored_files, temp_files, upload
 from web_support import csrf_of, docs_zip
 
-from teamindex import audit as audit_module
+from teamindex.access import audit as audit_module
 from teamindex.config import Settings
 
 # Generous: the point is "a few seconds, not SQLite's old 30 s" on a loaded test machine.

@@ -14,8 +14,8 @@ from builders import make_wheel
 from conftest import FAST_HASH, PASSWORD, basic
 from uploading import upload
 
+from teamindex.access.auth import hash_password
 from teamindex.app import create_app
-from teamindex.auth import hash_password
 from teamindex.cli import main
 from teamindex.config import Settings
 from teamindex.db.core import migration_scripts

@@ -20,18 +20,18 @@ from uploading import upload
 from web_support import CSRF_RE, csrf_of, login, post_form
 from werkzeug.test import TestResponse
 
-from teamindex.app import create_app
-from teamindex.cli import main
-from teamindex.clock import utc_now
-from teamindex.db import Database
-from teamindex.db.core import REQUEST_BUSY_TIMEOUT_MS
-from teamindex.netrules import (
+from teamindex.access.netrules import (
     Throttle,
     ThrottlePolicy,
     address_key,
     normalize_address,
     user_key,
 )
+from teamindex.app import create_app
+from teamindex.cli import main
+from teamindex.clock import utc_now
+from teamindex.db import Database
+from teamindex.db.core import REQUEST_BUSY_TIMEOUT_MS
 
 ROOT = "/simple/"
 

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 from flask import Blueprint, Response, flash, redirect, request, url_for
 
-from ..auth import (
+from ..access.auth import (
     AuthError,
     hash_password,
     new_token_secret,
@@ -14,13 +14,13 @@ from ..auth import (
     token_digest,
     validate_password,
 )
+from ..access.httpauth import authenticate, client_ip
+from ..access.netrules import parse_cidr
+from ..access.permissions import SCOPES, Principal
 from ..clock import utc_stamp
 from ..context import services
 from ..dists import project_pattern
 from ..errors import HTTPError
-from ..httpauth import authenticate, client_ip
-from ..netrules import parse_cidr
-from ..permissions import SCOPES, Principal
 from .base import page, require_user
 from .session import log_in
 

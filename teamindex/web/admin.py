@@ -15,17 +15,17 @@ from flask import Blueprint, Response, flash, redirect, request, url_for
 from packaging.utils import canonicalize_name, canonicalize_version
 from packaging.version import InvalidVersion, Version
 
-from ..audit import ACTIONS, parse_since
-from ..auth import AuthError, hash_password, validate_password, validate_username
+from ..access.audit import ACTIONS, parse_since
+from ..access.auth import AuthError, hash_password, validate_password, validate_username
+from ..access.httpauth import client_ip
+from ..access.netrules import ip_allowed, parse_cidr
+from ..access.permissions import ROLES
 from ..clock import utc_now
 from ..context import services
 from ..db import Conflict
 from ..dists import DistributionError, validate_project_name
 from ..errors import HTTPError
-from ..httpauth import client_ip
 from ..models import Project, User
-from ..netrules import ip_allowed, parse_cidr
-from ..permissions import ROLES
 from ..removal import delete_dists
 from .base import page, require_admin
 from .pages import version_key

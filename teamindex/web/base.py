@@ -13,10 +13,10 @@ from typing import Any
 
 from flask import Blueprint, Response, redirect, render_template, request, url_for
 
+from ..access.httpauth import require_address_allowed
+from ..access.permissions import Principal
 from ..context import services
 from ..errors import HTTPError, reason_phrase
-from ..httpauth import require_address_allowed
-from ..permissions import Principal
 from .session import check_csrf, csrf_token, resolve_viewer, viewer
 
 bp = Blueprint("web", __name__)

@@ -33,10 +33,7 @@ from packaging.utils import canonicalize_version
 from packaging.version import InvalidVersion, Version
 from werkzeug.datastructures import FileStorage
 
-from ..context import services
-from ..docs import DocsError
-from ..errors import HTTPError
-from ..httpauth import (
+from ..access.httpauth import (
     authorize,
     client_ip,
     login_required,
@@ -45,8 +42,11 @@ from ..httpauth import (
     require_address_allowed,
     require_principal_address_allowed,
 )
+from ..access.permissions import ANONYMOUS, Action, Principal
+from ..context import services
+from ..docs import DocsError
+from ..errors import HTTPError
 from ..models import DocsBuild, Project, ReleaseInfo, User
-from ..permissions import ANONYMOUS, Action, Principal
 from ..storage import HashingTempFile
 from .session import password_stamp, resolve_viewer
 from .state import web_state

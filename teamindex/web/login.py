@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, redirect, request, url_for
 
-from ..auth import TOKEN_USERNAME, looks_like_token
-from ..httpauth import authenticate
+from ..access.auth import TOKEN_USERNAME, looks_like_token
+from ..access.httpauth import authenticate
 from .base import page
 from .session import log_in, log_out, safe_next, session_user
 

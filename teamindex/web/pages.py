@@ -11,10 +11,10 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from ..access.httpauth import authorize, project_in_url
+from ..access.permissions import Action, Principal, ProjectFacts, can_see, listing_view
 from ..context import services
-from ..httpauth import authorize, project_in_url
 from ..models import FileRecord, ReleaseInfo
-from ..permissions import Action, Principal, ProjectFacts, can_see, listing_view
 from .base import page
 from .hosting import latest_docs
 from .session import viewer

@@ -23,12 +23,16 @@ from urllib.parse import urlsplit
 from flask import Flask, Request, Response, current_app, g, request, session
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 
+from ..access.httpauth import (
+    authenticate,
+    require_address_allowed,
+    require_principal_address_allowed,
+)
+from ..access.permissions import ANONYMOUS, Principal
 from ..clock import utc_stamp
 from ..context import services
 from ..errors import HTTPError
-from ..httpauth import authenticate, require_address_allowed, require_principal_address_allowed
 from ..models import User
-from ..permissions import ANONYMOUS, Principal
 
 SECRET_FILE = "secret_key"  # noqa: S105 - a file name; the key is in the file
 SESSION_LIFETIME = timedelta(hours=12)

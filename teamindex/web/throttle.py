@@ -11,10 +11,10 @@ import time
 
 from flask import Blueprint, Response, flash, redirect, request, url_for
 
+from ..access.httpauth import client_ip
+from ..access.netrules import throttle_view
 from ..context import services
 from ..errors import HTTPError
-from ..httpauth import client_ip
-from ..netrules import throttle_view
 from .base import page, require_admin
 
 bp = Blueprint("throttle", __name__)

@@ -22,8 +22,8 @@ from datetime import datetime
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .clock import parse_moment, utc_stamp
-from .models import User
+from ..clock import parse_moment, utc_stamp
+from ..models import User
 
 MIN_PASSWORD_LENGTH = 8
 USERNAME_MAX = 64

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
-from .clock import utc_stamp
-from .db.core import Busy
-from .models import ThrottleEntry, ThrottleState
+from ..clock import utc_stamp
+from ..db.core import Busy
+from ..models import ThrottleEntry, ThrottleState
 
 log = logging.getLogger("teamindex")
 

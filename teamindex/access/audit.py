@@ -12,9 +12,9 @@ import time
 from collections import Counter
 from datetime import datetime
 
-from .clock import parse_moment, utc_stamp
-from .db import Database
-from .models import AuditEvent
+from ..clock import parse_moment, utc_stamp
+from ..db import Database
+from ..models import AuditEvent
 
 FLUSH_SECONDS = 10.0
 # Actions written by the index and the CLI (documented in the README's audit section).

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import Enum
 from fnmatch import fnmatchcase
 
-from .models import Project, Token, User
+from ..models import Project, Token, User
 
 
 class Action(Enum):

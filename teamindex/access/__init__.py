@@ -1,0 +1,1 @@
+"""teamindex.access: see the README's module map."""
