@@ -7,20 +7,21 @@ from datetime import datetime, timedelta, timezone
 
 from flask import Flask
 
-from . import api, files, metrics, requestlog, simple, upload, web
+from . import metrics, requestlog, web
 from .access.audit import AuditLog
 from .access.auth import CredentialCache, UsageRecorder
 from .access.httpauth import answer_early_refusal
 from .access.logincache import LoginCache
 from .access.netrules import Throttle, ThrottlePolicy
+from .api import files, simple, upload, yank
+from .api.hotpath import HotReads
+from .api.pagecache import PageCache
 from .clock import utc_stamp
 from .config import Settings, load_settings
 from .context import EXTENSION_KEY, Services
 from .db import BUSY_TIMEOUT_MS, REQUEST_BUSY_TIMEOUT_MS, Database
 from .errors import register_error_handlers
 from .health import bp as health_bp
-from .hotpath import HotReads
-from .pagecache import PageCache
 from .storage import Storage, make_private
 
 log = logging.getLogger("teamindex")
@@ -74,7 +75,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     # Requests waitress refused on their headers (serving.BodyGate) are answered first.
     app.before_request(answer_early_refusal)
-    for blueprint in (simple.bp, files.bp, upload.bp, api.bp, health_bp):
+    for blueprint in (simple.bp, files.bp, upload.bp, yank.bp, health_bp):
         app.register_blueprint(blueprint)
     app.teardown_request(upload.discard_upload_temps)
     register_error_handlers(app)

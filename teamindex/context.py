@@ -10,9 +10,9 @@ from .access.audit import AuditLog
 from .access.auth import CredentialCache, UsageRecorder
 from .access.logincache import LoginCache
 from .access.netrules import Throttle
+from .api.pagecache import PageCache
 from .config import Settings
 from .db import Database
-from .pagecache import PageCache
 from .storage import Storage
 
 EXTENSION_KEY = "teamindex"

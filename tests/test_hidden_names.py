@@ -22,9 +22,9 @@ from conftest import FAST_HASH, USERS, add_token, add_user, basic
 from uploading import encode_multipart, upload, upload_fields
 from web_support import CSRF_RE, docs_zip
 
+from teamindex.api.render import JSON_TYPE
 from teamindex.app import create_app
 from teamindex.config import Settings
-from teamindex.render import JSON_TYPE
 
 HIDDEN, FREE = "top-secret", "top-sekret"
 SPELLINGS: dict[str, Callable[[str], str]] = {

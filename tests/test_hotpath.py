@@ -19,8 +19,8 @@ from uploading import upload
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from teamindex.access.auth import hash_password
+from teamindex.api.hotpath import HotReads
 from teamindex.clock import utc_now
-from teamindex.hotpath import HotReads
 from teamindex.metrics import collectors
 
 JSON = "application/vnd.pypi.simple.v1+json"

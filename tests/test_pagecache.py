@@ -1,4 +1,4 @@
-"""teamindex.pagecache: rendered pages per serial, with a strong ETag and a gzip form."""
+"""teamindex.api.pagecache: rendered pages per serial, with a strong ETag and a gzip form."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import hashlib
 
 import pytest
 
-from teamindex.pagecache import GZIP_MIN_BYTES, CachedPage, PageCache
+from teamindex.api.pagecache import GZIP_MIN_BYTES, CachedPage, PageCache
 
 
 class Builder:

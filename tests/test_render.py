@@ -1,4 +1,4 @@
-"""teamindex.render: one dict per page, serialized as PEP 691 JSON or PEP 503 HTML."""
+"""teamindex.api.render: one dict per page, serialized as PEP 691 JSON or PEP 503 HTML."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from teamindex import render
+from teamindex.api import render
 from teamindex.models import FileRecord
 
 SHA = "a" * 64

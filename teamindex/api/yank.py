@@ -13,10 +13,16 @@ from flask import Blueprint, Response, request
 from packaging.utils import canonicalize_version
 from packaging.version import Version
 
-from .access.httpauth import authorize, client_ip, login_required, project_in_url, refuse_cross_site
-from .access.permissions import Action
-from .context import services
-from .errors import HTTPError
+from ..access.httpauth import (
+    authorize,
+    client_ip,
+    login_required,
+    project_in_url,
+    refuse_cross_site,
+)
+from ..access.permissions import Action
+from ..context import services
+from ..errors import HTTPError
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 

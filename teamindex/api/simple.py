@@ -12,11 +12,11 @@ from collections.abc import Callable
 
 from flask import Blueprint, Response, redirect, request, url_for
 
+from ..access.httpauth import authorize, current_principal, login_required, project_in_url
+from ..access.permissions import Action, Principal, listing_view, token_covers
+from ..context import services
+from ..errors import HTTPError
 from . import render
-from .access.httpauth import authorize, current_principal, login_required, project_in_url
-from .access.permissions import Action, Principal, listing_view, token_covers
-from .context import services
-from .errors import HTTPError
 from .pagecache import CachedPage, page_reply, project_key, root_key
 
 bp = Blueprint("simple", __name__)

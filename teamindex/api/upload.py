@@ -12,19 +12,19 @@ from typing import IO, Any
 
 from flask import Blueprint, Request, Response, g, request
 
-from .access.httpauth import (
+from ..access.httpauth import (
     authorize,
     client_ip,
     current_principal,
     login_required,
     refuse_cross_site,
 )
-from .access.permissions import Action, Principal, may_ever
-from .context import services
-from .dists import DistributionError, FilenameInfo, parse_filename
-from .errors import HTTPError
-from .ingest import DIGEST_NAMES, Claims, IngestError, Outcome, ingest, validate
-from .storage import Digests, HashingTempFile
+from ..access.permissions import Action, Principal, may_ever
+from ..context import services
+from ..dists import DistributionError, FilenameInfo, parse_filename
+from ..errors import HTTPError
+from ..ingest import DIGEST_NAMES, Claims, IngestError, Outcome, ingest, validate
+from ..storage import Digests, HashingTempFile
 
 bp = Blueprint("upload", __name__)
 

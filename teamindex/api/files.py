@@ -19,12 +19,12 @@ from functools import wraps
 
 from flask import Blueprint, Response, g, request, send_file
 
-from .access.httpauth import authorize, login_required
-from .access.permissions import Action
-from .context import services
-from .errors import HTTPError
-from .storage import METADATA_SUFFIX
-from .web.session import session_reader
+from ..access.httpauth import authorize, login_required
+from ..access.permissions import Action
+from ..context import services
+from ..errors import HTTPError
+from ..storage import METADATA_SUFFIX
+from ..web.session import session_reader
 
 bp = Blueprint("files", __name__)
 

@@ -17,7 +17,7 @@ from packaging.version import Version
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header
 
-from .models import FileRecord
+from ..models import FileRecord
 
 API_VERSION = "1.1"  # PEP 700 fields are implemented; provenance (1.3) and status (1.4) are not
 

@@ -31,12 +31,12 @@ from typing import Any
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wsgi import wrap_file
 
+from ..access.logincache import VerifiedLogin
+from ..access.permissions import Action, Decision, ProjectFacts, decide, listing_view
+from ..context import Services
+from ..requestlog import USER_KEY
 from . import render
-from .access.logincache import VerifiedLogin
-from .access.permissions import Action, Decision, ProjectFacts, decide, listing_view
-from .context import Services
 from .pagecache import CachedPage, page_reply, project_key, root_key
-from .requestlog import USER_KEY
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 CountRequest = Callable[[str, str, int, float], None]

@@ -1,0 +1,1 @@
+"""teamindex.api: see the README's module map."""
