@@ -22,7 +22,7 @@ from .context import EXTENSION_KEY, Services
 from .db import BUSY_TIMEOUT_MS, REQUEST_BUSY_TIMEOUT_MS, Database
 from .errors import register_error_handlers
 from .health import bp as health_bp
-from .storage import Storage, make_private
+from .index.storage import Storage, make_private
 
 log = logging.getLogger("teamindex")
 

@@ -16,7 +16,7 @@ from .access.auth import AuthError, hash_password, validate_password, validate_u
 from .clock import utc_now
 from .config import OPTIONS, Settings, load_settings
 from .db import Conflict, Database
-from .storage import Storage
+from .index.storage import Storage
 
 log = logging.getLogger("teamindex")
 
@@ -199,7 +199,7 @@ def _import_args(parser: argparse.ArgumentParser) -> None:
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     """Bulk-import wheels and sdists (e.g. a pypiserver packages/ dir), validated exactly like
     uploads; identical files already present are skipped. Exit status 1 if any was rejected."""
-    from .importer import import_paths
+    from .index.importer import import_paths
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = open_database(settings)

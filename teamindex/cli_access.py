@@ -21,7 +21,7 @@ from .cli import CommandError, command, open_database, record_cli_event
 from .clock import utc_now
 from .config import Settings
 from .db import Conflict, Database
-from .dists import DistributionError, project_pattern, validate_project_name
+from .index.dists import DistributionError, project_pattern, validate_project_name
 from .models import Project, User
 
 

@@ -13,8 +13,8 @@ from packaging.version import InvalidVersion, Version
 
 from .cli import CommandError, command, open_database, record_cli_event
 from .config import Settings
-from .docs import DocsError
-from .docstore import DocsStore
+from .index.docs import DocsError
+from .index.docstore import DocsStore
 
 
 def _upload_docs_args(parser: argparse.ArgumentParser) -> None:

@@ -17,14 +17,14 @@ from packaging.utils import canonicalize_name, canonicalize_version
 from packaging.version import Version
 
 from .access.audit import AuditLog
-from .backup import BackupError, CopyReport, backup, restore
 from .cli import CommandError, command, open_database
 from .config import OPTIONS, Settings
 from .db import Database
-from .docstore import DocsStore
-from .integrity import check_index
-from .removal import delete_dists
-from .storage import Storage
+from .index.backup import BackupError, CopyReport, backup, restore
+from .index.docstore import DocsStore
+from .index.integrity import check_index
+from .index.removal import delete_dists
+from .index.storage import Storage
 
 
 def _actor() -> str:

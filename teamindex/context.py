@@ -13,7 +13,7 @@ from .access.netrules import Throttle
 from .api.pagecache import PageCache
 from .config import Settings
 from .db import Database
-from .storage import Storage
+from .index.storage import Storage
 
 EXTENSION_KEY = "teamindex"
 

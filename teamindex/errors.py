@@ -11,7 +11,7 @@ from flask import Flask, Response
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from .db import Busy
-from .storage import HashingStalled
+from .index.storage import HashingStalled
 
 MAX_REASON = 300
 # A writer that held the database this long is done soon (CLI commands, backups); clients

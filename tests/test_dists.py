@@ -1,4 +1,4 @@
-"""teamindex.dists: filename rules, archive inspection and core metadata (pure, table-driven)."""
+"""teamindex.index.dists: filename rules, archive inspection, core metadata (pure, table-driven)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from builders import claim_zip_directory, make_sdist, make_wheel, metadata_text, tar_bomb
 from packaging.version import Version
 
-from teamindex.dists import (
+from teamindex.index.dists import (
     MAX_ARCHIVE_MEMBERS,
     MAX_METADATA_BYTES,
     MIN_INFLATED_ALLOWANCE,

@@ -1,4 +1,4 @@
-"""teamindex.importer: bulk import through the same checks as uploads (no HTTP)."""
+"""teamindex.index.importer: bulk import through the same checks as uploads (no HTTP)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from builders import make_sdist, make_wheel, metadata_text
 from uploading import stored_files, temp_files
 
 from teamindex.db import Database
-from teamindex.importer import find_distributions, import_paths
-from teamindex.storage import Storage
+from teamindex.index.importer import find_distributions, import_paths
+from teamindex.index.storage import Storage
 
 
 @pytest.fixture

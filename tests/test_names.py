@@ -10,7 +10,7 @@ from conftest import basic
 from uploading import upload
 from web_support import login, post_form
 
-from teamindex.dists import DistributionError, project_pattern, validate_project_name
+from teamindex.index.dists import DistributionError, project_pattern, validate_project_name
 
 # "pub" with a dotless i, "secret" with a long s, "key" with the Kelvin sign (lower(): "k").
 LOOK_ALIKES = ("pub\u0131", "\u017fecret", "\u212aey", "\u212aEY")

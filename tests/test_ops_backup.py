@@ -227,16 +227,16 @@ def test_backup_reports_a_docs_build_that_vanished(
     documented, settings, tmp_path, capsys, monkeypatch
 ):
     """A build replaced between the snapshot and the copy: exit 1, like a deleted file."""
-    import teamindex.backup
+    import teamindex.index.backup
 
-    real = teamindex.backup.Database.all_docs_builds
+    real = teamindex.index.backup.Database.all_docs_builds
 
     def and_vanish(self):
         builds = real(self)
         shutil.rmtree(settings.data_dir / "docs" / "demo" / "1")
         return builds
 
-    monkeypatch.setattr(teamindex.backup.Database, "all_docs_builds", and_vanish)
+    monkeypatch.setattr(teamindex.index.backup.Database, "all_docs_builds", and_vanish)
     assert main(["backup", str(tmp_path / "b"), "--data-dir", str(settings.data_dir)]) == 1
     assert "missing (deleted during the backup?): " in capsys.readouterr().err
 

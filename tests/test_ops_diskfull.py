@@ -15,8 +15,8 @@ from ops_support import big_wheel
 from uploading import encode_multipart, stored_files, temp_files, upload
 from web_support import docs_zip, seed
 
-from teamindex import storage as storage_module
 from teamindex.context import services
+from teamindex.index import storage as storage_module
 
 INSUFFICIENT = "507 Insufficient storage: the index's disk is full."
 

@@ -15,7 +15,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 from uploading import stored_files, temp_files, upload
 
-from teamindex.dists import DistributionError, FilenameInfo, parse_filename
+from teamindex.index.dists import DistributionError, FilenameInfo, parse_filename
 
 # -- parse_filename ---------------------------------------------------------------------------
 

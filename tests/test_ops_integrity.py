@@ -13,8 +13,8 @@ from uploading import upload
 from web_support import docs_zip
 
 from teamindex.cli import main
-from teamindex.inflight import TempOwner
-from teamindex.storage import Storage
+from teamindex.index.inflight import TempOwner
+from teamindex.index.storage import Storage
 
 
 def check(settings, *args: str) -> int:

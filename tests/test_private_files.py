@@ -13,9 +13,9 @@ import pytest
 from conftest import FAST_HASH
 
 from teamindex.app import create_app
-from teamindex.backup import backup
 from teamindex.config import Settings
-from teamindex.docstore import DocsStore
+from teamindex.index.backup import backup
+from teamindex.index.docstore import DocsStore
 
 
 def mode(path: Path) -> int:

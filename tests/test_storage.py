@@ -1,4 +1,4 @@
-"""teamindex.storage: hashing temp files, safe paths, atomic publish."""
+"""teamindex.index.storage: hashing temp files, safe paths, atomic publish."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from teamindex import storage as storage_module
-from teamindex.storage import (
+from teamindex.index import storage as storage_module
+from teamindex.index.storage import (
     METADATA_SUFFIX,
     PARALLEL_HASHING_AFTER,
     HashingStalled,

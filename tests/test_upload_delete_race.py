@@ -13,8 +13,8 @@ from builders import make_wheel
 from conftest import basic
 from uploading import upload
 
-from teamindex.docstore import DocsStore
-from teamindex.removal import delete_dists
+from teamindex.index.docstore import DocsStore
+from teamindex.index.removal import delete_dists
 
 WHEEL = "foo-1.0-py3-none-any.whl"
 

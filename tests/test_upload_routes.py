@@ -17,7 +17,7 @@ from conftest import add_token, basic
 from uploading import encode_multipart, stored_files, temp_files, upload, upload_fields
 
 from teamindex.config import Settings
-from teamindex.storage import Storage
+from teamindex.index.storage import Storage
 
 WHEEL = "foo-1.0-py3-none-any.whl"
 JSON = "application/vnd.pypi.simple.v1+json"

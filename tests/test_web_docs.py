@@ -18,9 +18,9 @@ from conftest import add_token, add_user, basic, start_server
 from uploading import encode_multipart
 from web_support import docs_zip, login, seed
 
-from teamindex import storage as storage_module
 from teamindex.cli import main
-from teamindex.docs import (
+from teamindex.index import storage as storage_module
+from teamindex.index.docs import (
     DocsError,
     DocsLimits,
     ZipEntry,

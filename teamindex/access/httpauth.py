@@ -21,8 +21,8 @@ from flask_httpauth import HTTPBasicAuth
 from packaging.utils import canonicalize_name
 
 from ..context import Services, services
-from ..dists import is_project_name
 from ..errors import HTTPError, plain_error
+from ..index.dists import is_project_name
 from ..models import LoginFacts, Project, Token, User
 from .auth import TOKEN_USERNAME, looks_like_token, token_digest, token_expired
 from .netrules import ip_allowed, user_key

@@ -23,7 +23,7 @@ from ..access.httpauth import authorize, login_required
 from ..access.permissions import Action
 from ..context import services
 from ..errors import HTTPError
-from ..storage import METADATA_SUFFIX
+from ..index.storage import METADATA_SUFFIX
 from ..web.session import session_reader
 
 bp = Blueprint("files", __name__)

@@ -21,10 +21,10 @@ from ..access.httpauth import (
 )
 from ..access.permissions import Action, Principal, may_ever
 from ..context import services
-from ..dists import DistributionError, FilenameInfo, parse_filename
 from ..errors import HTTPError
-from ..ingest import DIGEST_NAMES, Claims, IngestError, Outcome, ingest, validate
-from ..storage import Digests, HashingTempFile
+from ..index.dists import DistributionError, FilenameInfo, parse_filename
+from ..index.ingest import DIGEST_NAMES, Claims, IngestError, Outcome, ingest, validate
+from ..index.storage import Digests, HashingTempFile
 
 bp = Blueprint("upload", __name__)
 

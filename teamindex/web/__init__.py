@@ -11,7 +11,7 @@ from __future__ import annotations
 from flask import Flask
 
 from ..context import EXTENSION_KEY as SERVICES_KEY
-from ..docstore import DocsStore
+from ..index.docstore import DocsStore
 from . import account, admin, hosting, login, pages, session, throttle
 from .base import bp
 from .readme import ReadmeCache

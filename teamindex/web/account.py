@@ -19,8 +19,8 @@ from ..access.netrules import parse_cidr
 from ..access.permissions import SCOPES, Principal
 from ..clock import utc_stamp
 from ..context import services
-from ..dists import project_pattern
 from ..errors import HTTPError
+from ..index.dists import project_pattern
 from .base import page, require_user
 from .session import log_in
 

@@ -23,10 +23,10 @@ from ..access.permissions import ROLES
 from ..clock import utc_now
 from ..context import services
 from ..db import Conflict
-from ..dists import DistributionError, validate_project_name
 from ..errors import HTTPError
+from ..index.dists import DistributionError, validate_project_name
+from ..index.removal import delete_dists
 from ..models import Project, User
-from ..removal import delete_dists
 from .base import page, require_admin
 from .pages import version_key
 from .state import web_state

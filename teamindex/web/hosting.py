@@ -44,10 +44,10 @@ from ..access.httpauth import (
 )
 from ..access.permissions import ANONYMOUS, Action, Principal
 from ..context import services
-from ..docs import DocsError
 from ..errors import HTTPError
+from ..index.docs import DocsError
+from ..index.storage import HashingTempFile
 from ..models import DocsBuild, Project, ReleaseInfo, User
-from ..storage import HashingTempFile
 from .session import password_stamp, resolve_viewer
 from .state import web_state
 

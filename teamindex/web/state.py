@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import current_app
 
-from ..docstore import DocsStore
+from ..index.docstore import DocsStore
 from .readme import ReadmeCache
 
 EXTENSION_KEY = "teamindex.web"

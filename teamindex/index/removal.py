@@ -17,10 +17,10 @@ from pathlib import Path
 from packaging.utils import canonicalize_version
 from packaging.version import Version
 
-from .clock import utc_now
-from .db import Database
+from ..clock import utc_now
+from ..db import Database
+from ..models import FileRecord
 from .docstore import DocsStore
-from .models import FileRecord
 from .storage import Storage
 
 

@@ -23,9 +23,9 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .db import Database
+from ..db import Database
+from ..models import DocsBuild, FileRecord
 from .docstore import DOCS_DIR, DocsStore, build_files
-from .models import DocsBuild, FileRecord
 from .removal import file_paths
 from .storage import Storage, fsync_dir, fsync_path, make_private
 

@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .db import Database
+from ..db import Database
+from ..models import DocsBuild, FileRecord
 from .docstore import INCOMING, DocsStore, build_files
 from .inflight import is_stale
-from .models import DocsBuild, FileRecord
 from .removal import file_paths
 from .storage import Storage, fsync_dir
 

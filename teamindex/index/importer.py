@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from .db import Database
+from ..db import Database
 from .dists import DistributionError, parse_filename
 from .ingest import IngestError, Outcome, ingest
 from .storage import Storage

@@ -21,10 +21,10 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from .clock import utc_now
-from .db import Conflict, Database
+from ..clock import utc_now
+from ..db import Conflict, Database
+from ..models import NewFile
 from .dists import DistributionError, FilenameInfo, Inspection, inspect_distribution
-from .models import NewFile
 from .storage import Digests, Storage
 
 DIGEST_NAMES = ("md5", "sha256", "blake2_256")

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .clock import utc_stamp
-from .db import Database
+from ..clock import utc_stamp
+from ..db import Database
+from ..models import DocsBuild, ReleaseInfo
 from .dists import MAX_CENTRAL_DIRECTORY_BYTES, zip_directory_size
 from .docs import DEFAULT_LIMITS, DocsError, DocsLimits, ZipEntry, plan_extraction
-from .models import DocsBuild, ReleaseInfo
 from .storage import fsync_dir
 
 DOCS_DIR = "docs"  # under the data dir

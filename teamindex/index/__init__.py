@@ -1,0 +1,1 @@
+"""teamindex.index: see the README's module map."""
