@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 from flask import Flask
 
-from . import metrics, requestlog, web
+from . import web
 from .access.audit import AuditLog
 from .access.auth import CredentialCache, UsageRecorder
 from .access.httpauth import answer_early_refusal
@@ -21,8 +21,9 @@ from .config import Settings, load_settings
 from .context import EXTENSION_KEY, Services
 from .db import BUSY_TIMEOUT_MS, REQUEST_BUSY_TIMEOUT_MS, Database
 from .errors import register_error_handlers
-from .health import bp as health_bp
 from .index.storage import Storage, make_private
+from .ops import metrics, requestlog
+from .ops.health import bp as health_bp
 
 log = logging.getLogger("teamindex")
 

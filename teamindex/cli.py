@@ -104,7 +104,7 @@ def _serve_args(parser: argparse.ArgumentParser) -> None:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     """Run the index with waitress (migrates the database first)."""
     from .app import FORM_OVERHEAD, create_app
-    from .serving import make_server
+    from .ops.serving import make_server
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
@@ -125,7 +125,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             "    teamindex adduser NAME --admin --data-dir %s",
             settings.data_dir,
         )
-    from .serving import serve_until_stopped, tune_for_serving
+    from .ops.serving import serve_until_stopped, tune_for_serving
 
     tune_for_serving()  # quiet queue warnings, frozen start-up objects, GIL switch interval
     serve_until_stopped(server)  # SIGTERM: stop accepting, finish in-flight requests

@@ -18,7 +18,7 @@ from teamindex.app import FORM_OVERHEAD, create_app
 from teamindex.clock import utc_now
 from teamindex.config import Settings
 from teamindex.context import services
-from teamindex.serving import make_server, serve_until
+from teamindex.ops.serving import make_server, serve_until
 
 # Tests lower the hashing cost (devpi does the same); production uses scrypt.
 FAST_HASH = "pbkdf2:sha256:1000"

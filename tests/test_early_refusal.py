@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 from conftest import basic
 
-from teamindex import serving
 from teamindex.clock import utc_now
+from teamindex.ops import serving
 
 FIFTY_MIB = 50 << 20
 

@@ -21,7 +21,7 @@ from werkzeug.test import EnvironBuilder, run_wsgi_app
 from teamindex.access.auth import hash_password
 from teamindex.api.hotpath import HotReads
 from teamindex.clock import utc_now
-from teamindex.metrics import collectors
+from teamindex.ops.metrics import collectors
 
 JSON = "application/vnd.pypi.simple.v1+json"
 V1_HTML = "application/vnd.pypi.simple.v1+html"

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from uploading import upload
 
 from teamindex.app import create_app
-from teamindex.serving import GIL_SWITCH_SECONDS, OncePer, tune_for_serving
+from teamindex.ops.serving import GIL_SWITCH_SECONDS, OncePer, tune_for_serving
 
 LOG_LINE = re.compile(
     r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (?P<ip>\S+) (?P<user>\S+) "

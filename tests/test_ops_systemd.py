@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from teamindex.config import OPTIONS
-from teamindex.serving import GRACE_SECONDS
+from teamindex.ops.serving import GRACE_SECONDS
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIT = ROOT / "systemd" / "teamindex.service"

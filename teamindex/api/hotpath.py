@@ -34,7 +34,7 @@ from werkzeug.wsgi import wrap_file
 from ..access.logincache import VerifiedLogin
 from ..access.permissions import Action, Decision, ProjectFacts, decide, listing_view
 from ..context import Services
-from ..requestlog import USER_KEY
+from ..ops.requestlog import USER_KEY
 from . import render
 from .pagecache import CachedPage, page_reply, project_key, root_key
 

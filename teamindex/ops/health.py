@@ -12,7 +12,7 @@ import tempfile
 
 from flask import Blueprint, Response
 
-from .context import services
+from ..context import services
 
 bp = Blueprint("health", __name__)
 log = logging.getLogger("teamindex")

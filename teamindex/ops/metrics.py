@@ -27,12 +27,12 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from .access.httpauth import client_ip, current_principal, login_required
-from .access.netrules import ip_allowed
-from .context import EXTENSION_KEY as SERVICES_KEY
-from .context import services
-from .db import Database
-from .errors import HTTPError
+from ..access.httpauth import client_ip, current_principal, login_required
+from ..access.netrules import ip_allowed
+from ..context import EXTENSION_KEY as SERVICES_KEY
+from ..context import services
+from ..db import Database
+from ..errors import HTTPError
 
 EXTENSION_KEY = "teamindex.metrics"
 bp = Blueprint("metrics", __name__)

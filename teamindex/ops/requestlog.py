@@ -22,8 +22,8 @@ from urllib.parse import quote
 
 from flask import Flask, Response, request
 
-from .access.httpauth import basic_auth
-from .access.permissions import Principal
+from ..access.httpauth import basic_auth
+from ..access.permissions import Principal
 
 log = logging.getLogger("teamindex.access")
 

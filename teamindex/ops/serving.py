@@ -194,7 +194,7 @@ class BodyGate:
 
     def refusal(self, peer: str, headers: dict[str, str], length: int, chunked: bool) -> int:
         """The status to refuse with, or 0 to read the body and let the app decide."""
-        from .access.netrules import ip_allowed
+        from ..access.netrules import ip_allowed
 
         try:
             if not self.behind_proxy and not ip_allowed(peer, self.allowlist()):

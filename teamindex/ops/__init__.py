@@ -1,0 +1,1 @@
+"""teamindex.ops: see the README's module map."""
