@@ -13,6 +13,7 @@ from conftest import FAST_HASH, basic
 from uploading import stored_files, temp_files, upload
 
 from teamindex import cli
+from teamindex.cli.base import COMMANDS
 
 JSON = "application/vnd.pypi.simple.v1+json"
 NEW_PASSWORD = "battery-staple-42"
@@ -220,7 +221,7 @@ def subcommands(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()):
 
 def test_every_command_has_a_docstring():
     cli.build_parser()  # registers the commands of every cli module
-    missing = [name for name, (func, _setup) in cli._COMMANDS.items() if not func.__doc__]
+    missing = [name for name, (func, _setup) in COMMANDS.items() if not func.__doc__]
     assert missing == []
 
 
@@ -237,13 +238,13 @@ def test_every_command_and_verb_has_help_text():
 )
 def test_help_output(command, capsys):
     cli.build_parser()
-    if command not in cli._COMMANDS:
+    if command not in COMMANDS:
         pytest.skip(f"no {command} command in this build")
     with pytest.raises(SystemExit) as exited:
         cli.main([command, "--help"])
     assert exited.value.code == 0
     out = capsys.readouterr().out
-    doc = cli._COMMANDS[command][0].__doc__ or ""
+    doc = COMMANDS[command][0].__doc__ or ""
     first_words = " ".join(doc.split()[:5])
     assert out.startswith(f"usage: teamindex {command}")
     assert first_words in " ".join(out.split())
@@ -254,7 +255,7 @@ def test_top_level_help_lists_every_command(capsys):
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     out = capsys.readouterr().out
-    for name in cli._COMMANDS:
+    for name in COMMANDS:
         assert f"    {name}" in out
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from teamindex.cli import _COMMANDS, build_parser
+from teamindex.cli import build_parser
+from teamindex.cli.base import COMMANDS
 from teamindex.config import OPTIONS
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
@@ -15,7 +16,7 @@ README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding=
 
 def _commands() -> list[str]:
     build_parser()  # registers the commands of every cli_* module
-    return sorted(_COMMANDS)
+    return sorted(COMMANDS)
 
 
 @pytest.mark.parametrize("option", OPTIONS, ids=lambda option: option.name)

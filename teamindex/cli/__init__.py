@@ -6,60 +6,19 @@ import argparse
 import getpass
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .access.audit import AuditLog
-from .access.auth import AuthError, hash_password, validate_password, validate_username
-from .clock import utc_now
-from .config import OPTIONS, Settings, load_settings
-from .db import Conflict, Database
-from .index.storage import Storage
+from .. import __version__
+from ..access.auth import AuthError, hash_password, validate_password, validate_username
+from ..clock import utc_now
+from ..config import OPTIONS, Settings, load_settings
+from ..db import Conflict
+from ..index.storage import Storage
+from .base import COMMANDS, CommandError, command, open_database, record_cli_event
 
 log = logging.getLogger("teamindex")
-
-
-class CommandError(Exception):
-    """A failure to report as one line on stderr with exit status 1."""
-
-
-Command = Callable[[argparse.Namespace, Settings], int]
-_COMMANDS: dict[str, tuple[Command, Callable[[argparse.ArgumentParser], None]]] = {}
-
-
-def command(
-    setup: Callable[[argparse.ArgumentParser], None] = lambda parser: None,
-) -> Callable[[Command], Command]:
-    """Register a subcommand named after the function (underscores become dashes)."""
-
-    def register(func: Command) -> Command:
-        _COMMANDS[func.__name__.removeprefix("cmd_").replace("_", "-")] = (func, setup)
-        return func
-
-    return register
-
-
-def open_database(settings: Settings) -> Database:
-    """The database of an existing data dir, migrated; a missing dir is an error."""
-    if not settings.data_dir.is_dir():
-        raise CommandError(
-            f"data dir {settings.data_dir} does not exist "
-            "(create it, or start `teamindex serve` once)"
-        )
-    db = Database(settings.db_path)
-    db.migrate()
-    return db
-
-
-def record_cli_event(db: Database, action: str, **fields: Any) -> None:
-    """Audit a change made from the command line, as done by `cli:<os user>`."""
-    try:
-        actor = f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        actor = "cli"
-    AuditLog(db).record(action, user=actor, **fields)
 
 
 def read_new_password(args: argparse.Namespace) -> str:
@@ -103,8 +62,8 @@ def _serve_args(parser: argparse.ArgumentParser) -> None:
 @command(_serve_args)
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     """Run the index with waitress (migrates the database first)."""
-    from .app import FORM_OVERHEAD, create_app
-    from .ops.serving import make_server
+    from ..app import FORM_OVERHEAD, create_app
+    from ..ops.serving import make_server
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
@@ -125,7 +84,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             "    teamindex adduser NAME --admin --data-dir %s",
             settings.data_dir,
         )
-    from .ops.serving import serve_until_stopped, tune_for_serving
+    from ..ops.serving import serve_until_stopped, tune_for_serving
 
     tune_for_serving()  # quiet queue warnings, frozen start-up objects, GIL switch interval
     serve_until_stopped(server)  # SIGTERM: stop accepting, finish in-flight requests
@@ -199,7 +158,7 @@ def _import_args(parser: argparse.ArgumentParser) -> None:
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     """Bulk-import wheels and sdists (e.g. a pypiserver packages/ dir), validated exactly like
     uploads; identical files already present are skipped. Exit status 1 if any was rejected."""
-    from .index.importer import import_paths
+    from ..index.importer import import_paths
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = open_database(settings)
@@ -238,16 +197,16 @@ def add_data_dir(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     # Importing these modules registers their commands.
     from . import (
-        cli_access,  # noqa: F401 - token, grant, project, allow, audit
-        cli_docs,  # noqa: F401 - upload-docs
-        cli_ops,  # noqa: F401 - yank, unyank, delete, backup, restore, check, config
-        cli_throttle,  # noqa: F401 - throttle
+        access,  # noqa: F401 - token, grant, project, allow, audit
+        docs,  # noqa: F401 - upload-docs
+        ops,  # noqa: F401 - yank, unyank, delete, backup, restore, check, config
+        throttle,  # noqa: F401 - throttle list, throttle clear
     )
 
     parser = argparse.ArgumentParser(prog="teamindex", description=__doc__)
     parser.add_argument("--version", action="version", version=f"teamindex {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (func, setup) in _COMMANDS.items():
+    for name, (func, setup) in COMMANDS.items():
         help_text = " ".join((func.__doc__ or "").strip().split("\n\n")[0].split())
         child = sub.add_parser(name, help=help_text, description=func.__doc__)
         add_data_dir(child)

@@ -11,10 +11,10 @@ from pathlib import Path
 from packaging.utils import canonicalize_name, canonicalize_version
 from packaging.version import InvalidVersion, Version
 
-from .cli import CommandError, command, open_database, record_cli_event
-from .config import Settings
-from .index.docs import DocsError
-from .index.docstore import DocsStore
+from ..config import Settings
+from ..index.docs import DocsError
+from ..index.docstore import DocsStore
+from .base import CommandError, command, open_database, record_cli_event
 
 
 def _upload_docs_args(parser: argparse.ArgumentParser) -> None:

@@ -13,16 +13,16 @@ from datetime import datetime, timezone
 
 from packaging.utils import canonicalize_name
 
-from .access.audit import parse_since
-from .access.auth import AuthError, new_token_secret, parse_expiry, token_digest
-from .access.netrules import parse_cidr
-from .access.permissions import ROLES, SCOPES
-from .cli import CommandError, command, open_database, record_cli_event
-from .clock import utc_now
-from .config import Settings
-from .db import Conflict, Database
-from .index.dists import DistributionError, project_pattern, validate_project_name
-from .models import Project, User
+from ..access.audit import parse_since
+from ..access.auth import AuthError, new_token_secret, parse_expiry, token_digest
+from ..access.netrules import parse_cidr
+from ..access.permissions import ROLES, SCOPES
+from ..clock import utc_now
+from ..config import Settings
+from ..db import Conflict, Database
+from ..index.dists import DistributionError, project_pattern, validate_project_name
+from ..models import Project, User
+from .base import CommandError, command, open_database, record_cli_event
 
 
 def _user(db: Database, name: str) -> User:

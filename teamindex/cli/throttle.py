@@ -10,10 +10,10 @@ import argparse
 import json
 import time
 
-from .access.netrules import normalize_address, throttle_view, user_key
-from .cli import CommandError, command, open_database, record_cli_event
-from .config import Settings
-from .db import Database
+from ..access.netrules import normalize_address, throttle_view, user_key
+from ..config import Settings
+from ..db import Database
+from . import CommandError, command, open_database, record_cli_event
 
 
 def _throttle_args(parser: argparse.ArgumentParser) -> None:

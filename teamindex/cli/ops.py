@@ -16,15 +16,15 @@ from pathlib import Path
 from packaging.utils import canonicalize_name, canonicalize_version
 from packaging.version import Version
 
-from .access.audit import AuditLog
-from .cli import CommandError, command, open_database
-from .config import OPTIONS, Settings
-from .db import Database
-from .index.backup import BackupError, CopyReport, backup, restore
-from .index.docstore import DocsStore
-from .index.integrity import check_index
-from .index.removal import delete_dists
-from .index.storage import Storage
+from ..access.audit import AuditLog
+from ..config import OPTIONS, Settings
+from ..db import Database
+from ..index.backup import BackupError, CopyReport, backup, restore
+from ..index.docstore import DocsStore
+from ..index.integrity import check_index
+from ..index.removal import delete_dists
+from ..index.storage import Storage
+from .base import CommandError, command, open_database
 
 
 def _actor() -> str:
