@@ -20,7 +20,7 @@ from .clock import utc_stamp
 from .config import Settings, load_settings
 from .context import EXTENSION_KEY, Services
 from .db import BUSY_TIMEOUT_MS, REQUEST_BUSY_TIMEOUT_MS, Database
-from .errors import register_error_handlers
+from .handlers import register_error_handlers
 from .index.storage import Storage, make_private
 from .ops import metrics, requestlog
 from .ops.health import bp as health_bp

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from flask import current_app
 
@@ -10,10 +11,12 @@ from .access.audit import AuditLog
 from .access.auth import CredentialCache, UsageRecorder
 from .access.logincache import LoginCache
 from .access.netrules import Throttle
-from .api.pagecache import PageCache
 from .config import Settings
 from .db import Database
 from .index.storage import Storage
+
+if TYPE_CHECKING:  # a type only: context sits below the api layer that owns the cache
+    from .api.pagecache import PageCache
 
 EXTENSION_KEY = "teamindex"
 

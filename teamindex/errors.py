@@ -7,16 +7,9 @@ ISO-8859-1 and a single line.
 
 from __future__ import annotations
 
-from flask import Flask, Response
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
-
-from .db import Busy
-from .index.storage import HashingStalled
+from flask import Response
 
 MAX_REASON = 300
-# A writer that held the database this long is done soon (CLI commands, backups); clients
-# that honour Retry-After come back then.
-BUSY_RETRY_SECONDS = 5
 
 
 class HTTPError(Exception):
@@ -38,42 +31,3 @@ def plain_error(status: int, message: str, *, message_as_reason: bool = True) ->
     response = Response(message.rstrip("\n") + "\n", mimetype="text/plain")
     response.status = f"{status} {reason_phrase(message)}" if message_as_reason else status
     return response
-
-
-def register_error_handlers(app: Flask) -> None:
-    @app.errorhandler(HTTPError)
-    def _domain(error: HTTPError) -> Response:
-        response = plain_error(error.status, error.message)
-        response.headers.update(error.headers)
-        return response
-
-    @app.errorhandler(HashingStalled)
-    def _stalled(error: HashingStalled) -> Response:
-        # The server is overloaded or stuck: the request fails, the worker goes on.
-        response = plain_error(503, f"Upload could not be processed: {error}; retry later.")
-        response.headers["Retry-After"] = "30"
-        return response
-
-    @app.errorhandler(Busy)
-    def _busy(error: Busy) -> Response:
-        # Another process (a CLI command, a backup) holds the write lock: nothing was
-        # written, the same request succeeds a little later.
-        response = plain_error(
-            503, "The index database is busy with another write; retry in a few seconds."
-        )
-        response.headers["Retry-After"] = str(BUSY_RETRY_SECONDS)
-        return response
-
-    @app.errorhandler(RequestEntityTooLarge)
-    def _too_large(error: RequestEntityTooLarge) -> Response:
-        return plain_error(413, "Upload too large for this index.")
-
-    @app.errorhandler(HTTPException)
-    def _http(error: HTTPException) -> Response:
-        response = plain_error(
-            error.code or 500, error.description or error.name, message_as_reason=False
-        )
-        for key, value in error.get_headers():
-            if key.lower() not in {"content-type", "content-length"}:
-                response.headers[key] = value
-        return response

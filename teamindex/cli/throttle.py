@@ -13,7 +13,7 @@ import time
 from ..access.netrules import normalize_address, throttle_view, user_key
 from ..config import Settings
 from ..db import Database
-from . import CommandError, command, open_database, record_cli_event
+from .base import CommandError, command, open_database, record_cli_event
 
 
 def _throttle_args(parser: argparse.ArgumentParser) -> None:
