@@ -1,1 +1,1 @@
-"""teamindex.access: see the README's module map."""
+"""Who may: passwords, tokens, logins, permissions, IP rules, the throttle, the audit log."""

@@ -1,1 +1,1 @@
-"""teamindex.api: see the README's module map."""
+"""The wire protocol: simple pages, files, uploads, yank; the hot path, page cache, rendering."""

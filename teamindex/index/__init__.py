@@ -1,1 +1,1 @@
-"""teamindex.index: see the README's module map."""
+"""The distributions: parsed, stored, checked, backed up, removed; hosted docs."""

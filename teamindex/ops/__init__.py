@@ -1,1 +1,1 @@
-"""teamindex.ops: see the README's module map."""
+"""Running the server: waitress and its hardening, metrics, the request log, health."""
