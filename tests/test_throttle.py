@@ -507,6 +507,47 @@ def test_admin_clear_refusals(app, client, data, status):
     assert response.status_code == status, response.status
 
 
+@pytest.mark.parametrize(
+    ("failures", "data", "cleared"),
+    [
+        (("dave", ["203.0.113.9"]), {"kind": "user", "subject": "Dave"}, "user dave"),
+        (("dave", ["203.0.113.9"]), {"kind": "user", "subject": "DAVE "}, "user dave"),
+        (("nobody", ["203.0.113.9"]), {"kind": "user", "subject": "NoBody"}, "user nobody"),
+        (
+            ("alice", ["2001:db8:5:6::1"]),
+            {"kind": "address", "subject": "2001:db8:5:6::99"},
+            "address 2001:db8:5:6::/64",
+        ),
+        (
+            ("alice", ["203.0.113.9"]),
+            {"kind": "address", "subject": "::ffff:203.0.113.9"},
+            "address 203.0.113.9",
+        ),
+    ],
+)
+def test_admin_clear_finds_the_key_as_the_cli_does(app, client, failures, data, cleared):
+    """The admin types the name or address as they know it; the throttle's key is the
+    stored name and the /64 (like `teamindex throttle clear`)."""
+    add_user(app, "dave")
+    user, ips = failures
+    fail_logins(client, user, ips, 3)
+    login(client, "root")
+    response = post_form(client, "/admin/throttle/clear", data, page="/admin/throttle")
+    assert response.status_code == 303, response.status
+    kind, subject = cleared.split(" ", 1)
+    assert all((k, s) != (kind, subject) for k, s, _n, _b in throttled(app))
+    events = app.extensions["teamindex"].db.query_audit(since="2000", action="throttle_clear")
+    assert [e.detail for e in events] == [cleared]
+
+
+def test_admin_clear_refuses_what_is_no_address(app, client):
+    login(client, "root")
+    data = {"kind": "address", "subject": "10.0.0.0/8"}
+    response = post_form(client, "/admin/throttle/clear", data, page="/admin/throttle")
+    assert response.status_code == 400
+    assert "not an IP address or IPv6 /64" in response.get_data(as_text=True)
+
+
 def test_only_administrators_with_their_password_manage_the_throttle(app, client):
     fail_logins(client, "alice", ["203.0.113.8"], 20)
     _id, admin_token = add_token(app, "root", scope="upload")
