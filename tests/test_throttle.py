@@ -378,6 +378,43 @@ def test_throttle_writes_leave_the_connections_own_wait(tmp_path):
     assert db.conn.execute("PRAGMA busy_timeout").fetchone()[0] == REQUEST_BUSY_TIMEOUT_MS
 
 
+# -- a password from outside the user's own list ------------------------------------------
+
+
+@pytest.mark.parametrize("password", ["right", "wrong"])
+def test_a_user_off_their_list_does_not_lock_out_the_office(app, client, password):
+    """alice's list is the VPN; she runs pip from the office (each install is several
+    requests). Her attempts from there never succeed, right password or wrong, so they
+    count against her name only: the office address is never blocked for anyone."""
+    db = app.extensions["teamindex"].db
+    db.add_allow("10.0.0.0/8", db.get_user("alice").id, "vpn", utc_now())
+    office = "192.0.2.77"
+    sent = basic("alice") if password == "right" else basic("alice", "not-her-password")
+    for n in range(25):
+        assert get(client, sent, office).status_code == 401, n
+    assert get(client, basic("bob"), office).status_code == 200
+    assert get(client, basic("__token__", add_token(app, "bob")[1]), office).status_code == 200
+    assert [(k, s) for k, s, _n, _b in throttled(app)] == [("user", "alice")]
+
+
+def test_off_list_attempts_block_the_name_and_answer_alike(app, client):
+    """Fifty attempts from off her list block the name alice (she is not on her usual
+    machines then), and the right password keeps getting the wrong one's answer."""
+    db = app.extensions["teamindex"].db
+    db.add_allow("10.0.0.0/8", db.get_user("alice").id, "vpn", utc_now())
+    ips = ["192.0.2.77", "198.51.100.1"]
+    answers = set()
+    for n in range(50):
+        sent = basic("alice") if n % 2 else basic("alice", f"guess-{n}")
+        response = get(client, sent, ips[n % 2])
+        answers.add((response.status, response.get_data(as_text=True)))
+    assert len(answers) == 1 and next(iter(answers))[0].startswith("401 ")
+    assert ("user", "alice", 0, True) in throttled(app)
+    for sent in (basic("alice"), basic("alice", "guess")):
+        assert get(client, sent, "192.0.2.78").status_code == 429
+    assert get(client, basic("bob"), ips[0]).status_code == 200
+
+
 # -- teamindex throttle list / clear ---------------------------------------------------------
 
 

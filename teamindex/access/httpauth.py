@@ -90,11 +90,14 @@ def authenticate(username: str, password: str, remember_as: str | None = None) -
     # is checked either way, so the time is the same too): a distinct answer for the right
     # password would let outsiders guess it from there. The audit log tells admins which.
     # Token secrets cannot be guessed: their owner's and their own lists answer 403 below.
+    # Such an attempt counts against the user name only, right password or wrong: it can
+    # never succeed from there (no guessing to stop), and counting the address would let a
+    # user whose list is the VPN, running pip at the office, block everyone at the office.
     off_list = not is_token and not ip_allowed(ip, facts.user_allowlist)
     if principal is None or off_list:
         event = "auth_failed" if principal is None else "ip_denied"
         svc.audit.record(event, ip=ip, user=username, outcome="denied", best_effort=True)
-        for kind, subject in svc.throttle.failure(ip, throttle_user):
+        for kind, subject in svc.throttle.failure(ip, throttle_user, count_address=not off_list):
             svc.audit.record(
                 "throttled",
                 ip=ip,
