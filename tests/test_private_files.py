@@ -59,3 +59,14 @@ def test_an_existing_wide_data_dir_is_tightened_with_a_log_line(tmp_path, caplog
     assert mode(data_dir) == 0o700
     assert mode(data_dir / "teamindex.sqlite3") == 0o600
     assert "made" in caplog.text and "private" in caplog.text
+
+
+@pytest.mark.usefixtures("umask")
+def test_a_fresh_install_logs_no_tightening(tmp_path, caplog):
+    """A data dir created at start-up is 0700 from its mkdir: no "made ... private" warning,
+    which would claim password hashes were readable by others when nothing existed."""
+    with caplog.at_level(logging.WARNING, logger="teamindex"):
+        svc = _services(tmp_path / "new" / "data")
+    svc.db.close()
+    assert mode(tmp_path / "new" / "data") == 0o700
+    assert "private" not in caplog.text, caplog.text

@@ -378,6 +378,43 @@ def test_throttle_writes_leave_the_connections_own_wait(tmp_path):
     assert db.conn.execute("PRAGMA busy_timeout").fetchone()[0] == REQUEST_BUSY_TIMEOUT_MS
 
 
+# -- a password from outside the user's own list ------------------------------------------
+
+
+@pytest.mark.parametrize("password", ["right", "wrong"])
+def test_a_user_off_their_list_does_not_lock_out_the_office(app, client, password):
+    """alice's list is the VPN; she runs pip from the office (each install is several
+    requests). Her attempts from there never succeed, right password or wrong, so they
+    count against her name only: the office address is never blocked for anyone."""
+    db = app.extensions["teamindex"].db
+    db.add_allow("10.0.0.0/8", db.get_user("alice").id, "vpn", utc_now())
+    office = "192.0.2.77"
+    sent = basic("alice") if password == "right" else basic("alice", "not-her-password")
+    for n in range(25):
+        assert get(client, sent, office).status_code == 401, n
+    assert get(client, basic("bob"), office).status_code == 200
+    assert get(client, basic("__token__", add_token(app, "bob")[1]), office).status_code == 200
+    assert [(k, s) for k, s, _n, _b in throttled(app)] == [("user", "alice")]
+
+
+def test_off_list_attempts_block_the_name_and_answer_alike(app, client):
+    """Fifty attempts from off her list block the name alice (she is not on her usual
+    machines then), and the right password keeps getting the wrong one's answer."""
+    db = app.extensions["teamindex"].db
+    db.add_allow("10.0.0.0/8", db.get_user("alice").id, "vpn", utc_now())
+    ips = ["192.0.2.77", "198.51.100.1"]
+    answers = set()
+    for n in range(50):
+        sent = basic("alice") if n % 2 else basic("alice", f"guess-{n}")
+        response = get(client, sent, ips[n % 2])
+        answers.add((response.status, response.get_data(as_text=True)))
+    assert len(answers) == 1 and next(iter(answers))[0].startswith("401 ")
+    assert ("user", "alice", 0, True) in throttled(app)
+    for sent in (basic("alice"), basic("alice", "guess")):
+        assert get(client, sent, "192.0.2.78").status_code == 429
+    assert get(client, basic("bob"), ips[0]).status_code == 200
+
+
 # -- teamindex throttle list / clear ---------------------------------------------------------
 
 
@@ -505,6 +542,47 @@ def test_admin_clear_refusals(app, client, data, status):
     login(client, "root")
     response = post_form(client, "/admin/throttle/clear", data, page="/admin/throttle")
     assert response.status_code == status, response.status
+
+
+@pytest.mark.parametrize(
+    ("failures", "data", "cleared"),
+    [
+        (("dave", ["203.0.113.9"]), {"kind": "user", "subject": "Dave"}, "user dave"),
+        (("dave", ["203.0.113.9"]), {"kind": "user", "subject": "DAVE "}, "user dave"),
+        (("nobody", ["203.0.113.9"]), {"kind": "user", "subject": "NoBody"}, "user nobody"),
+        (
+            ("alice", ["2001:db8:5:6::1"]),
+            {"kind": "address", "subject": "2001:db8:5:6::99"},
+            "address 2001:db8:5:6::/64",
+        ),
+        (
+            ("alice", ["203.0.113.9"]),
+            {"kind": "address", "subject": "::ffff:203.0.113.9"},
+            "address 203.0.113.9",
+        ),
+    ],
+)
+def test_admin_clear_finds_the_key_as_the_cli_does(app, client, failures, data, cleared):
+    """The admin types the name or address as they know it; the throttle's key is the
+    stored name and the /64 (like `teamindex throttle clear`)."""
+    add_user(app, "dave")
+    user, ips = failures
+    fail_logins(client, user, ips, 3)
+    login(client, "root")
+    response = post_form(client, "/admin/throttle/clear", data, page="/admin/throttle")
+    assert response.status_code == 303, response.status
+    kind, subject = cleared.split(" ", 1)
+    assert all((k, s) != (kind, subject) for k, s, _n, _b in throttled(app))
+    events = app.extensions["teamindex"].db.query_audit(since="2000", action="throttle_clear")
+    assert [e.detail for e in events] == [cleared]
+
+
+def test_admin_clear_refuses_what_is_no_address(app, client):
+    login(client, "root")
+    data = {"kind": "address", "subject": "10.0.0.0/8"}
+    response = post_form(client, "/admin/throttle/clear", data, page="/admin/throttle")
+    assert response.status_code == 400
+    assert "not an IP address or IPv6 /64" in response.get_data(as_text=True)
 
 
 def test_only_administrators_with_their_password_manage_the_throttle(app, client):

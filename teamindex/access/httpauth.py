@@ -25,6 +25,7 @@ from ..errors import HTTPError, plain_error
 from ..index.dists import is_project_name
 from ..models import LoginFacts, Project, Token, User
 from .auth import TOKEN_USERNAME, looks_like_token, token_digest, token_expired
+from .earlycheck import basic_credentials
 from .netrules import ip_allowed, user_key
 from .permissions import ANONYMOUS, Action, Decision, Principal, ProjectFacts, decide
 
@@ -90,11 +91,14 @@ def authenticate(username: str, password: str, remember_as: str | None = None) -
     # is checked either way, so the time is the same too): a distinct answer for the right
     # password would let outsiders guess it from there. The audit log tells admins which.
     # Token secrets cannot be guessed: their owner's and their own lists answer 403 below.
+    # Such an attempt counts against the user name only, right password or wrong: it can
+    # never succeed from there (no guessing to stop), and counting the address would let a
+    # user whose list is the VPN, running pip at the office, block everyone at the office.
     off_list = not is_token and not ip_allowed(ip, facts.user_allowlist)
     if principal is None or off_list:
         event = "auth_failed" if principal is None else "ip_denied"
         svc.audit.record(event, ip=ip, user=username, outcome="denied", best_effort=True)
-        for kind, subject in svc.throttle.failure(ip, throttle_user):
+        for kind, subject in svc.throttle.failure(ip, throttle_user, count_address=not off_list):
             svc.audit.record(
                 "throttled",
                 ip=ip,
@@ -149,12 +153,24 @@ EARLY_REFUSAL = "HTTP_TEAMINDEX_REFUSED"
 
 def answer_early_refusal() -> None:
     """before_request: answer a request the server refused before reading its body, with
-    the same status, words and audit as the checks below would give it later."""
+    the same status, words and audit as the checks below would give it later. Its body was
+    never read, so whatever the checks say now, it is refused."""
     status = request.environ.get(EARLY_REFUSAL)
+    if status is None:
+        return
     if status == "403":
         require_address_allowed()  # raises the usual 403 (and audits it)
-    if status in ("401", "403"):  # 403 here: the allowlist changed in between; still refuse
-        raise HTTPError(401, "Invalid or missing credentials for teamindex.", _challenge())
+    if status == "429":
+        wait = max(services().throttle.retry_after(client_ip(), None), 1)
+        raise HTTPError(
+            429, f"Too many failed logins; retry in {wait} seconds.", {"Retry-After": str(wait)}
+        )
+    credentials = basic_credentials(request.headers.get("Authorization", ""))
+    if credentials is not None and _is_token(*credentials):
+        # A dead or unknown token: the precise "token revoked/expired", or a counted and
+        # audited failure, exactly as without the early refusal.
+        authenticate(*credentials)
+    raise HTTPError(401, "Invalid or missing credentials for teamindex.", _challenge())
 
 
 def require_address_allowed(username: str = "") -> None:

@@ -109,7 +109,7 @@ class ThrottleStore(Protocol):
 
     def add_throttle_failures(
         self,
-        address: str,
+        address: str | None,
         address_limit: int,
         user: str | None,
         user_limit: int,
@@ -165,15 +165,18 @@ class Throttle:
             wait = max(wait, state.user_blocked_until - now)
         return math.ceil(wait) if wait > 0 else 0
 
-    def failure(self, ip: str, user: str | None) -> list[tuple[str, str]]:
+    def failure(
+        self, ip: str, user: str | None, *, count_address: bool = True
+    ) -> list[tuple[str, str]]:
         """Count a failed login; the (kind, subject) keys it just blocked. Best effort: a
         database that cannot take the write now (locked, full) loses this count rather
-        than failing the request."""
+        than failing the request. `count_address=False` counts the user key only (a
+        password sent from outside the user's own list: see httpauth.authenticate)."""
         now = self.clock()
         policy = self.policy
         try:
             blocked = self.store.add_throttle_failures(
-                address_key(ip),
+                address_key(ip) if count_address else None,
                 policy.ip_failures,
                 user,
                 policy.user_failures,

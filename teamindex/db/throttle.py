@@ -17,7 +17,7 @@ from .core import Connections
 # How long a throttle write waits for another writer before it is skipped.
 BRIEF_WAIT_MS = 1_000
 
-# One failure for the address key and (unless :user is NULL) the user key. The count after
+# One failure for the address key and the user key (each unless NULL). The count after
 # it is the old count plus one inside the window, else a fresh 1; reaching the key's limit
 # when not blocked already blocks it until :now + :cooldown and starts counting anew (0).
 _COUNT_FAILURE = """
@@ -66,7 +66,7 @@ class ThrottleQueries(Connections):
 
     def add_throttle_failures(
         self,
-        address: str,
+        address: str | None,
         address_limit: int,
         user: str | None,
         user_limit: int,
@@ -75,8 +75,8 @@ class ThrottleQueries(Connections):
         window: float,
         cooldown: float,
     ) -> list[tuple[str, str]]:
-        """Count one failure for the address (and the user unless None) in one statement;
-        the (kind, subject) keys it just blocked."""
+        """Count one failure for the address and the user (each unless None) in one
+        statement; the (kind, subject) keys it just blocked."""
         params = {
             "address": address,
             "address_limit": address_limit,

@@ -56,6 +56,16 @@ class UserQueries(Connections):
         token = token_from(row, id_column="token_id")
         return LoginFacts(user_from(row), token, *allowlists_from(row), row["auth_serial"])
 
+    def token_standing(self, digest: str) -> tuple[str | None, str | None] | None:
+        """(revoked, expires) of the token with this digest whose owner exists, or None:
+        one indexed read, for the server's check on a request's headers (BodyGate)."""
+        row = self.conn.execute(
+            "SELECT t.revoked, t.expires FROM tokens t JOIN users u ON u.id = t.user_id"
+            " WHERE t.digest = ?",
+            (digest,),
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
     def get_user_by_id(self, user_id: int) -> User | None:
         row = self.conn.execute(
             "SELECT id, name, password_hash, is_admin FROM users WHERE id = ?", (user_id,)

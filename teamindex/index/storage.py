@@ -301,9 +301,11 @@ PRIVATE_FILES = (
 
 def make_private(directory: Path) -> list[Path]:
     """Create `directory` if needed and make it and its secret files owner-only; returns
-    what had wider permissions (for the start-up log). Package files are created 0600 by
+    what existed before with wider permissions (for the start-up log; a directory created
+    here is no news, even if the umask widened it). Package files are created 0600 by
     mkstemp, and nobody else can reach anything inside a 0700 directory anyway."""
-    directory.mkdir(parents=True, exist_ok=True)
+    existed = directory.exists()
+    directory.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
     changed = []
     for path, mode in [(directory, PRIVATE_DIR_MODE)] + [
         (directory / name, PRIVATE_FILE_MODE) for name in PRIVATE_FILES
@@ -314,7 +316,8 @@ def make_private(directory: Path) -> list[Path]:
             continue
         if current & ~mode:
             os.chmod(path, mode)
-            changed.append(path)
+            if existed:
+                changed.append(path)
     return changed
 
 

@@ -20,9 +20,12 @@ import threading
 import time
 from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from waitress import wasyncore
+
+if TYPE_CHECKING:
+    from ..access.earlycheck import EarlyCredentials
 
 log = logging.getLogger("teamindex")
 
@@ -166,7 +169,8 @@ REFUSED_HEADER = "TEAMINDEX_REFUSED"  # waitress' key; the app sees httpauth.EAR
 ANONYMOUS_BODY_LIMIT = 64 << 10
 # A client that has not finished its request headers by then is dropped (slowloris).
 HEADER_SECONDS = 15.0
-# Connections one client address may hold open; a trusted proxy is exempt (it is everyone).
+# Connections one client address (an IPv6 /64) may hold open; the trusted proxy is exempt
+# (it is everyone).
 CONNECTIONS_PER_ADDRESS = 16
 # After an early refusal the server stops sending (FIN) and discards what the client still
 # sends for a while before closing: closing with unread data makes the kernel send a reset,
@@ -184,26 +188,66 @@ CLEANUP_INTERVAL_SECONDS = 2
 
 class BodyGate:
     """Decides on the headers alone whether a request with a body is refused: 403 when
-    the client address is not on the global allowlist, 401 when it sends no Authorization
-    and more than ANONYMOUS_BODY_LIMIT bytes (or a chunked body). Runs on waitress' socket
-    thread: one small SQLite read, only for requests that carry a body."""
+    the client address is not on the global allowlist; for more than ANONYMOUS_BODY_LIMIT
+    bytes (or a chunked body), 401 without an Authorization header, and whatever
+    `credentials` (access.earlycheck.EarlyCredentials) refuses on the header: malformed
+    Basic or a dead token (401), an unverified password from a blocked address (429).
+    Runs on waitress' socket thread: a read or two of SQLite, only for requests that carry
+    a body, no password hashing.
 
-    def __init__(self, allowlist: Callable[[], list[str]], behind_proxy: bool) -> None:
+    The client is the socket peer, except for the trusted proxy (`trusted_proxy`, as
+    waitress is told: one address, or "*"), whose client is the one waitress will hand the
+    app (X-Forwarded-For); the proxy itself is exempt from the per-address cap."""
+
+    def __init__(
+        self,
+        allowlist: Callable[[], list[str]],
+        trusted_proxy: str = "",
+        credentials: EarlyCredentials | None = None,
+    ) -> None:
         self.allowlist = allowlist
-        self.behind_proxy = behind_proxy  # the peer is the proxy: the app checks the client
+        self.trusted_proxy = trusted_proxy
+        self.credentials = credentials
+
+    def is_proxy(self, peer: str) -> bool:
+        """True for the trusted proxy's address (waitress' own comparison)."""
+        return bool(self.trusted_proxy) and self.trusted_proxy in ("*", peer)
+
+    def client(self, peer: str, headers: dict[str, str]) -> str:
+        """The address the app will see as REMOTE_ADDR."""
+        if not self.is_proxy(peer) or "X_FORWARDED_FOR" not in headers:
+            return peer
+        from waitress.proxy_headers import parse_proxy_headers
+
+        environ = {"REMOTE_ADDR": peer, "HTTP_X_FORWARDED_FOR": headers["X_FORWARDED_FOR"]}
+        try:
+            parse_proxy_headers(environ, 1, {"x-forwarded-for"})
+        except Exception:  # malformed: waitress answers 400 itself
+            return peer
+        return str(environ["REMOTE_ADDR"])
 
     def refusal(self, peer: str, headers: dict[str, str], length: int, chunked: bool) -> int:
         """The status to refuse with, or 0 to read the body and let the app decide."""
         from ..access.netrules import ip_allowed
 
+        client = self.client(peer, headers)
         try:
-            if not self.behind_proxy and not ip_allowed(peer, self.allowlist()):
+            if not ip_allowed(client, self.allowlist()):
                 return 403
         except Exception:  # the app checks again; never fail the socket thread
             log.exception("early allowlist check failed; the app decides")
-        if "AUTHORIZATION" not in headers and (chunked or length > ANONYMOUS_BODY_LIMIT):
+        if not chunked and length <= ANONYMOUS_BODY_LIMIT:
+            return 0
+        authorization = headers.get("AUTHORIZATION")
+        if authorization is None:
             return 401
-        return 0
+        if self.credentials is None:
+            return 0
+        try:
+            return self.credentials.refusal(client, authorization)
+        except Exception:
+            log.exception("early credential check failed; the app decides")
+            return 0
 
 
 def _gated_parser(gate: BodyGate, channel: Any) -> Callable[[Any], Any]:
@@ -274,6 +318,8 @@ def harden(server: Any, gate: BodyGate, per_address: int = CONNECTIONS_PER_ADDRE
     so the counts need no lock."""
     from waitress.channel import HTTPChannel
 
+    from ..access.netrules import address_key
+
     counts = AddressCounts(per_address)
 
     class HardenedChannel(HTTPChannel):  # type: ignore[misc]
@@ -285,13 +331,16 @@ def harden(server: Any, gate: BodyGate, per_address: int = CONNECTIONS_PER_ADDRE
             super().__init__(*args, **kwargs)
             self.peer = str(self.addr[0]) if isinstance(self.addr, tuple) else str(self.addr)
             self.parser_class = _gated_parser(gate, self)
-            self.counted = gate.behind_proxy or counts.enter(self.peer)
+            # Keyed like the throttle: an IPv6 /64 is one client (one subscriber's network).
+            self.exempt = gate.is_proxy(self.peer)
+            self.address = address_key(self.peer)
+            self.counted = self.exempt or counts.enter(self.address)
             if not self.counted:
                 self.handle_close()  # over the cap: closed before a byte is read
 
         def del_channel(self, map: Any = None) -> None:
-            if self.counted and not gate.behind_proxy:
-                counts.leave(self.peer)
+            if self.counted and not self.exempt:
+                counts.leave(self.address)
             self.counted = False
             super().del_channel(map)
 
@@ -344,8 +393,11 @@ def make_server(app: Any, options: dict[str, Any]) -> Any:
     """waitress.create_server for the teamindex app, hardened (see harden)."""
     import waitress
 
+    from ..access.earlycheck import EarlyCredentials
+
     svc = app.extensions["teamindex"]
     server = waitress.create_server(app, **options)
-    gate = BodyGate(lambda: svc.db.allowlist(None), behind_proxy=bool(svc.settings.trusted_proxy))
+    credentials = EarlyCredentials(svc.db.token_standing, svc.throttle, svc.logins)
+    gate = BodyGate(lambda: svc.db.allowlist(None), svc.settings.trusted_proxy, credentials)
     harden(server, gate)
     return server

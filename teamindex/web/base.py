@@ -49,6 +49,7 @@ def _gate() -> Response | None:
     if request.endpoint in PUBLIC_ENDPOINTS:
         require_address_allowed()
     if request.method == "POST":
+        refuse_multipart()
         check_csrf()
     if request.endpoint in PUBLIC_ENDPOINTS:
         return None
@@ -60,6 +61,17 @@ def _gate() -> Response | None:
         # token must never exceed its scope (a read token of an admin is not an admin).
         raise HTTPError(403, TOKENS_REFUSED)
     return None
+
+
+FORMS_ONLY = "Web forms send no files; upload with a tool to /legacy/ or /docs/."
+
+
+def refuse_multipart() -> None:
+    """415 for a multipart POST, before anything reads the form: no page form sends files
+    (docs uploads go to /docs/, outside this blueprint), and parsing one for the CSRF check
+    would write an outsider's file parts to temp files before the viewer is known."""
+    if request.mimetype == "multipart/form-data":
+        raise HTTPError(415, FORMS_ONLY)
 
 
 @bp.after_request
