@@ -67,10 +67,15 @@ def make_wheel(
     filename: str | None = None,
     padding: int = 0,
     omit: Sequence[str] = (),
+    legacy: bool = False,
 ) -> Path:
-    """A pure-Python wheel importable as `<dist_name>`; `metadata` overrides METADATA."""
+    """A pure-Python wheel importable as `<dist_name>`; `metadata` overrides METADATA.
+    `legacy`: named as older producers did, filename and dist-info spelling the name as
+    given (`Legacy.Name-1.0-py3-none-any.whl` with `Legacy.Name-1.0.dist-info/`)."""
     base = dist_name(name)
-    dist_info = f"{base}-{version}.dist-info"
+    dist_info = f"{name if legacy else base}-{version}.dist-info"
+    if legacy and filename is None:
+        filename = f"{name}-{version}-py3-none-any.whl"
     module = f"{base}/__init__.py"
     files: dict[str, bytes] = {
         module: f'__version__ = "{version}"\n'.encode() + b"#" * padding,

@@ -25,7 +25,8 @@ USERS = ("admin", "owner", "maintainer", "reader", "outsider")
 CREDS = ("password", "token-read", "token-upload", "token-other", "token-expired", "token-revoked")
 VISIBILITY = ("team", "restricted")
 IPS = {"inside": "10.1.2.3", "outside": "192.0.2.7"}
-ENDPOINTS = ("root", "page", "file", "metadata", "upload", "yank")
+# upload-legacy: the same upload under an old spelling (Team.Proj-2.0-…whl, issue 12).
+ENDPOINTS = ("root", "page", "file", "metadata", "upload", "upload-legacy", "yank")
 
 # Oracle 1: who may read a project of each visibility (with a credential that covers it).
 CAN_READ = {
@@ -38,6 +39,8 @@ CAN_UPLOAD = {"admin", "owner", "maintainer"}
 
 def expected_status(user: str, cred: str, visibility: str, ip: str, endpoint: str) -> int:
     """The issue's rules, cell by cell."""
+    if endpoint == "upload-legacy":
+        endpoint = "upload"  # a spelling of the name is the name: same rights, same answers
     if ip == "outside":
         return 403  # before any credential is looked at
     if cred in ("token-expired", "token-revoked"):
@@ -169,7 +172,12 @@ class Matrix:
             return self.client.post(
                 f"/api/{project}/1.0/yank", auth=auth, environ_base=environ, data={"reason": "x"}
             )
-        wheel = make_wheel(self.dists, project, f"{next(self.versions)}.0")
+        version = f"{next(self.versions)}.0"
+        if endpoint == "upload-legacy":
+            spelled = project.title().replace("-", ".")  # Team.Proj
+            wheel = make_wheel(self.dists, spelled, version, legacy=True)
+        else:
+            wheel = make_wheel(self.dists, project, version)
         return self.upload(*auth, wheel, ip=IPS[ip])
 
 
@@ -197,7 +205,7 @@ def test_permission_cell(matrix: Matrix, user: str, cred: str, visibility: str, 
 
 
 def test_matrix_covers_every_combination() -> None:
-    assert len(CELLS) * len(ENDPOINTS) == 5 * 6 * 2 * 2 * 6
+    assert len(CELLS) * len(ENDPOINTS) == 5 * 6 * 2 * 2 * 7
 
 
 # -- the web pages: administration and account management --------------------------------------

@@ -152,13 +152,12 @@ def test_import_directory(app, client, run, settings, tmp_path):
 
     code, out, err = run("import", str(source), "--quiet")
     assert code == 1
-    lines = out.splitlines()
-    assert lines[0] == "imported 3, skipped 0 (already present), rejected 1"
-    assert lines[1] == (
+    assert out.splitlines() == [
+        f"  skipped {source / 'README.txt'}: not a distribution (expected .whl, .tar.gz or .zip)",
         f"  rejected {broken}: Invalid distribution file. File is not a zipfile: "
-        "File is not a zip file"
-    )
-    assert len(lines) == 2
+        "File is not a zip file",
+        "imported 3, identical 0, skipped 1 (1 other), rejected 1",
+    ]
     assert err == ""
     assert stored_files(settings.data_dir) == [
         "alpha/alpha-1.0-py3-none-any.whl",
@@ -178,31 +177,57 @@ def test_import_directory(app, client, run, settings, tmp_path):
     # Again: everything present is skipped, the broken file is still rejected.
     code, out, _err = run("import", str(source), "--quiet")
     assert code == 1
-    assert out.splitlines()[0] == "imported 0, skipped 3 (already present), rejected 1"
+    assert out.splitlines()[-1] == "imported 0, identical 3, skipped 1 (1 other), rejected 1"
 
-    # Without the broken file: exit 0.
+    # Without the broken file: exit 0 (a skipped file is reported, not an error).
     broken.unlink()
     code, out, _err = run("import", str(source), "--quiet")
-    assert (code, out) == (0, "imported 0, skipped 3 (already present), rejected 0\n")
+    assert code == 0
+    assert out.splitlines()[-1] == "imported 0, identical 3, skipped 1 (1 other), rejected 0"
+
+
+def test_import_of_a_missing_directory_is_an_error(app, run, tmp_path):
+    code, out, err = run("import", str(tmp_path / "packges"), "--quiet")
+    assert (code, out) == (1, "")
+    assert err == f"teamindex: error: no such file or directory: {tmp_path / 'packges'}\n"
+
+
+def test_import_keep_times(app, client, run, tmp_path):
+    source = tmp_path / "packages"
+    source.mkdir()
+    wheel = make_wheel(source, "Alpha.Beta", "1.0", legacy=True)
+    os.utime(wheel, (1_500_000_000, 1_500_000_000))
+    code, out, _err = run("import", "--keep-times", str(source), "--quiet")
+    assert (code, out) == (0, "imported 1, identical 0, skipped 0, rejected 0\n")
+    page = client.get("/simple/alpha-beta/", headers={**basic("alice"), "Accept": JSON}).json
+    [entry] = page["files"]
+    assert (entry["filename"], entry["upload-time"]) == (
+        "Alpha.Beta-1.0-py3-none-any.whl",
+        "2017-07-14T02:40:00.000000Z",
+    )
 
 
 def test_import_owner_becomes_owner_of_new_projects(app, run, tmp_path):
-    make_wheel(tmp_path, "alpha", "1.0")
-    code, _out, _err = run("import", str(tmp_path), "--quiet", "--owner", "bob")
+    source = tmp_path / "packages"
+    source.mkdir()
+    make_wheel(source, "alpha", "1.0")
+    code, _out, _err = run("import", str(source), "--quiet", "--owner", "bob")
     assert code == 0
     db = app.extensions["teamindex"].db
     assert db.project_with_role("alpha", db.get_user("bob").id)[1] == "owner"
     assert db.project_with_role("alpha", db.get_user("alice").id)[1] is None
-    code, _out, err = run("import", str(tmp_path), "--owner", "nobody")
+    code, _out, err = run("import", str(source), "--owner", "nobody")
     assert code == 1
     assert err == "teamindex: error: no user 'nobody'\n"
 
 
 def test_import_progress_goes_to_stderr(app, run, tmp_path):
-    make_wheel(tmp_path, "alpha", "1.0")
-    code, out, err = run("import", str(tmp_path))
+    source = tmp_path / "packages"
+    source.mkdir()
+    make_wheel(source, "alpha", "1.0")
+    code, out, err = run("import", str(source))
     assert code == 0
-    assert out == "imported 1, skipped 0 (already present), rejected 0\n"
+    assert out == "imported 1, identical 0, skipped 0, rejected 0\n"
     assert "1/1 files" in err
 
 

@@ -19,8 +19,10 @@ from teamindex.index.dists import (
     MIN_INFLATED_ALLOWANCE,
     DistributionError,
     inspect_distribution,
+    normalized_filename,
     parse_filename,
     parse_metadata,
+    spelling_pattern,
     validate_project_name,
 )
 
@@ -46,6 +48,28 @@ from teamindex.index.dists import (
         ("foo_bar-1.0.post1.tar.gz", "foo-bar", "1.0.post1", "sdist", "source"),
         # Legacy sdists may spell the name as the project does (imports of old files).
         ("Foo_Bar-1.0.tar.gz", "foo-bar", "1.0", "sdist", "source"),
+        ("Django-3.2.25.tar.gz", "django", "3.2.25", "sdist", "source"),
+        ("zope.interface-6.0.tar.gz", "zope-interface", "6.0", "sdist", "source"),
+        # So may wheels: the binary distribution format spec says consumers must accept "."
+        # and upper case in the name, as written by older producers.
+        ("Foo_Bar-1.0-py3-none-any.whl", "foo-bar", "1.0", "bdist_wheel", "py3"),
+        ("FOO-1.0-py3-none-any.whl", "foo", "1.0", "bdist_wheel", "py3"),
+        ("Django-3.2.25-py3-none-any.whl", "django", "3.2.25", "bdist_wheel", "py3"),
+        ("ruamel.yaml-0.17.21-py3-none-any.whl", "ruamel-yaml", "0.17.21", "bdist_wheel", "py3"),
+        (
+            "backports.tarfile-1.2.0-py3-none-any.whl",
+            "backports-tarfile",
+            "1.2.0",
+            "bdist_wheel",
+            "py3",
+        ),
+        (
+            "MarkupSafe-2.1.5-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+            "markupsafe",
+            "2.1.5",
+            "bdist_wheel",
+            "cp311",
+        ),
     ],
 )
 def test_parse_filename_valid(filename, project, version, packagetype, python_version):
@@ -60,10 +84,9 @@ def test_parse_filename_valid(filename, project, version, packagetype, python_ve
 @pytest.mark.parametrize(
     ("filename", "message"),
     [
-        # PEP 427 escaping: the prefix must be the normalized name with "_".
-        ("Foo_Bar-1.0-py3-none-any.whl", "should contain the normalized project name 'foo_bar'"),
-        ("foo.bar-1.0-py3-none-any.whl", "should contain the normalized project name 'foo_bar'"),
-        ("FOO-1.0-py3-none-any.whl", "not 'FOO'"),
+        # A legacy spelling must still be a valid name.
+        ("_foo-1.0-py3-none-any.whl", "'_foo' is an invalid value for Name."),
+        ("foo.-1.0-py3-none-any.whl", "'foo.' is an invalid value for Name."),
         ("foo-bar-1.0-py3-none-any.whl", "Invalid wheel filename"),
         ("foo__bar-1.0-py3-none-any.whl", "Invalid wheel filename"),
         ("foo-1.0-RC1-py3-none-any.whl", "Invalid wheel filename"),
@@ -102,6 +125,45 @@ def test_parse_filename_invalid(filename, message):
     with pytest.raises(DistributionError) as caught:
         parse_filename(filename)
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("filename", "normalized"),
+    [
+        ("foo-1.0-py3-none-any.whl", "foo-1.0-py3-none-any.whl"),
+        ("Django-3.2.25-py3-none-any.whl", "django-3.2.25-py3-none-any.whl"),
+        ("ruamel.yaml-0.17.21-py3-none-any.whl", "ruamel_yaml-0.17.21-py3-none-any.whl"),
+        ("Foo.Bar-1.0RC1-1-py3.py2-none-any.whl", "foo_bar-1.0rc1-1-py2.py3-none-any.whl"),
+        (
+            "MarkupSafe-2.1.5-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+            "markupsafe-2.1.5-cp311-cp311-manylinux2014_x86_64.manylinux_2_17_x86_64.whl",
+        ),
+        ("Django-3.2.25.tar.gz", "django-3.2.25.tar.gz"),
+        ("zope.interface-6.0.zip", "zope_interface-6.0.zip"),
+        # A different version string is a different file, even when PEP 440 calls it equal
+        # (1.0 and 1.0.0 are one release, but two files, as on PyPI).
+        ("foo-1.0.0.tar.gz", "foo-1.0.0.tar.gz"),
+    ],
+)
+def test_normalized_filename(filename, normalized):
+    assert normalized_filename(parse_filename(filename)) == normalized
+    assert normalized_filename(parse_filename(normalized)) == normalized
+
+
+def test_spelling_pattern_matches_every_spelling():
+    import sqlite3
+
+    conn = sqlite3.connect(":memory:")
+    pattern = spelling_pattern(parse_filename("ruamel_yaml-1.0.tar.gz").project)
+    for spelling in (
+        "Ruamel.Yaml-1.0.tar.gz",
+        "ruamel_yaml-1.0-py3-none-any.whl",
+        "RUAMEL-YAML-1.0.zip",
+    ):
+        assert conn.execute("SELECT ? LIKE ?", (spelling, pattern)).fetchone() == (1,)
+    for other in ("ruamel-1.0.tar.gz", "yaml-1.0.tar.gz", "ruamel_yaml_extra.tar.gz"):
+        assert conn.execute("SELECT ? LIKE ?", (other, pattern)).fetchone() == (0,)
+    conn.close()
 
 
 def test_distribution_error_is_a_value_error():
@@ -239,6 +301,22 @@ def test_inspect_wheel_missing_required_file(tmp_path, missing):
         f"Wheel 'foo-1.0-py3-none-any.whl' does not contain the required {missing} file: "
         f"foo-1.0.dist-info/{missing}"
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "filename"),
+    [
+        # As older producers wrote them: filename and dist-info spell the name alike.
+        ("Legacy.Name", None),
+        # Renamed by hand: the dist-info keeps the normalized spelling (found as pip finds it).
+        ("legacy_name", "Legacy.Name-1.0-py3-none-any.whl"),
+    ],
+)
+def test_inspect_legacy_wheel(tmp_path, name, filename):
+    path = make_wheel(tmp_path, name, "1.0", legacy=True, filename=filename)
+    inspection = _inspect(path)
+    assert inspection.metadata.name == name
+    assert inspection.metadata_bytes is not None
 
 
 def test_inspect_wheel_dist_info_must_match_filename(tmp_path):

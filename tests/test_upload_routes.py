@@ -160,11 +160,14 @@ REFUSALS: list[tuple[str, Callable[[Path], dict], int, str]] = [
         "Invalid distribution filename: '..'",
     ),
     (
-        "non-normalized wheel name",
-        lambda d: {"path": make_wheel(d, "foo", "1.0", filename="Foo-1.0-py3-none-any.whl")},
+        # A legacy spelling is accepted (issue 12), but never one of another project.
+        "legacy wheel name of another project",
+        lambda d: {
+            "path": make_wheel(d, "Bar", "1.0", legacy=True, metadata=metadata_text("foo", "1.0"))
+        },
         400,
-        "Filename 'Foo-1.0-py3-none-any.whl' should contain the normalized project name "
-        "'foo', not 'Foo'.",
+        "Name in metadata 'foo' does not match the filename 'Bar-1.0-py3-none-any.whl' "
+        "(project 'bar').",
     ),
     (
         "form name differs from filename",

@@ -152,14 +152,28 @@ def _import_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dirs", nargs="+", type=Path, help="directories (or files) to import")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     parser.add_argument("--owner", help="user who becomes owner of the projects it creates")
+    parser.add_argument(
+        "--keep-times",
+        action="store_true",
+        help="upload time from each file's modification time (migrating from pypiserver)",
+    )
 
 
 @command(_import_args)
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     """Bulk-import wheels and sdists (e.g. a pypiserver packages/ dir), validated exactly like
-    uploads; identical files already present are skipped. Exit status 1 if any was rejected."""
+    uploads; files already present with the same bytes count as identical.
+
+    Every file is accounted for: the summary counts imported, identical, skipped (not a
+    format the index serves: .egg, .tar.bz2, .exe, .msi, .rpm, anything else) and rejected
+    (named like a wheel or sdist, refused by the checks), and one line per skipped or
+    rejected file gives its reason. Exit status 1 only if a file was rejected: skipped
+    files are expected in old directories, a rejected one is a distribution left behind."""
     from ..index.importer import import_paths
 
+    missing = [str(path) for path in args.dirs if not path.exists()]
+    if missing:
+        raise CommandError(f"no such file or directory: {', '.join(missing)}")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = open_database(settings)
     storage = Storage(settings.packages_dir, settings.tmp_dir)
@@ -173,13 +187,13 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
         args.dirs,
         owner_id=owner.id if owner else None,
         progress=None if args.quiet else sys.stderr,
+        keep_times=args.keep_times,
     )
-    print(
-        f"imported {report.imported}, skipped {report.skipped} (already present), "
-        f"rejected {len(report.rejected)}"
-    )
+    for path, reason in report.skipped:
+        print(f"  skipped {path}: {reason}")
     for path, reason in report.rejected:
         print(f"  rejected {path}: {reason}")
+    print(report.summary())
     return 1 if report.rejected else 0
 
 

@@ -97,6 +97,24 @@ class IndexQueries(Connections):
         ).fetchone()
         return row[0] if row else None
 
+    def release_filenames(self, project: str, canonical_version: str) -> list[tuple[str, str]]:
+        """(filename, sha256) of one release's files: the other spellings a new file could
+        collide with all live here (same project, same version)."""
+        rows = self.conn.execute(
+            "SELECT f.filename, f.sha256 FROM files f JOIN releases r ON r.id = f.release_id"
+            " JOIN projects p ON p.id = r.project_id"
+            " WHERE p.name = ? AND r.canonical_version = ?",
+            (project, canonical_version),
+        ).fetchall()
+        return [(row[0], row[1]) for row in rows]
+
+    def deleted_filenames_like(self, pattern: str) -> list[tuple[str, str]]:
+        """(filename, sha256) of deleted files matching a LIKE pattern (ASCII case-blind)."""
+        rows = self.conn.execute(
+            "SELECT filename, sha256 FROM deleted_files WHERE filename LIKE ?", (pattern,)
+        ).fetchall()
+        return [(row[0], row[1]) for row in rows]
+
     def role(self, user_id: int, project_id: int) -> str | None:
         row = self.conn.execute(
             "SELECT role FROM roles WHERE user_id = ? AND project_id = ?", (user_id, project_id)

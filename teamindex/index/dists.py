@@ -127,15 +127,11 @@ def parse_filename(filename: str) -> FilenameInfo:
         # Python's int-parsing limit (4300 digits), which would otherwise be a 500.
         except (InvalidWheelFilename, InvalidVersion, ValueError) as exc:
             raise DistributionError(f"Invalid wheel filename: {exc}") from exc
-        prefix = filename.split("-", 1)[0]
-        expected = name.replace("-", "_")
-        if prefix != expected:
-            # PEP 427 escaping: the distribution part is the normalized name with "_" (uv
-            # refuses to publish other spellings; Warehouse rejects them the same way).
-            raise DistributionError(
-                f"Filename {filename!r} should contain the normalized project name "
-                f"{expected!r}, not {prefix!r}."
-            )
+        # Older producers wrote the name as the project spells it (Django-, MarkupSafe-,
+        # ruamel.yaml-); the binary distribution format spec says consumers must accept
+        # "." and upper case there, and PyPI still hosts and accepts such files. The
+        # spelling must still be a valid name (no other characters slip through).
+        validate_project_name(filename.split("-", 1)[0])
         validate_project_name(name)
         pythons = ".".join(sorted({tag.interpreter for tag in tags}))
         return FilenameInfo(filename, name, version, "bdist_wheel", pythons)
@@ -150,6 +146,27 @@ def parse_filename(filename: str) -> FilenameInfo:
         "Invalid file extension: Use .tar.gz, .whl or .zip extension. "
         "See https://peps.python.org/pep-0527 for more information."
     )
+
+
+def normalized_filename(info: FilenameInfo) -> str:
+    """The filename today's tools would give this file: normalized name with "_", normalized
+    version, tag sets sorted and lower case. Two spellings of one file (`Django-3.2.25-…`
+    and `django-3.2.25-…`) are one file to an installer, so the index stores only one."""
+    base = info.project.replace("-", "_")
+    if info.packagetype == "bdist_wheel":
+        parts = info.filename[: -len(".whl")].split("-")
+        build = [parts[2]] if len(parts) == 6 else []
+        tags = [".".join(sorted(part.lower().split("."))) for part in parts[-3:]]
+        return "-".join([base, str(info.version), *build, *tags]) + ".whl"
+    extension = ".zip" if info.filename.endswith(".zip") else ".tar.gz"
+    return f"{base}-{info.version}{extension}"
+
+
+def spelling_pattern(project: NormalizedName) -> str:
+    """A SQL LIKE pattern (case-insensitive for ASCII) that every spelling of the project's
+    filenames matches: each separator of the normalized name may be any run of characters.
+    A superset; callers compare normalized_filename() of what it finds."""
+    return project.replace("-", "%") + "-%"  # a normalized name holds no % or _
 
 
 def inspect_distribution(path: Path, info: FilenameInfo) -> Inspection:
@@ -225,12 +242,10 @@ def _read_member(handle: IO[bytes] | None, size: int, what: str) -> bytes:
 
 
 def _read_wheel_metadata(path: Path, info: FilenameInfo) -> bytes:
-    # Warehouse locates the dist-info directory from the filename's first two parts.
-    name_part, version_part, _rest = info.filename.split("-", 2)
-    dist_info = f"{name_part}-{version_part}.dist-info"
     try:
         with _open_zip(path) as archive:
             names = set(archive.namelist())
+            dist_info = _dist_info_dir(names, info)
             for required in ("METADATA", "WHEEL", "RECORD"):
                 if f"{dist_info}/{required}" not in names:
                     raise DistributionError(
@@ -245,6 +260,28 @@ def _read_wheel_metadata(path: Path, info: FilenameInfo) -> bytes:
     except (OSError, RuntimeError, zlib.error) as exc:
         raise DistributionError(f"Invalid distribution file. {exc}") from exc
     return raw
+
+
+def _dist_info_dir(names: set[str], info: FilenameInfo) -> str:
+    """The wheel's .dist-info directory. Warehouse derives it from the filename's first two
+    parts; a legacy file renamed by hand (`Foo.Bar-1.0-…whl` holding `foo_bar-1.0.dist-info`)
+    is found as installers find it: the one directory whose name and version are the file's."""
+    name_part, version_part, _rest = info.filename.split("-", 2)
+    expected = f"{name_part}-{version_part}.dist-info"
+    if f"{expected}/METADATA" in names:
+        return expected
+    for name in sorted(names):
+        top, _, rest = name.partition("/")
+        stem = top.removesuffix(".dist-info")
+        if rest != "METADATA" or stem == top or stem.count("-") != 1:
+            continue
+        project, version = stem.split("-")
+        try:
+            if canonicalize_name(project) == info.project and Version(version) == info.version:
+                return top
+        except (InvalidVersion, ValueError):
+            continue
+    return expected  # absent: the caller names what is missing
 
 
 def _single_top_level(names: list[str], filename: str) -> str:

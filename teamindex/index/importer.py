@@ -1,36 +1,81 @@
-"""Bulk import of distribution files from directories, through the same checks as uploads."""
+"""Bulk import of distribution files from directories, through the same checks as uploads.
+
+Every file found is accounted for: imported, identical (already there), rejected (it is
+named like a distribution but the checks refuse it) or skipped (not a format the index
+serves: eggs, .tar.bz2 sdists, Windows installers, anything else), each with its reason.
+A migration that silently loses files is found out only when an install fails.
+"""
 
 from __future__ import annotations
 
 import shutil
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TextIO
 
+from ..clock import utc_stamp
 from ..db import Database
 from .dists import DistributionError, parse_filename
 from .ingest import IngestError, Outcome, ingest
 from .storage import Storage
 
 DIST_SUFFIXES = (".whl", ".tar.gz", ".zip")
+# What pypiserver directories hold besides wheels and sdists, and why each is left out.
+# PEP 527 removed these upload formats from PyPI; pip installs none of them from an index.
+SKIP_REASONS = (
+    (".egg", "egg", "egg: pip cannot install eggs from an index (PEP 527, PEP 715)"),
+    (
+        (".tar.bz2", ".tar.xz", ".tar.Z", ".tgz", ".tbz", ".tar"),
+        "old sdist format",
+        "sdist format not accepted since PEP 527 (only .tar.gz and .zip)",
+    ),
+    (
+        (".exe", ".msi", ".rpm", ".dmg", ".deb"),
+        "installer",
+        "installer (bdist_wininst/msi/rpm), not installable by pip (PEP 527)",
+    ),
+    (".metadata", "metadata", "a wheel's metadata file; the index extracts its own"),
+    ((".asc", ".sig", ".attestation"), "signature", "signature or attestation; not kept"),
+)
 
 
 @dataclass
 class ImportReport:
     imported: int = 0
-    skipped: int = 0
+    identical: int = 0  # already in the index with these bytes: a successful no-op
     rejected: list[tuple[Path, str]] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    skipped_kinds: Counter[str] = field(default_factory=Counter)
+
+    def summary(self) -> str:
+        """One line: `imported 3, identical 1, skipped 2 (1 egg, 1 installer), rejected 0`."""
+        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(self.skipped_kinds.items()))
+        skipped = f"skipped {len(self.skipped)}" + (f" ({kinds})" if kinds else "")
+        return (
+            f"imported {self.imported}, identical {self.identical}, {skipped}, "
+            f"rejected {len(self.rejected)}"
+        )
 
 
-def find_distributions(paths: Iterable[Path]) -> Iterator[Path]:
-    """Files with a distribution suffix under the given paths, in a stable order."""
+def skip_reason(name: str) -> tuple[str, str] | None:
+    """(kind, reason) for a file the import leaves out; None for a wheel or sdist name."""
+    if name.endswith(DIST_SUFFIXES):
+        return None
+    for suffixes, kind, reason in SKIP_REASONS:
+        if name.endswith(suffixes):
+            return kind, reason
+    return "other", "not a distribution (expected .whl, .tar.gz or .zip)"
+
+
+def find_files(paths: Iterable[Path]) -> Iterator[Path]:
+    """Every file under the given paths, in a stable order."""
     for path in paths:
         if path.is_dir():
-            yield from sorted(
-                p for p in path.rglob("*") if p.is_file() and p.name.endswith(DIST_SUFFIXES)
-            )
+            yield from sorted(p for p in path.rglob("*") if p.is_file())
         elif path.is_file():
             yield path
 
@@ -42,32 +87,22 @@ def import_paths(
     *,
     owner_id: int | None = None,
     progress: TextIO | None = None,
+    keep_times: bool = False,
 ) -> ImportReport:
     """Import every distribution under *paths*; never stops on a bad file. `owner_id`
-    becomes the owner of projects the import creates (as a first uploader would)."""
+    becomes the owner of projects the import creates (as a first uploader would);
+    `keep_times` takes each file's upload time from its mtime (a pypiserver directory's
+    only record of when a release came out, which `uv --exclude-newer` relies on)."""
     report = ImportReport()
-    found = list(find_distributions(paths))
+    found = list(find_files(paths))
     started = time.monotonic()
     for number, path in enumerate(found, 1):
-        try:
-            info = parse_filename(path.name)
-            temp = storage.new_temp()
-            try:
-                with path.open("rb") as source:
-                    shutil.copyfileobj(source, temp, 1 << 20)  # type: ignore[misc]
-                temp.finish()
-            except BaseException:
-                temp.discard()
-                raise
-            temp.close()
-            outcome = ingest(db, storage, temp.path, temp.digests(), info, uploader_id=owner_id)
-        except (DistributionError, IngestError) as exc:
-            report.rejected.append((path, getattr(exc, "message", str(exc))))
+        skipped = skip_reason(path.name)
+        if skipped is not None:
+            report.skipped.append((path, skipped[1]))
+            report.skipped_kinds[skipped[0]] += 1
         else:
-            if outcome is Outcome.STORED:
-                report.imported += 1
-            else:
-                report.skipped += 1
+            _import_one(db, storage, path, report, owner_id=owner_id, keep_times=keep_times)
         if progress is not None and (number % 50 == 0 or number == len(found)):
             rate = number / max(time.monotonic() - started, 1e-6)
             progress.write(f"\r{number}/{len(found)} files ({rate:.0f}/s)")
@@ -75,3 +110,46 @@ def import_paths(
                 progress.write("\n")
             progress.flush()
     return report
+
+
+def _import_one(
+    db: Database,
+    storage: Storage,
+    path: Path,
+    report: ImportReport,
+    *,
+    owner_id: int | None,
+    keep_times: bool,
+) -> None:
+    try:
+        info = parse_filename(path.name)
+        upload_time = _mtime(path) if keep_times else None
+        temp = storage.new_temp()
+        try:
+            with path.open("rb") as source:
+                shutil.copyfileobj(source, temp, 1 << 20)  # type: ignore[misc]
+            temp.finish()
+        except BaseException:
+            temp.discard()
+            raise
+        temp.close()
+        outcome = ingest(
+            db,
+            storage,
+            temp.path,
+            temp.digests(),
+            info,
+            uploader_id=owner_id,
+            upload_time=upload_time,
+        )
+    except (DistributionError, IngestError) as exc:
+        report.rejected.append((path, getattr(exc, "message", str(exc))))
+    else:
+        if outcome is Outcome.STORED:
+            report.imported += 1
+        else:
+            report.identical += 1
+
+
+def _mtime(path: Path) -> str:
+    return utc_stamp(datetime.fromtimestamp(path.stat().st_mtime, timezone.utc))

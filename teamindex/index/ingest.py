@@ -23,8 +23,16 @@ from packaging.version import InvalidVersion, Version
 
 from ..clock import utc_now
 from ..db import Conflict, Database
-from ..models import NewFile
-from .dists import DistributionError, FilenameInfo, Inspection, inspect_distribution
+from ..models import FileRecord, NewFile
+from .dists import (
+    DistributionError,
+    FilenameInfo,
+    Inspection,
+    inspect_distribution,
+    normalized_filename,
+    parse_filename,
+    spelling_pattern,
+)
 from .storage import Digests, Storage
 
 DIGEST_NAMES = ("md5", "sha256", "blake2_256")
@@ -108,9 +116,10 @@ def ingest(
     *,
     uploader_id: int | None,
     claims: Claims = Claims(),
+    upload_time: str | None = None,
 ) -> Outcome:
     """Validate the temp file and add it to the index. The temp file is consumed (moved or
-    deleted) in every case."""
+    deleted) in every case. `upload_time` (default now) lets an import keep the original."""
     meta_temp: Path | None = None
     try:
         inspection = validate(temp, digests, info, claims)
@@ -135,7 +144,7 @@ def ingest(
             blake2_256=digests.blake2_256,
             md5=digests.md5,
             metadata_sha256=metadata_sha256,
-            upload_time=utc_now(),
+            upload_time=upload_time or utc_now(),
             uploader_id=uploader_id,
         )
         return _record(db, storage, temp, meta_temp, new)
@@ -177,8 +186,10 @@ def _record_locked(
     final = storage.file_path(new.project, new.filename)
     meta_final = storage.metadata_path(new.project, new.filename)
     with db.transaction():
-        existing = db.get_file(new.filename)
+        existing = db.get_file(new.filename) or _other_spelling(db, new)
         if existing is not None:
+            final = storage.file_path(existing.project, existing.filename)
+            meta_final = storage.metadata_path(existing.project, existing.filename)
             if existing.sha256 == new.sha256:
                 # twine retries and CI re-runs must succeed. If the file or its .metadata
                 # went missing from disk, the identical bytes just received put them back.
@@ -192,14 +203,14 @@ def _record_locked(
                     storage.publish(meta_temp, meta_final)
                 return Outcome.UNCHANGED
             raise FileExists(
-                f"File already exists ({new.filename!r}, with sha256 hash "
+                f"File already exists ({existing.filename!r}, with sha256 hash "
                 f"{existing.sha256!r}). A filename can only ever hold one content; "
                 "upload a new version."
             )
         same_bytes = db.filename_by_sha256(new.sha256)
         if same_bytes is not None:
             raise FileExists(f"File already exists: these bytes were uploaded as {same_bytes!r}.")
-        deleted = db.deleted_file_sha256(new.filename)
+        deleted = db.deleted_file_sha256(new.filename) or _deleted_spelling(db, new)
         if deleted is not None and deleted != new.sha256:
             raise IngestError(
                 "This filename was previously used by a file that has since been deleted. "
@@ -221,6 +232,35 @@ def _record_locked(
                 raise FileExists(f"File already exists: {exc}.") from None
             raise
     return Outcome.STORED
+
+
+def _other_spelling(db: Database, new: NewFile) -> FileRecord | None:
+    """The stored file that is this one under another spelling (`Django-3.2.25-…whl` for
+    `django-3.2.25-…whl`): installers see one candidate in both, so the index keeps one
+    file per normalized filename, as the first upload spelled it."""
+    key = _key(new.filename)
+    for filename, _sha256 in db.release_filenames(new.project, new.canonical_version):
+        if filename != new.filename and _key(filename) == key:
+            return db.get_file(filename)
+    return None
+
+
+def _deleted_spelling(db: Database, new: NewFile) -> str | None:
+    """The sha256 of a deleted file that was this one under another spelling: a deleted
+    filename never comes back with other bytes, whatever its spelling."""
+    key = _key(new.filename)
+    for filename, sha256 in db.deleted_filenames_like(spelling_pattern(new.project)):
+        if _key(filename) == key:
+            return sha256
+    return None
+
+
+def _key(filename: str) -> str | None:
+    """normalized_filename() of a stored name; None for one that no longer parses."""
+    try:
+        return normalized_filename(parse_filename(filename))
+    except DistributionError:
+        return None
 
 
 def _discard(storage: Storage, paths: list[Path]) -> None:
