@@ -3,6 +3,7 @@ temp files (uploads in flight) are left alone."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -12,8 +13,10 @@ from builders import make_sdist, make_wheel
 from uploading import upload
 from web_support import docs_zip
 
+from teamindex.app import create_app
 from teamindex.cli import main
-from teamindex.index.inflight import TempOwner
+from teamindex.index import inflight
+from teamindex.index.inflight import TempOwner, owner_alive, sweep_dead
 from teamindex.index.storage import Storage
 
 
@@ -142,6 +145,69 @@ def test_live_temp_files_are_left_alone(index, settings, capsys):
     finally:
         temp.discard()
         storage.owner.release()
+
+
+def test_server_start_sweeps_what_dead_processes_left(index, settings, capsys, caplog):
+    """After a crash the restarted server deletes the temp and lock files of dead owners (an
+    upload cut off never got a row), so `check` is clean; it leaves live owners' files,
+    files it cannot attribute, and strays in packages/ (damage check must still report)."""
+    debris = dead_owner_debris(settings.tmp_dir)
+    live = Storage(settings.packages_dir, settings.tmp_dir)
+    in_flight = live.new_temp()
+    in_flight.write(b"an upload in flight")
+    unknown = settings.tmp_dir / "healthz-abandoned"
+    unknown.write_bytes(b"")
+    stray = index / "demo-0.9-py3-none-any.whl"
+    stray.write_bytes(b"renamed into packages/ by a crashed upload, no row")
+    try:
+        with caplog.at_level(logging.WARNING, logger="teamindex"):
+            restarted = create_app(settings)
+        restarted.extensions["teamindex"].db.close()
+        assert not any(path.exists() for path in debris)
+        assert in_flight.path.exists()
+        assert unknown.exists()
+        assert stray.exists()
+        (message,) = [r.getMessage() for r in caplog.records if "swept" in r.getMessage()]
+        assert message.startswith("swept 3 file(s), 14 bytes, left in ")
+        for path in debris:
+            assert path.name in message
+        assert check(settings) == 1
+        out = capsys.readouterr().out
+        assert "stray: " in out and "temp: " not in out
+    finally:
+        in_flight.discard()
+        live.owner.release()
+    stray.unlink()
+    assert check(settings) == 0
+
+
+def test_an_owner_whose_new_lock_is_swept_claims_another(settings, monkeypatch):
+    """A sweeper may unlink a lock file between the owner's O_CREAT and its flock (the file
+    looks free): the owner must notice and claim a new one, or its uploads in flight would
+    look dead to the next sweep and be deleted."""
+    settings.tmp_dir.mkdir(parents=True, exist_ok=True)
+    real_open = os.open
+    swept: list[str] = []
+    sweeping: list[bool] = []
+
+    def open_then_sweep(path, flags, *args):
+        fd = real_open(path, flags, *args)
+        if not sweeping and flags & os.O_CREAT and Path(path).name.startswith("owner-"):
+            sweeping.append(True)  # once, and not from inside the sweep
+            swept.extend(p.name for p, _size in sweep_dead(settings.tmp_dir))
+        return fd
+
+    monkeypatch.setattr(inflight.os, "open", open_then_sweep)
+    owner = TempOwner(settings.tmp_dir)
+    try:
+        token = owner.token
+        monkeypatch.undo()
+        assert len(swept) == 1 and token not in swept[0]  # the first claim was swept
+        assert (settings.tmp_dir / f"owner-{token}.lock").exists()
+        assert owner_alive(settings.tmp_dir, token)
+        assert sweep_dead(settings.tmp_dir) == []  # held: alive, left alone
+    finally:
+        owner.release()
 
 
 def test_check_on_an_empty_index(settings, app, capsys):
