@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from builders import make_sdist, make_wheel
+from conftest import basic
 from uploading import upload
 from web_support import docs_zip
 
@@ -54,29 +55,99 @@ def flip_last_byte(path: Path) -> None:
 @pytest.mark.parametrize(
     ("damage", "kind"),
     [
-        (lambda d: flip_last_byte(d / SDIST), f"sha256: {{d}}/{SDIST}: content differs"),
-        (lambda d: (d / SDIST).write_bytes(b"short"), f"size: {{d}}/{SDIST}: 5 bytes, the row"),
         (lambda d: (d / SDIST).unlink(), f"missing: {{d}}/{SDIST}: no file for the row"),
         (
             lambda d: (d / f"{WHEEL}.metadata").unlink(),
             f"metadata-missing: {{d}}/{WHEEL}.metadata",
         ),
-        (
-            lambda d: flip_last_byte(d / f"{WHEEL}.metadata"),
-            f"metadata-sha256: {{d}}/{WHEEL}.metadata",
-        ),
     ],
 )
-def test_damage_is_reported_and_not_repaired(index, settings, capsys, damage, kind):
+def test_missing_files_are_reported_and_not_repaired(index, settings, capsys, damage, kind):
     damage(index)
     assert check(settings) == 1
-    assert kind.format(d=index) in capsys.readouterr().out
-    # --repair does not touch rows or damaged files; it says so and still fails.
+    out = capsys.readouterr().out
+    assert kind.format(d=index) in out
+    assert "again (the same file) to restore it" in out
+    # --repair cannot make bytes up; it says so and still fails.
     assert check(settings, "--repair") == 1
     out = capsys.readouterr().out
     assert kind.format(d=index) in out
     assert out.endswith("1 problem(s)\n")
     assert not (settings.data_dir / "quarantine").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "damage", "kind", "then"),
+    [
+        (SDIST, flip_last_byte, "sha256: {p}: content differs", "missing"),
+        (SDIST, lambda p: p.write_bytes(b"short"), "size: {p}: 5 bytes, the row", "missing"),
+        (WHEEL, flip_last_byte, "sha256: {p}: content differs", "missing"),
+        (WHEEL, lambda p: p.write_bytes(b""), "size: {p}: 0 bytes, the row", "missing"),
+        (f"{WHEEL}.metadata", flip_last_byte, "metadata-sha256: {p}", "metadata-missing"),
+    ],
+)
+def test_damaged_files_are_quarantined_and_their_row_kept(
+    index, settings, client, capsys, name, damage, kind, then
+):
+    """Bytes that do not match their row: --repair moves them out of the way (the row
+    stays: it says what the bytes must be), so the file is missing, not wrong, until an
+    upload of the same file restores it."""
+    path = index / name
+    good = path.read_bytes()
+    damage(path)
+    bad = path.read_bytes()
+    assert check(settings) == 1
+    assert kind.format(p=path) in capsys.readouterr().out
+
+    assert check(settings, "--repair") == 1
+    out = capsys.readouterr().out
+    assert kind.format(p=path) in out and "(quarantined)" in out
+    assert f"{then}: {path}: quarantined as damaged; upload " in out
+    assert out.endswith("1 problem(s)\n")
+    quarantine = next((settings.data_dir / "quarantine").iterdir())
+    assert (quarantine / "packages" / "demo" / name).read_bytes() == bad
+    assert not path.exists()
+    assert (index / WHEEL).exists() or name != f"{WHEEL}.metadata"
+
+    assert check(settings) == 1  # still missing: only the right bytes heal it
+    out = capsys.readouterr().out
+    assert f"{then}: {path}: " in out and "again (the same file) to restore it" in out
+    served = client.get(f"/files/demo/{name}", headers=basic("alice"))
+    assert served.status_code == 404
+    assert "missing from storage" in served.get_data(as_text=True)
+    assert "upload" in served.get_data(as_text=True)
+    assert client.get("/simple/demo/", headers=basic("alice")).status_code == 200  # row kept
+    dist = name.removesuffix(".metadata")
+    assert upload_again(client, settings, dist) == "restored"
+    assert path.read_bytes() == good
+    events = client.application.extensions["teamindex"].db.query_audit(
+        since="2000", action="upload"
+    )
+    assert [(e.filename, e.outcome) for e in events][-1] == (dist, "restored")
+    assert check(settings) == 0
+
+
+def upload_again(client, settings, filename: str) -> str:
+    """Upload the original of *filename* (in the fixture's dists/) again."""
+    response = upload(client, settings.data_dir.parent / "dists" / filename)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    text = response.get_data(as_text=True)
+    return "restored" if "restored from this upload" in text else text
+
+
+def test_other_bytes_do_not_restore_a_quarantined_file(index, settings, client, capsys, tmp_path):
+    flip_last_byte(index / WHEEL)
+    assert check(settings, "--repair") == 1
+    (tmp_path / "other").mkdir()
+    impostor = make_wheel(tmp_path / "other", "demo", "1.0", padding=3)
+    assert impostor.name == WHEEL
+    response = upload(client, impostor)
+    assert response.status_code == 400
+    assert "File already exists" in response.get_data(as_text=True)
+    assert not (index / WHEEL).exists()
+    capsys.readouterr()
+    assert check(settings) == 1
+    assert f"missing: {index / WHEEL}: " in capsys.readouterr().out
 
 
 def dead_owner_debris(tmp_dir: Path) -> list[Path]:

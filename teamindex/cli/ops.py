@@ -210,21 +210,24 @@ def _check_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--repair",
         action="store_true",
-        help="move stray and stale temp files and docs debris to data/quarantine/<time>/",
+        help="move strays, stale temp files, docs debris and damaged files to "
+        "data/quarantine/<time>/",
     )
 
 
 @command(_check_args)
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     """Check that the database, the package files and the docs agree; --repair
-    quarantines debris.
+    quarantines debris and damaged files.
 
     Every file row must have its file with the recorded size and sha256 (and its .metadata
     file), and packages/ and tmp/ must hold nothing else. Every docs row must have its build
     directory with the recorded file count and size, and docs/ must hold no other builds
     and docs/.incoming no leftovers. --repair moves strays, temp files left by dead
-    processes and docs debris to data/quarantine/<time>/; missing or damaged files and docs
-    are only reported. Safe while the server runs. Exit status 0 only if all is well."""
+    processes, docs debris, and package files or .metadata whose bytes do not match their
+    row to data/quarantine/<time>/; the row stays, and an upload of the same file restores
+    a damaged or missing one. Missing files and damaged docs are only reported. Safe while
+    the server runs. Exit status 0 only if all is well."""
     db = open_database(settings)
     report = check_index(db, _storage(settings), settings.data_dir, repair=args.repair)
     for problem in report.problems:
