@@ -3,9 +3,12 @@ temp files (uploads in flight) are left alone."""
 
 from __future__ import annotations
 
+import io
 import logging
 import os
+import re
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,9 +44,30 @@ SDIST = "demo-1.0.tar.gz"
 
 def test_clean_index_is_ok(index, settings, capsys):
     assert check(settings) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert out.startswith("checked 2 files (")
     assert out.endswith("): ok\n")
+    # Progress on stderr; not a terminal: a line per 10 % (two files: 2 lines at most).
+    lines = err.splitlines()
+    assert 1 <= len(lines) <= 2
+    assert lines[-1].startswith("check: 100% (2/2 files, ")
+    assert check(settings, "--quiet") == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_check_draws_a_bar_on_a_terminal(index, settings, capsys, monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert check(settings) == 0
+    drawn = terminal.getvalue()
+    assert drawn.startswith("\rcheck [")
+    last = drawn.split("\r")[-1]  # one line redrawn in place, ended once
+    assert re.fullmatch(r"check \[#{24}\] 100% 2/2 files, (\S+ \S+) of \1, done *\n", last)
+    assert drawn.count("\n") == 1
 
 
 def flip_last_byte(path: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import TextIO
 from ..db import Database
 from .dists import DistributionError, parse_filename
 from .ingest import IngestError, Outcome, ingest
+from .progress import Progress
 from .storage import Storage
 
 DIST_SUFFIXES = (".whl", ".tar.gz", ".zip")
@@ -35,6 +35,13 @@ def find_distributions(paths: Iterable[Path]) -> Iterator[Path]:
             yield path
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:  # gone meanwhile: reading it reports why
+        return 0
+
+
 def import_paths(
     db: Database,
     storage: Storage,
@@ -47,8 +54,10 @@ def import_paths(
     becomes the owner of projects the import creates (as a first uploader would)."""
     report = ImportReport()
     found = list(find_distributions(paths))
-    started = time.monotonic()
-    for number, path in enumerate(found, 1):
+    meter = Progress("import", progress)
+    sizes = {path: _size(path) for path in found}
+    meter.start(len(found), sum(sizes.values()))
+    for path in found:
         try:
             info = parse_filename(path.name)
             temp = storage.new_temp()
@@ -68,10 +77,6 @@ def import_paths(
                 report.imported += 1
             else:
                 report.skipped += 1
-        if progress is not None and (number % 50 == 0 or number == len(found)):
-            rate = number / max(time.monotonic() - started, 1e-6)
-            progress.write(f"\r{number}/{len(found)} files ({rate:.0f}/s)")
-            if number == len(found):
-                progress.write("\n")
-            progress.flush()
+        meter.advance(1, sizes[path])
+    meter.finish()
     return report

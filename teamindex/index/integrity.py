@@ -35,6 +35,7 @@ from ..db import Database
 from ..models import DocsBuild, FileRecord
 from .docstore import INCOMING, DocsStore, build_files
 from .inflight import is_stale
+from .progress import Progress
 from .removal import file_paths
 from .storage import Storage, fsync_dir
 
@@ -247,9 +248,16 @@ def _quarantine(data_dir: Path, target_dir: Path, path: Path) -> None:
 
 
 def check_index(
-    db: Database, storage: Storage, data_dir: Path, *, repair: bool = False
+    db: Database,
+    storage: Storage,
+    data_dir: Path,
+    *,
+    repair: bool = False,
+    progress: Progress | None = None,
 ) -> CheckReport:
-    """Compare rows with files; with repair, quarantine strays and stale temp files."""
+    """Compare rows with files; with repair, quarantine strays, stale temp files and
+    damaged files."""
+    progress = progress or Progress("check", None)
     report = CheckReport()
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
     quarantine = data_dir / QUARANTINE / stamp
@@ -279,8 +287,13 @@ def check_index(
             problem = Problem("docs-incoming", path, "left by a dead upload", repair)
             report.problems += _docs_debris(problem, data_dir, quarantine)
     # Hashing reads every byte: done outside the lock (published files never change).
+    progress.start(
+        len(records) + sum(b.files for b in builds),
+        sum(r.size for r in records) + sum(b.size for b in builds),
+    )
     for record in records:
         problems = _check_record(storage, record)
+        progress.advance(1, record.size)
         if problems and db.get_file(record.filename) is None:
             continue  # deleted since the scan: not damage
         if repair:
@@ -290,11 +303,13 @@ def check_index(
         report.bytes += record.size
     for build in builds:
         damage = _check_docs_build(docs, build)
+        progress.advance(build.files, build.size)
         if damage is not None and build not in db.all_docs_builds():
             continue  # replaced or deleted since the scan: not damage
         if damage is not None:
             report.problems.append(damage)
         report.docs += 1
+    progress.finish()
     if repair and any(problem.repaired for problem in report.problems):
         report.quarantine = quarantine
     return report
