@@ -21,6 +21,7 @@ from .config import Settings, load_settings
 from .context import EXTENSION_KEY, Services
 from .db import BUSY_TIMEOUT_MS, REQUEST_BUSY_TIMEOUT_MS, Database
 from .handlers import register_error_handlers
+from .index.inflight import sweep_dead
 from .index.storage import Storage, make_private
 from .ops import metrics, requestlog
 from .ops.health import bp as health_bp
@@ -32,6 +33,7 @@ MAX_FORM_MEMORY = 16 << 20
 MAX_FORM_PARTS = 10_000
 # Multipart framing and metadata fields around the file itself.
 FORM_OVERHEAD = 32 << 20
+SWEPT_NAMES_LOGGED = 20
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -47,6 +49,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     _tighten(settings)  # before the first file is created in it
     storage = Storage(settings.packages_dir, settings.tmp_dir)
     storage.ensure_dirs()
+    _sweep_crash_debris(storage)
     # Requests wait a few seconds for another writer, then answer 503; start-up waits as
     # long as a CLI command would.
     db = Database(settings.db_path, busy_timeout_ms=REQUEST_BUSY_TIMEOUT_MS)
@@ -96,4 +99,20 @@ def _tighten(settings: Settings) -> None:
     for path in make_private(settings.data_dir):
         log.warning(
             "made %s private (owner only): it held password hashes readable by others", path
+        )
+
+
+def _sweep_crash_debris(storage: Storage) -> None:
+    """Delete what crashed processes left in tmp/ (inflight.sweep_dead), and say so: after
+    a kill -9 or power loss the restart leaves `teamindex check` clean."""
+    swept = sweep_dead(storage.tmp_dir)
+    if swept:
+        log.warning(
+            "swept %d file(s), %d bytes, left in %s by processes that died (uploads cut off "
+            "by a crash; no row was written for them): %s",
+            len(swept),
+            sum(size for _path, size in swept),
+            storage.tmp_dir,
+            ", ".join(path.name for path, _size in swept[:SWEPT_NAMES_LOGGED])
+            + (", ..." if len(swept) > SWEPT_NAMES_LOGGED else ""),
         )

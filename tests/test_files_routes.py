@@ -216,8 +216,16 @@ def test_files_need_credentials(client, published, headers, filename):
 def test_file_missing_from_disk_is_404_not_500(client, published, settings):
     (settings.data_dir / "packages" / "foo-bar" / WHEEL).unlink()
     response = get(client, f"/files/foo-bar/{WHEEL}")
-    message = f"File {WHEEL!r} is missing from storage."
+    message = (
+        f"File {WHEEL!r} is missing from storage; uploading {WHEEL!r} again (the same file) "
+        "restores it."
+    )
     assert response.status == f"404 {message}"
+    (settings.data_dir / "packages" / "foo-bar" / f"{WHEEL}.metadata").unlink()
+    response = get(client, f"/files/foo-bar/{WHEEL}.metadata")
+    assert response.status == f"404 File '{WHEEL}.metadata' is missing from storage; " + (
+        f"uploading {WHEEL!r} again (the same file) restores it."
+    )
 
 
 def test_local_version_filename_with_plus(client, tmp_path):

@@ -17,6 +17,7 @@ from web_support import docs_zip
 
 from teamindex.app import create_app
 from teamindex.cli import main
+from teamindex.index.progress import format_bytes
 
 JSON = "application/vnd.pypi.simple.v1+json"
 
@@ -56,12 +57,42 @@ def test_round_trip_is_byte_identical(populated, settings, client, tmp_path, cap
     dest = tmp_path / "backup"
     restored = tmp_path / "restored"
     assert main(["backup", str(dest), "--data-dir", str(settings.data_dir)]) == 0
-    assert "backed up 7 files (" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    size = sum((settings.packages_dir / name).stat().st_size for name in tree(dest))
+    stored = sum(
+        (settings.packages_dir / name).stat().st_size
+        for name in tree(dest)
+        if not name.endswith(".metadata")
+    )
+    assert out.splitlines() == [
+        f"backed up to {dest}:",
+        "  database: a consistent snapshot (teamindex.sqlite3)",
+        f"  package files: 7 ({format_bytes(stored)}), all hard-linked, with their 4 "
+        ".metadata files",
+        "  docs: none",
+        "hard-linked files are the data dir's own bytes on the same disk: they survive a "
+        "deletion, not a lost disk; copy the backup to another machine (or use --copy)",
+    ]
+    assert size > stored
+    # Not a terminal: one progress line per 10 %, the last at 100 %.
+    progress = err.splitlines()
+    assert progress[-1].startswith(
+        f"backup: 100% (7/7 files, {format_bytes(stored)} of {format_bytes(stored)}) after "
+    )
+    assert 1 <= len(progress) <= 10
     assert sorted(p.name for p in dest.iterdir()) == ["packages", "teamindex.sqlite3"]
     # A backup is one self-contained file (no -wal beside it) plus the files.
     assert tree(dest) == tree(settings.data_dir)
-    assert main(["restore", str(dest), "--data-dir", str(restored)]) == 0
-    assert "restored 7 files (" in capsys.readouterr().out
+    assert main(["restore", str(dest), "--data-dir", str(restored), "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [
+        f"restored into {restored}:",
+        "  database: copied and migrated to the current schema",
+        f"  package files: 7 ({format_bytes(stored)}), copied, each checked against its "
+        "sha256, with their 4 .metadata files",
+        "  docs: none",
+    ]
+    assert err == ""  # --quiet
     assert tree(restored) == tree(settings.data_dir)
     assert dump(restored / "teamindex.sqlite3") == dump(settings.db_path)
     # The restored index serves the same pages.
@@ -189,7 +220,13 @@ def test_round_trip_includes_the_current_docs_builds(
     dest, restored = tmp_path / "backup", tmp_path / "restored"
     args = ["backup", str(dest), "--data-dir", str(settings.data_dir)]
     assert main(args + (["--copy"] if copy else [])) == 0
-    assert "; 2 docs builds (4 files, " in capsys.readouterr().out
+    out = capsys.readouterr().out.splitlines()
+    how = "all copied" if copy else "all hard-linked"
+    assert out[2].startswith("  package files: 7 (") and out[2].endswith(
+        f"), {how}, with their 4 .metadata files"
+    )
+    assert out[3].startswith("  docs: 2 builds, 4 files (") and out[3].endswith(f"), {how}")
+    assert ("--copy" in out[-1]) is not copy  # the hint about hard links, only when linked
     assert len(current_docs(settings)) == 4
     assert docs_tree(dest) == current_docs(settings)
     assert not (dest / "docs" / ".incoming").exists()
@@ -199,7 +236,9 @@ def test_round_trip_includes_the_current_docs_builds(
     ).stat().st_ino
     assert same_inode is not copy
     assert main(["restore", str(dest), "--data-dir", str(restored)]) == 0
-    assert "; 2 docs builds (4 files, " in capsys.readouterr().out
+    out = capsys.readouterr().out.splitlines()
+    assert out[3].startswith("  docs: 2 builds, 4 files (")
+    assert out[3].endswith("), copied, file counts and sizes checked")
     assert docs_tree(restored) == current_docs(settings)
     assert tree(restored) == tree(settings.data_dir)
     assert main(["check", "--data-dir", str(restored)]) == 0

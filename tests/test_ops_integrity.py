@@ -3,17 +3,24 @@ temp files (uploads in flight) are left alone."""
 
 from __future__ import annotations
 
+import io
+import logging
 import os
+import re
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 from builders import make_sdist, make_wheel
+from conftest import basic
 from uploading import upload
 from web_support import docs_zip
 
+from teamindex.app import create_app
 from teamindex.cli import main
-from teamindex.index.inflight import TempOwner
+from teamindex.index import inflight
+from teamindex.index.inflight import TempOwner, owner_alive, sweep_dead
 from teamindex.index.storage import Storage
 
 
@@ -37,9 +44,30 @@ SDIST = "demo-1.0.tar.gz"
 
 def test_clean_index_is_ok(index, settings, capsys):
     assert check(settings) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert out.startswith("checked 2 files (")
     assert out.endswith("): ok\n")
+    # Progress on stderr; not a terminal: a line per 10 % (two files: 2 lines at most).
+    lines = err.splitlines()
+    assert 1 <= len(lines) <= 2
+    assert lines[-1].startswith("check: 100% (2/2 files, ")
+    assert check(settings, "--quiet") == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_check_draws_a_bar_on_a_terminal(index, settings, capsys, monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert check(settings) == 0
+    drawn = terminal.getvalue()
+    assert drawn.startswith("\rcheck [")
+    last = drawn.split("\r")[-1]  # one line redrawn in place, ended once
+    assert re.fullmatch(r"check \[#{24}\] 100% 2/2 files, (\S+ \S+) of \1, done *\n", last)
+    assert drawn.count("\n") == 1
 
 
 def flip_last_byte(path: Path) -> None:
@@ -51,29 +79,99 @@ def flip_last_byte(path: Path) -> None:
 @pytest.mark.parametrize(
     ("damage", "kind"),
     [
-        (lambda d: flip_last_byte(d / SDIST), f"sha256: {{d}}/{SDIST}: content differs"),
-        (lambda d: (d / SDIST).write_bytes(b"short"), f"size: {{d}}/{SDIST}: 5 bytes, the row"),
         (lambda d: (d / SDIST).unlink(), f"missing: {{d}}/{SDIST}: no file for the row"),
         (
             lambda d: (d / f"{WHEEL}.metadata").unlink(),
             f"metadata-missing: {{d}}/{WHEEL}.metadata",
         ),
-        (
-            lambda d: flip_last_byte(d / f"{WHEEL}.metadata"),
-            f"metadata-sha256: {{d}}/{WHEEL}.metadata",
-        ),
     ],
 )
-def test_damage_is_reported_and_not_repaired(index, settings, capsys, damage, kind):
+def test_missing_files_are_reported_and_not_repaired(index, settings, capsys, damage, kind):
     damage(index)
     assert check(settings) == 1
-    assert kind.format(d=index) in capsys.readouterr().out
-    # --repair does not touch rows or damaged files; it says so and still fails.
+    out = capsys.readouterr().out
+    assert kind.format(d=index) in out
+    assert "again (the same file) to restore it" in out
+    # --repair cannot make bytes up; it says so and still fails.
     assert check(settings, "--repair") == 1
     out = capsys.readouterr().out
     assert kind.format(d=index) in out
     assert out.endswith("1 problem(s)\n")
     assert not (settings.data_dir / "quarantine").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "damage", "kind", "then"),
+    [
+        (SDIST, flip_last_byte, "sha256: {p}: content differs", "missing"),
+        (SDIST, lambda p: p.write_bytes(b"short"), "size: {p}: 5 bytes, the row", "missing"),
+        (WHEEL, flip_last_byte, "sha256: {p}: content differs", "missing"),
+        (WHEEL, lambda p: p.write_bytes(b""), "size: {p}: 0 bytes, the row", "missing"),
+        (f"{WHEEL}.metadata", flip_last_byte, "metadata-sha256: {p}", "metadata-missing"),
+    ],
+)
+def test_damaged_files_are_quarantined_and_their_row_kept(
+    index, settings, client, capsys, name, damage, kind, then
+):
+    """Bytes that do not match their row: --repair moves them out of the way (the row
+    stays: it says what the bytes must be), so the file is missing, not wrong, until an
+    upload of the same file restores it."""
+    path = index / name
+    good = path.read_bytes()
+    damage(path)
+    bad = path.read_bytes()
+    assert check(settings) == 1
+    assert kind.format(p=path) in capsys.readouterr().out
+
+    assert check(settings, "--repair") == 1
+    out = capsys.readouterr().out
+    assert kind.format(p=path) in out and "(quarantined)" in out
+    assert f"{then}: {path}: quarantined as damaged; upload " in out
+    assert out.endswith("1 problem(s)\n")
+    quarantine = next((settings.data_dir / "quarantine").iterdir())
+    assert (quarantine / "packages" / "demo" / name).read_bytes() == bad
+    assert not path.exists()
+    assert (index / WHEEL).exists() or name != f"{WHEEL}.metadata"
+
+    assert check(settings) == 1  # still missing: only the right bytes heal it
+    out = capsys.readouterr().out
+    assert f"{then}: {path}: " in out and "again (the same file) to restore it" in out
+    served = client.get(f"/files/demo/{name}", headers=basic("alice"))
+    assert served.status_code == 404
+    assert "missing from storage" in served.get_data(as_text=True)
+    assert "upload" in served.get_data(as_text=True)
+    assert client.get("/simple/demo/", headers=basic("alice")).status_code == 200  # row kept
+    dist = name.removesuffix(".metadata")
+    assert upload_again(client, settings, dist) == "restored"
+    assert path.read_bytes() == good
+    events = client.application.extensions["teamindex"].db.query_audit(
+        since="2000", action="upload"
+    )
+    assert [(e.filename, e.outcome) for e in events][-1] == (dist, "restored")
+    assert check(settings) == 0
+
+
+def upload_again(client, settings, filename: str) -> str:
+    """Upload the original of *filename* (in the fixture's dists/) again."""
+    response = upload(client, settings.data_dir.parent / "dists" / filename)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    text = response.get_data(as_text=True)
+    return "restored" if "restored from this upload" in text else text
+
+
+def test_other_bytes_do_not_restore_a_quarantined_file(index, settings, client, capsys, tmp_path):
+    flip_last_byte(index / WHEEL)
+    assert check(settings, "--repair") == 1
+    (tmp_path / "other").mkdir()
+    impostor = make_wheel(tmp_path / "other", "demo", "1.0", padding=3)
+    assert impostor.name == WHEEL
+    response = upload(client, impostor)
+    assert response.status_code == 400
+    assert "File already exists" in response.get_data(as_text=True)
+    assert not (index / WHEEL).exists()
+    capsys.readouterr()
+    assert check(settings) == 1
+    assert f"missing: {index / WHEEL}: " in capsys.readouterr().out
 
 
 def dead_owner_debris(tmp_dir: Path) -> list[Path]:
@@ -142,6 +240,69 @@ def test_live_temp_files_are_left_alone(index, settings, capsys):
     finally:
         temp.discard()
         storage.owner.release()
+
+
+def test_server_start_sweeps_what_dead_processes_left(index, settings, capsys, caplog):
+    """After a crash the restarted server deletes the temp and lock files of dead owners (an
+    upload cut off never got a row), so `check` is clean; it leaves live owners' files,
+    files it cannot attribute, and strays in packages/ (damage check must still report)."""
+    debris = dead_owner_debris(settings.tmp_dir)
+    live = Storage(settings.packages_dir, settings.tmp_dir)
+    in_flight = live.new_temp()
+    in_flight.write(b"an upload in flight")
+    unknown = settings.tmp_dir / "healthz-abandoned"
+    unknown.write_bytes(b"")
+    stray = index / "demo-0.9-py3-none-any.whl"
+    stray.write_bytes(b"renamed into packages/ by a crashed upload, no row")
+    try:
+        with caplog.at_level(logging.WARNING, logger="teamindex"):
+            restarted = create_app(settings)
+        restarted.extensions["teamindex"].db.close()
+        assert not any(path.exists() for path in debris)
+        assert in_flight.path.exists()
+        assert unknown.exists()
+        assert stray.exists()
+        (message,) = [r.getMessage() for r in caplog.records if "swept" in r.getMessage()]
+        assert message.startswith("swept 3 file(s), 14 bytes, left in ")
+        for path in debris:
+            assert path.name in message
+        assert check(settings) == 1
+        out = capsys.readouterr().out
+        assert "stray: " in out and "temp: " not in out
+    finally:
+        in_flight.discard()
+        live.owner.release()
+    stray.unlink()
+    assert check(settings) == 0
+
+
+def test_an_owner_whose_new_lock_is_swept_claims_another(settings, monkeypatch):
+    """A sweeper may unlink a lock file between the owner's O_CREAT and its flock (the file
+    looks free): the owner must notice and claim a new one, or its uploads in flight would
+    look dead to the next sweep and be deleted."""
+    settings.tmp_dir.mkdir(parents=True, exist_ok=True)
+    real_open = os.open
+    swept: list[str] = []
+    sweeping: list[bool] = []
+
+    def open_then_sweep(path, flags, *args):
+        fd = real_open(path, flags, *args)
+        if not sweeping and flags & os.O_CREAT and Path(path).name.startswith("owner-"):
+            sweeping.append(True)  # once, and not from inside the sweep
+            swept.extend(p.name for p, _size in sweep_dead(settings.tmp_dir))
+        return fd
+
+    monkeypatch.setattr(inflight.os, "open", open_then_sweep)
+    owner = TempOwner(settings.tmp_dir)
+    try:
+        token = owner.token
+        monkeypatch.undo()
+        assert len(swept) == 1 and token not in swept[0]  # the first claim was swept
+        assert (settings.tmp_dir / f"owner-{token}.lock").exists()
+        assert owner_alive(settings.tmp_dir, token)
+        assert sweep_dead(settings.tmp_dir) == []  # held: alive, left alone
+    finally:
+        owner.release()
 
 
 def test_check_on_an_empty_index(settings, app, capsys):

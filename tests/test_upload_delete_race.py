@@ -68,7 +68,10 @@ def test_identical_reupload_heals_a_missing_file_and_metadata(client, settings, 
     assert _served(client) == (404, 404)
     response = upload(client, wheel)
     assert response.status_code == 200
-    assert "already exists with the same content" in response.get_data(as_text=True)
+    assert (
+        response.get_data(as_text=True)
+        == f"{WHEEL} was missing from storage; restored from this upload."
+    )
     assert _served(client) == (200, 200)
     metadata = (settings.packages_dir / "foo" / (WHEEL + ".metadata")).read_bytes()
     assert metadata.startswith(b"Metadata-Version")

@@ -84,9 +84,14 @@ def download(project: str, filename: str) -> Response:
             max_age=None,
         )
     except FileNotFoundError:
-        # The row exists but the file does not: damage `teamindex check` reports. Say so
-        # plainly instead of a 500, and never serve anything else under the name.
-        raise HTTPError(404, f"File {filename!r} is missing from storage.") from None
+        # The row exists but the file does not (lost, or quarantined as damaged by `check
+        # --repair`): say so plainly instead of a 500, never serve anything else under the
+        # name, and say what heals it. 404, not 503: installers retry a 503 for nothing.
+        raise HTTPError(
+            404,
+            f"File {filename!r} is missing from storage; uploading "
+            f"{dist_name!r} again (the same file) restores it.",
+        ) from None
     response.headers["Cache-Control"] = FILE_CACHE_CONTROL
     # Uploaded bytes are never a page or a script: a browser must not sniff them into one.
     response.headers["X-Content-Type-Options"] = "nosniff"

@@ -180,11 +180,11 @@ def file_upload() -> Response:
         )
         raise HTTPError(exc.status, exc.message) from None
     svc.audit.record("upload", outcome=outcome.value, **audit)
-    message = (
-        ""
-        if outcome is Outcome.STORED
-        else f"{info.filename} already exists with the same content."
-    )
+    message = {
+        Outcome.STORED: "",
+        Outcome.UNCHANGED: f"{info.filename} already exists with the same content.",
+        Outcome.RESTORED: f"{info.filename} was missing from storage; restored from this upload.",
+    }[outcome]
     return Response(message, mimetype="text/plain")
 
 

@@ -22,6 +22,7 @@ from ..db import Database
 from ..index.backup import BackupError, CopyReport, backup, restore
 from ..index.docstore import DocsStore
 from ..index.integrity import check_index
+from ..index.progress import Progress, format_bytes
 from ..index.removal import delete_dists
 from ..index.storage import Storage
 from .base import CommandError, command, open_database
@@ -141,11 +142,22 @@ def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
 # -- backup / restore -----------------------------------------------------------------------------
 
 
+def _quiet_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress (bar on a terminal, else every 10%%)"
+    )
+
+
+def _progress(label: str, args: argparse.Namespace) -> Progress:
+    return Progress(label, None if args.quiet else sys.stderr)
+
+
 def _dest_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dest", type=Path, help="an empty or new directory")
     parser.add_argument(
         "--copy", action="store_true", help="always copy files, never hard-link them"
     )
+    _quiet_arg(parser)
 
 
 @command(_dest_arg)
@@ -157,25 +169,76 @@ def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
     once published), else copied and fsynced. Exit status 1 if a file or docs build
     vanished meanwhile (run it again)."""
     db = open_database(settings)
+    progress = _progress("backup", args)
     try:
-        report = backup(db, _storage(settings), _docs(settings), args.dest, link=not args.copy)
+        report = backup(
+            db,
+            _storage(settings),
+            _docs(settings),
+            args.dest,
+            link=not args.copy,
+            progress=progress,
+        )
     except BackupError as exc:
         raise CommandError(str(exc)) from None
-    print(
-        f"backed up {report.files} files ({report.bytes} bytes; {report.linked} linked, "
-        f"{report.copied} copied){_docs_summary(report)} to {args.dest}"
-    )
+    finally:
+        progress.finish()
+    print("\n".join(backup_summary(report, args.dest)))
     for path in report.missing:
         print(f"  missing (deleted during the backup?): {path}", file=sys.stderr)
     return 1 if report.missing else 0
 
 
-def _docs_summary(report: CopyReport) -> str:
-    return f"; {report.docs} docs builds ({report.docs_files} files, {report.docs_bytes} bytes)"
+def _how(linked: int, copied: int) -> str:
+    if not linked:
+        return "all copied"
+    if not copied:
+        return "all hard-linked"
+    return f"{linked} hard-linked, {copied} copied"
+
+
+def _metadata(report: CopyReport) -> str:
+    return f", with their {report.metadata} .metadata files" if report.metadata else ""
+
+
+def backup_summary(report: CopyReport, dest: Path) -> list[str]:
+    """What `backup` did, in plain words: what was copied and what hard-linked (a hard link
+    is the same bytes on the same disk, not a second copy)."""
+    lines = [
+        f"backed up to {dest}:",
+        "  database: a consistent snapshot (teamindex.sqlite3)",
+        f"  package files: {report.files} ({format_bytes(report.bytes)}), "
+        f"{_how(report.linked, report.copied)}{_metadata(report)}",
+        f"  docs: {report.docs} builds, {report.docs_files} files "
+        f"({format_bytes(report.docs_bytes)}), {_how(report.docs_linked, report.docs_copied)}"
+        if report.docs
+        else "  docs: none",
+    ]
+    if report.linked or report.docs_linked:
+        lines.append(
+            "hard-linked files are the data dir's own bytes on the same disk: they survive "
+            "a deletion, not a lost disk; copy the backup to another machine (or use --copy)"
+        )
+    return lines
+
+
+def restore_summary(report: CopyReport, data_dir: Path) -> list[str]:
+    """What `restore` did: everything is copied, and checked on the way."""
+    return [
+        f"restored into {data_dir}:",
+        "  database: copied and migrated to the current schema",
+        f"  package files: {report.files} ({format_bytes(report.bytes)}), copied, each "
+        f"checked against its sha256{_metadata(report)}",
+        f"  docs: {report.docs} builds, {report.docs_files} files "
+        f"({format_bytes(report.docs_bytes)}), copied, file counts and sizes checked"
+        if report.docs
+        else "  docs: none",
+    ]
 
 
 def _source_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", type=Path, help="a directory made by `teamindex backup`")
+    _quiet_arg(parser)
 
 
 @command(_source_arg)
@@ -185,15 +248,15 @@ def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
     Every file is copied and its sha256 checked against the database, every docs build its
     file count and size; the database is migrated to the current schema. Start the server
     on the restored dir afterwards."""
+    progress = _progress("restore", args)
     try:
-        report = restore(args.source, settings.data_dir)
+        report = restore(args.source, settings.data_dir, progress=progress)
     except BackupError as exc:
         raise CommandError(str(exc)) from None
+    finally:
+        progress.finish()
     Database(settings.db_path).migrate()
-    print(
-        f"restored {report.files} files ({report.bytes} bytes){_docs_summary(report)} "
-        f"into {settings.data_dir}"
-    )
+    print("\n".join(restore_summary(report, settings.data_dir)))
     if report.docs_absent:
         print(
             f"the backup has no docs/ (made by an older version): {len(report.docs_absent)} "
@@ -210,23 +273,33 @@ def _check_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--repair",
         action="store_true",
-        help="move stray and stale temp files and docs debris to data/quarantine/<time>/",
+        help="move strays, stale temp files, docs debris and damaged files to "
+        "data/quarantine/<time>/",
     )
+    _quiet_arg(parser)
 
 
 @command(_check_args)
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     """Check that the database, the package files and the docs agree; --repair
-    quarantines debris.
+    quarantines debris and damaged files.
 
     Every file row must have its file with the recorded size and sha256 (and its .metadata
     file), and packages/ and tmp/ must hold nothing else. Every docs row must have its build
     directory with the recorded file count and size, and docs/ must hold no other builds
     and docs/.incoming no leftovers. --repair moves strays, temp files left by dead
-    processes and docs debris to data/quarantine/<time>/; missing or damaged files and docs
-    are only reported. Safe while the server runs. Exit status 0 only if all is well."""
+    processes, docs debris, and package files or .metadata whose bytes do not match their
+    row to data/quarantine/<time>/; the row stays, and an upload of the same file restores
+    a damaged or missing one. Missing files and damaged docs are only reported. Safe while
+    the server runs. Exit status 0 only if all is well."""
     db = open_database(settings)
-    report = check_index(db, _storage(settings), settings.data_dir, repair=args.repair)
+    progress = _progress("check", args)
+    try:
+        report = check_index(
+            db, _storage(settings), settings.data_dir, repair=args.repair, progress=progress
+        )
+    finally:
+        progress.finish()
     for problem in report.problems:
         print(problem)
     if report.quarantine is not None:

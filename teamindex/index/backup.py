@@ -26,6 +26,7 @@ from pathlib import Path
 from ..db import Database
 from ..models import DocsBuild, FileRecord
 from .docstore import DOCS_DIR, DocsStore, build_files
+from .progress import Progress
 from .removal import file_paths
 from .storage import Storage, fsync_dir, fsync_path, make_private
 
@@ -39,14 +40,17 @@ class BackupError(Exception):
 
 @dataclass
 class CopyReport:
-    files: int = 0
+    files: int = 0  # distribution files (their .metadata twins are counted apart)
     bytes: int = 0
-    linked: int = 0
-    copied: int = 0
+    linked: int = 0  # distribution files hard-linked ...
+    copied: int = 0  # ... and copied
+    metadata: int = 0  # PEP 658 .metadata files that came along
     missing: list[str] = field(default_factory=list)
     docs: int = 0  # docs builds
     docs_files: int = 0
     docs_bytes: int = 0
+    docs_linked: int = 0  # files of docs builds hard-linked ...
+    docs_copied: int = 0  # ... and copied
     # Builds a backup made before docs were backed up lacks (restore goes on without them).
     docs_absent: list[str] = field(default_factory=list)
 
@@ -85,12 +89,19 @@ def _link_or_copy(source: Path, target: Path, *, link: bool) -> bool:
 
 
 def _copy_files(
-    records: list[FileRecord], source: Storage, target: Storage, *, link: bool, verify: bool
+    records: list[FileRecord],
+    source: Storage,
+    target: Storage,
+    progress: Progress,
+    *,
+    link: bool,
+    verify: bool,
 ) -> CopyReport:
     report = CopyReport()
     touched: set[Path] = set()
     for record in records:
-        for src, dst in zip(file_paths(source, record), file_paths(target, record), strict=True):
+        pairs = zip(file_paths(source, record), file_paths(target, record), strict=True)
+        for number, (src, dst) in enumerate(pairs):
             dst.parent.mkdir(parents=True, exist_ok=True)
             touched.add(dst.parent)
             try:
@@ -99,12 +110,16 @@ def _copy_files(
                 # Deleted after the snapshot (or damaged before it): the copy is incomplete.
                 report.missing.append(str(src))
                 continue
-            report.linked += linked
-            report.copied += not linked
+            if number:  # the .metadata twin
+                report.metadata += 1
+            else:
+                report.linked += linked
+                report.copied += not linked
         report.files += 1
         report.bytes += record.size
         if verify:
             _verify(target.file_path(record.project, record.filename), record, report)
+        progress.advance(1, record.size)
     for directory in sorted(touched):
         fsync_dir(directory)
     return report
@@ -122,7 +137,13 @@ def _verify(path: Path, record: FileRecord, report: CopyReport) -> None:
 
 
 def _copy_docs(
-    builds: list[DocsBuild], source: DocsStore, target: DocsStore, report: CopyReport, *, link: bool
+    builds: list[DocsBuild],
+    source: DocsStore,
+    target: DocsStore,
+    report: CopyReport,
+    progress: Progress,
+    *,
+    link: bool,
 ) -> list[str]:
     """Copy each build's tree; return the builds whose copy does not match their row
     (vanished or damaged), described for the operator."""
@@ -131,17 +152,20 @@ def _copy_docs(
     for build in builds:
         src = source.build_dir(build.project, build.canonical_version, build.build)
         dst = target.build_dir(build.project, build.canonical_version, build.build)
-        files = size = 0
+        files = size = linked = 0
         for path in build_files(src):
             out = dst / path.relative_to(src)
             out.parent.mkdir(parents=True, exist_ok=True)
             touched.update(parent for parent in out.parents if parent.is_relative_to(target.root))
             try:
-                _link_or_copy(path, out, link=link)
+                linked += _link_or_copy(path, out, link=link)
             except FileNotFoundError:
                 continue  # removed meanwhile (the build was replaced): counted below
             files += 1
             size += out.stat().st_size
+        progress.advance(build.files, build.size)
+        report.docs_linked += linked
+        report.docs_copied += files - linked
         if (files, size) != (build.files, build.size):
             problems.append(
                 f"{src} (docs build: {files} files, {size} bytes; "
@@ -168,11 +192,26 @@ def _contents_of(part: Path) -> tuple[list[FileRecord], list[DocsBuild]]:
     return records, builds
 
 
+def _start(progress: Progress, records: list[FileRecord], builds: list[DocsBuild]) -> None:
+    """Totals for the progress line: package files and docs files, and their bytes."""
+    progress.start(
+        len(records) + sum(build.files for build in builds),
+        sum(record.size for record in records) + sum(build.size for build in builds),
+    )
+
+
 def backup(
-    db: Database, storage: Storage, docs: DocsStore, dest: Path, *, link: bool = True
+    db: Database,
+    storage: Storage,
+    docs: DocsStore,
+    dest: Path,
+    *,
+    link: bool = True,
+    progress: Progress | None = None,
 ) -> CopyReport:
     """Copy a live data dir (its package files and docs builds) to *dest* (which must be
     empty or absent)."""
+    progress = progress or Progress("backup", None)
     if not _empty_or_absent(dest):
         raise BackupError(f"{dest} is not empty; back up into a new directory")
     make_private(dest)  # password hashes inside: owner only, whatever the umask
@@ -180,18 +219,23 @@ def backup(
     db.backup_to(part)
     os.chmod(part, 0o600)
     records, builds = _contents_of(part)
+    _start(progress, records, builds)
     target = Storage(dest / "packages", dest / "tmp")
-    report = _copy_files(records, storage, target, link=link, verify=False)
-    report.missing += _copy_docs(builds, docs, DocsStore.in_data_dir(dest), report, link=link)
+    report = _copy_files(records, storage, target, progress, link=link, verify=False)
+    report.missing += _copy_docs(
+        builds, docs, DocsStore.in_data_dir(dest), report, progress, link=link
+    )
+    progress.finish()
     fsync_path(part)
     os.replace(part, dest / DB_NAME)
     fsync_dir(dest)
     return report
 
 
-def restore(source: Path, data_dir: Path) -> CopyReport:
+def restore(source: Path, data_dir: Path, *, progress: Progress | None = None) -> CopyReport:
     """Copy a backup into an empty data dir, verifying every file's sha256 (and each docs
     build's file count and size) on the way."""
+    progress = progress or Progress("restore", None)
     if not (source / DB_NAME).is_file():
         raise BackupError(f"{source} holds no {DB_NAME}; not a teamindex backup")
     if not _empty_or_absent(data_dir):
@@ -201,16 +245,17 @@ def restore(source: Path, data_dir: Path) -> CopyReport:
     _copy(source / DB_NAME, part)
     os.chmod(part, 0o600)
     records, builds = _contents_of(part)
+    docs_absent = bool(builds) and not (source / DOCS_DIR).is_dir()
+    _start(progress, records, [] if docs_absent else builds)
     target = Storage(data_dir / "packages", data_dir / "tmp")
     target.ensure_dirs()
-    report = _copy_files(
-        records, Storage(source / "packages", source / "tmp"), target, link=False, verify=True
-    )
+    backed_up = Storage(source / "packages", source / "tmp")
+    report = _copy_files(records, backed_up, target, progress, link=False, verify=True)
     if report.missing:
         raise BackupError(
             f"the backup lacks {len(report.missing)} file(s), e.g. {report.missing[0]}"
         )
-    if builds and not (source / DOCS_DIR).is_dir():
+    if docs_absent:
         report.docs_absent = [f"{b.project} {b.version}" for b in builds]
     else:
         problems = _copy_docs(
@@ -218,10 +263,12 @@ def restore(source: Path, data_dir: Path) -> CopyReport:
             DocsStore.in_data_dir(source),
             DocsStore.in_data_dir(data_dir),
             report,
+            progress,
             link=False,
         )
         if problems:
             raise BackupError(f"a docs build in the backup is incomplete: {problems[0]}")
+    progress.finish()
     fsync_path(part)
     os.replace(part, data_dir / DB_NAME)
     fsync_dir(data_dir)

@@ -9,7 +9,6 @@ A migration that silently loses files is found out only when an install fails.
 from __future__ import annotations
 
 import shutil
-import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from ..clock import utc_stamp
 from ..db import Database
 from .dists import DistributionError, parse_filename
 from .ingest import IngestError, Outcome, ingest
+from .progress import Progress
 from .storage import Storage
 
 DIST_SUFFIXES = (".whl", ".tar.gz", ".zip")
@@ -80,6 +80,13 @@ def find_files(paths: Iterable[Path]) -> Iterator[Path]:
             yield path
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:  # gone meanwhile: reading it reports why
+        return 0
+
+
 def import_paths(
     db: Database,
     storage: Storage,
@@ -95,20 +102,18 @@ def import_paths(
     only record of when a release came out, which `uv --exclude-newer` relies on)."""
     report = ImportReport()
     found = list(find_files(paths))
-    started = time.monotonic()
-    for number, path in enumerate(found, 1):
+    meter = Progress("import", progress)
+    sizes = {path: _size(path) for path in found}
+    meter.start(len(found), sum(sizes.values()))
+    for path in found:
         skipped = skip_reason(path.name)
         if skipped is not None:
             report.skipped.append((path, skipped[1]))
             report.skipped_kinds[skipped[0]] += 1
         else:
             _import_one(db, storage, path, report, owner_id=owner_id, keep_times=keep_times)
-        if progress is not None and (number % 50 == 0 or number == len(found)):
-            rate = number / max(time.monotonic() - started, 1e-6)
-            progress.write(f"\r{number}/{len(found)} files ({rate:.0f}/s)")
-            if number == len(found):
-                progress.write("\n")
-            progress.flush()
+        meter.advance(1, sizes[path])
+    meter.finish()
     return report
 
 

@@ -22,6 +22,7 @@ LOCK_PREFIX = "owner-"
 LOCK_SUFFIX = ".lock"
 # Files in tmp/ that follow no naming rule (e.g. /healthz probes) are left alone this long.
 UNKNOWN_GRACE_SECONDS = 60.0
+CLAIM_ATTEMPTS = 10
 
 
 class TempOwner:
@@ -37,13 +38,10 @@ class TempOwner:
     def token(self) -> str:
         with self._lock:
             if self._token is None:
-                token = f"{os.getpid()}x{secrets.token_hex(4)}"
                 self.tmp_dir.mkdir(parents=True, exist_ok=True)
-                path = self.tmp_dir / f"{LOCK_PREFIX}{token}{LOCK_SUFFIX}"
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                self._fd, self._token = fd, token
-                # A clean exit removes the lock file; after a crash `check --repair` does.
+                self._fd, self._token = _claim(self.tmp_dir)
+                # A clean exit removes the lock file; after a crash the next server start
+                # (sweep_dead) or `check --repair` does.
                 atexit.register(self.release)
             return self._token
 
@@ -58,6 +56,37 @@ class TempOwner:
                     (self.tmp_dir / f"{LOCK_PREFIX}{self._token}{LOCK_SUFFIX}").unlink()
                 os.close(self._fd)
                 self._fd = self._token = None
+
+
+def _claim(tmp_dir: Path) -> tuple[int, str]:
+    """Create and lock a new owner lock file; its fd and token.
+
+    A sweeper (sweep_dead, or a probe in owner_alive) may open the file between our
+    O_CREAT and our flock, see it unlocked, and unlink it: we would then hold a lock on a
+    file nobody can find, and our temp files would look dead. So the lock only counts if
+    the path still names the locked file afterwards; otherwise try again with a new token
+    (a few times: a sweeper touches each file once)."""
+    for _attempt in range(CLAIM_ATTEMPTS):
+        token = f"{os.getpid()}x{secrets.token_hex(4)}"
+        path = tmp_dir / f"{LOCK_PREFIX}{token}{LOCK_SUFFIX}"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if _same_file(fd, path):
+                return fd, token
+        except BlockingIOError:  # a probe holds it this instant; it is unlinking it
+            pass
+        os.close(fd)
+    raise OSError(f"could not claim an owner lock in {tmp_dir}")
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        named = path.stat()
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
 
 
 def owner_token(name: str) -> str | None:
@@ -96,3 +125,53 @@ def is_stale(tmp_dir: Path, path: Path, now: float | None = None) -> bool:
     except FileNotFoundError:
         return False
     return age > UNKNOWN_GRACE_SECONDS
+
+
+def _remove_free_lock(path: Path) -> bool:
+    """Unlink an owner lock file nobody holds; False if its owner is alive (or it is gone).
+
+    The file is unlinked while we hold its lock, so an owner cannot take it in between
+    (and _claim notices if it had opened the file just before)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        path.unlink()
+        return True
+    except (BlockingIOError, FileNotFoundError):
+        return False
+    finally:
+        os.close(fd)
+
+
+def sweep_dead(tmp_dir: Path) -> list[tuple[Path, int]]:
+    """Delete the temp files and owner lock files of processes proven dead (their owner
+    lock is free); the (path, size) of each file removed.
+
+    Run at server start-up, so a crash (kill -9, power loss) leaves `teamindex check`
+    clean after the restart. Deleting is safe: a temp file of a dead owner never became
+    part of the index (ingest renames it into packages/ before committing the row, so
+    anything still in tmp/ has no row). Files that follow no naming rule are left to
+    `check` (their owner cannot be proven dead), and so is anything outside tmp/: a file
+    in packages/ without a row is damage an operator should see."""
+    swept: list[tuple[Path, int]] = []
+    try:
+        entries = sorted(tmp_dir.iterdir())
+    except FileNotFoundError:
+        return swept
+    temps = [p for p in entries if not p.name.startswith(LOCK_PREFIX)]
+    locks = [p for p in entries if p.name.startswith(LOCK_PREFIX)]
+    for path in temps:  # before the locks: a temp file's owner is judged by its lock
+        token = owner_token(path.name)
+        if token is None or owner_alive(tmp_dir, token) or not path.is_file():
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            size = path.stat().st_size
+            path.unlink()
+            swept.append((path, size))
+    for path in locks:
+        if owner_token(path.name) is not None and _remove_free_lock(path):
+            swept.append((path, 0))
+    return swept

@@ -59,6 +59,9 @@ class InsufficientStorage(IngestError):
 class Outcome(Enum):
     STORED = "stored"
     UNCHANGED = "unchanged"  # identical bytes were already there: a successful no-op
+    # Identical bytes whose file (or .metadata) was missing from disk, e.g. quarantined by
+    # `check --repair` as damaged: the row said what they must be, and they are back.
+    RESTORED = "restored"
 
 
 @dataclass(frozen=True)
@@ -192,16 +195,22 @@ def _record_locked(
             meta_final = storage.metadata_path(existing.project, existing.filename)
             if existing.sha256 == new.sha256:
                 # twine retries and CI re-runs must succeed. If the file or its .metadata
-                # went missing from disk, the identical bytes just received put them back.
+                # went missing from disk (`check --repair` quarantines damaged ones), the
+                # identical bytes just received put them back; other bytes never do (the
+                # sha256 is the row's). A damaged file still in place is left to check.
+                outcome = Outcome.UNCHANGED
                 if not final.exists():
                     storage.publish(temp, final)
+                    outcome = Outcome.RESTORED
                 if (
                     meta_temp is not None
                     and existing.metadata_sha256 is not None
+                    and existing.metadata_sha256 == new.metadata_sha256
                     and not meta_final.exists()
                 ):
                     storage.publish(meta_temp, meta_final)
-                return Outcome.UNCHANGED
+                    outcome = Outcome.RESTORED
+                return outcome
             raise FileExists(
                 f"File already exists ({existing.filename!r}, with sha256 hash "
                 f"{existing.sha256!r}). A filename can only ever hold one content; "

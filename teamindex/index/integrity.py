@@ -8,7 +8,9 @@ files and bytes; nothing else sits under docs/ (builds without a row: a re-uploa
 cut short), nor in docs/.incoming (an upload's unpacking cut short). Repair moves strays,
 stale temp files and docs debris to quarantine/<timestamp>/ (never deletes: an operator
 decides) and reports what it cannot fix, such as rows whose file or docs are missing or
-damaged.
+damaged. A package file or .metadata whose bytes do not match its row is quarantined too,
+and the row kept: the file is then missing (downloads answer 404 saying so, check exits 1)
+until an upload of the same file restores it (ingest: the row says what the bytes must be).
 
 It is safe while the server runs: the disk is scanned for strays while holding SQLite's
 write lock, and ingest publishes a file only inside its own write transaction, so a file
@@ -25,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -33,11 +35,17 @@ from ..db import Database
 from ..models import DocsBuild, FileRecord
 from .docstore import INCOMING, DocsStore, build_files
 from .inflight import is_stale
+from .progress import Progress
 from .removal import file_paths
 from .storage import Storage, fsync_dir
 
 QUARANTINE = "quarantine"
 DOCS_GRACE_SECONDS = 600.0
+
+
+# Files whose bytes do not match their row: --repair quarantines them (the row stays, and
+# says what the bytes must be), and an identical re-upload restores them (ingest).
+DAMAGE = {"size": "missing", "sha256": "missing", "metadata-sha256": "metadata-missing"}
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,8 @@ class Problem:
     path: Path
     detail: str
     repaired: bool = False
+    # (st_dev, st_ino) of the damaged file as hashed: repair moves only that very file.
+    identity: tuple[int, int] | None = field(default=None, compare=False)
 
     def __str__(self) -> str:
         state = " (quarantined)" if self.repaired else ""
@@ -76,27 +86,79 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _reupload_hint(record: FileRecord) -> str:
+    return f"upload {record.filename} again (the same file) to restore it"
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_dev, stat.st_ino
+
+
 def _check_record(storage: Storage, record: FileRecord) -> list[Problem]:
     path = storage.file_path(record.project, record.filename)
     try:
-        size = path.stat().st_size
+        stat = path.stat()
     except FileNotFoundError:
-        return [Problem("missing", path, f"no file for the row of {record.filename}")]
+        return [
+            Problem(
+                "missing",
+                path,
+                f"no file for the row of {record.filename}; " + _reupload_hint(record),
+            )
+        ]
     problems = []
-    if size != record.size:
-        problems.append(Problem("size", path, f"{size} bytes, the row says {record.size}"))
+    identity = (stat.st_dev, stat.st_ino)
+    if stat.st_size != record.size:
+        detail = f"{stat.st_size} bytes, the row says {record.size}"
+        problems.append(Problem("size", path, detail, identity=identity))
     elif sha256_file(path) != record.sha256:
-        problems.append(Problem("sha256", path, "content differs from the recorded sha256"))
+        detail = "content differs from the recorded sha256"
+        problems.append(Problem("sha256", path, detail, identity=identity))
     if record.metadata_sha256 is not None:
         meta = storage.metadata_path(record.project, record.filename)
         try:
+            meta_identity = _identity(meta)
             if sha256_file(meta) != record.metadata_sha256:
-                problems.append(
-                    Problem("metadata-sha256", meta, "differs from the recorded metadata_sha256")
-                )
+                detail = "differs from the recorded metadata_sha256"
+                problems.append(Problem("metadata-sha256", meta, detail, identity=meta_identity))
         except FileNotFoundError:
-            problems.append(Problem("metadata-missing", meta, "recorded but not on disk"))
+            detail = f"recorded but not on disk; {_reupload_hint(record)}"
+            problems.append(Problem("metadata-missing", meta, detail))
     return problems
+
+
+def _quarantine_damage(
+    db: Database, data_dir: Path, quarantine: Path, record: FileRecord, problems: list[Problem]
+) -> list[Problem]:
+    """Move damaged files (bytes not matching their row) to quarantine, keeping the row;
+    each becomes a missing file that an identical re-upload restores.
+
+    Under the write lock, and only if the row is unchanged and the path still names the
+    file that was hashed: a delete (and an identical re-upload) may have happened since."""
+    if not any(problem.kind in DAMAGE for problem in problems):
+        return problems
+    result = []
+    with db.write_lock():
+        current = db.get_file(record.filename)
+        for problem in problems:
+            try:
+                same = problem.identity == _identity(problem.path)
+            except FileNotFoundError:
+                same = False
+            if (
+                problem.kind not in DAMAGE
+                or current is None
+                or current.sha256 != record.sha256
+                or not same
+            ):
+                result.append(problem)
+                continue
+            _quarantine(data_dir, quarantine, problem.path)
+            result.append(replace(problem, repaired=True))
+            detail = f"quarantined as damaged; {_reupload_hint(record)}"
+            result.append(Problem(DAMAGE[problem.kind], problem.path, detail))
+    return result
 
 
 def _walk_files(root: Path) -> list[Path]:
@@ -186,9 +248,16 @@ def _quarantine(data_dir: Path, target_dir: Path, path: Path) -> None:
 
 
 def check_index(
-    db: Database, storage: Storage, data_dir: Path, *, repair: bool = False
+    db: Database,
+    storage: Storage,
+    data_dir: Path,
+    *,
+    repair: bool = False,
+    progress: Progress | None = None,
 ) -> CheckReport:
-    """Compare rows with files; with repair, quarantine strays and stale temp files."""
+    """Compare rows with files; with repair, quarantine strays, stale temp files and
+    damaged files."""
+    progress = progress or Progress("check", None)
     report = CheckReport()
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
     quarantine = data_dir / QUARANTINE / stamp
@@ -218,20 +287,29 @@ def check_index(
             problem = Problem("docs-incoming", path, "left by a dead upload", repair)
             report.problems += _docs_debris(problem, data_dir, quarantine)
     # Hashing reads every byte: done outside the lock (published files never change).
+    progress.start(
+        len(records) + sum(b.files for b in builds),
+        sum(r.size for r in records) + sum(b.size for b in builds),
+    )
     for record in records:
         problems = _check_record(storage, record)
-        if problems and problems[0].kind == "missing" and db.get_file(record.filename) is None:
+        progress.advance(1, record.size)
+        if problems and db.get_file(record.filename) is None:
             continue  # deleted since the scan: not damage
+        if repair:
+            problems = _quarantine_damage(db, data_dir, quarantine, record, problems)
         report.problems.extend(problems)
         report.files += 1
         report.bytes += record.size
     for build in builds:
         damage = _check_docs_build(docs, build)
+        progress.advance(build.files, build.size)
         if damage is not None and build not in db.all_docs_builds():
             continue  # replaced or deleted since the scan: not damage
         if damage is not None:
             report.problems.append(damage)
         report.docs += 1
+    progress.finish()
     if repair and any(problem.repaired for problem in report.problems):
         report.quarantine = quarantine
     return report

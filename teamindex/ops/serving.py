@@ -4,8 +4,9 @@ systemd stops a service with SIGTERM and sends SIGKILL after TimeoutStopSec. On 
 signal the listening socket closes at once (no new connections; a restarted server can
 bind), requests being received or processed run to completion for up to `grace` seconds,
 idle keep-alive connections are closed, and the process exits 0. An upload cut off by the
-deadline dies like a crash: its temp file is left to `teamindex check --repair`, and no
-row or visible file exists for it, because ingest commits the row last.
+deadline dies like a crash: its temp file is left behind (the next start sweeps it, see
+inflight.sweep_dead), and no row or visible file exists for it, because ingest commits the
+row last.
 """
 
 from __future__ import annotations

@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from ops_support import run_cli
 from tools import client, output, run, uv
+
+from teamindex.config import Settings
 
 from .conftest import Index, copy_to, hashes_of, twine_upload
 
@@ -118,3 +121,49 @@ def test_hatch_publish_probes_and_skips_existing(
     assert output(result).count("already exists") == 2, output(result)
     assert len(index.log.find("POST")) == posts
     assert index.log.find("GET", 200, contains="/legacy/+simple/team-demo/")
+
+
+def test_corrupted_file_is_quarantined_and_healed_by_twine(
+    index: Index,
+    env: dict[str, str],
+    settings: Settings,
+    demo_dists: list[Path],
+    conflicting_wheel: Path,
+) -> None:
+    """A file damaged on disk: `check` finds it, `check --repair` quarantines it (the row
+    stays), downloads say it is missing, other bytes are still refused, and a twine upload
+    of the same file restores it (issue 12)."""
+    run(twine_upload(index, *demo_dists), env=env)
+    wheel = demo_dists[0]
+    stored = settings.packages_dir / "team-demo" / wheel.name
+    damaged = bytearray(stored.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    stored.write_bytes(bytes(damaged))
+
+    found = run_cli(settings.data_dir, "check")
+    assert found.returncode == 1
+    assert f"sha256: {stored}: content differs" in found.stdout
+    repaired = run_cli(settings.data_dir, "check", "--repair")
+    assert repaired.returncode == 1, repaired.stdout
+    assert f"missing: {stored}: quarantined as damaged; upload {wheel.name} again" in (
+        repaired.stdout
+    )
+    assert not stored.exists()
+    assert index.files("team-demo") == hashes_of(demo_dists)  # the row stays listed
+    status, _headers, body = index.get(f"/files/team-demo/{wheel.name}", accept="*/*")
+    assert status == 404
+    assert b"missing from storage" in body
+
+    refused = run(twine_upload(index, conflicting_wheel), env=env, check=False)
+    assert refused.returncode != 0
+    assert "File already exists" in output(refused)
+    assert not stored.exists()
+    assert run_cli(settings.data_dir, "check").returncode == 1
+
+    run(twine_upload(index, wheel), env=env)
+    status, _headers, body = index.get(f"/files/team-demo/{wheel.name}", accept="*/*")
+    assert status == 200
+    assert body == wheel.read_bytes()
+    healed = run_cli(settings.data_dir, "check")
+    assert healed.returncode == 0, healed.stdout
+    assert healed.stdout.endswith(": ok\n")
