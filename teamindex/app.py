@@ -62,7 +62,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         credentials=CredentialCache(settings.auth_cache_seconds),
         logins=LoginCache(settings.auth_cache_seconds),
         pages=PageCache(),
-        audit=AuditLog(db),
+        audit=AuditLog(db, record_downloads=settings.audit_downloads),
         throttle=Throttle(
             ThrottlePolicy(
                 ip_failures=settings.throttle_ip_failures,

@@ -112,6 +112,7 @@ class Settings:
     # Who may create a project by uploading to a free name (admins always may). "anyone"
     # keeps the first upload working as every client expects; see README "New projects".
     new_projects: str = "anyone"
+    audit_downloads: bool = False
     # Where each value came from ("default", "env TEAMINDEX_PORT", "flag --port").
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -210,6 +211,12 @@ OPTIONS: tuple[Option, ...] = (
         "who may create a project by uploading to a free name: anyone, admins, or "
         "prefix:acme-,team- (names starting so; admins always may, and "
         "`teamindex project create NAME --owner USER` reserves any name)",
+    ),
+    Option(
+        "audit_downloads",
+        _parse_bool,
+        "record every download in the audit log with user, token and address (off: only "
+        "counts per file per day; on: who fetched what, which is personal data)",
     ),
 )
 
