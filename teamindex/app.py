@@ -13,7 +13,7 @@ from .access.auth import CredentialCache, UsageRecorder
 from .access.httpauth import answer_early_refusal
 from .access.logincache import LoginCache
 from .access.netrules import Throttle, ThrottlePolicy
-from .api import files, simple, upload, yank
+from .api import files, jsonapi, simple, upload, yank
 from .api.hotpath import HotReads
 from .api.pagecache import PageCache
 from .clock import utc_stamp
@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         credentials=CredentialCache(settings.auth_cache_seconds),
         logins=LoginCache(settings.auth_cache_seconds),
         pages=PageCache(),
-        audit=AuditLog(db),
+        audit=AuditLog(db, record_downloads=settings.audit_downloads),
         throttle=Throttle(
             ThrottlePolicy(
                 ip_failures=settings.throttle_ip_failures,
@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     # Requests waitress refused on their headers (serving.BodyGate) are answered first.
     app.before_request(answer_early_refusal)
-    for blueprint in (simple.bp, files.bp, upload.bp, yank.bp, health_bp):
+    for blueprint in (simple.bp, jsonapi.bp, files.bp, upload.bp, yank.bp, health_bp):
         app.register_blueprint(blueprint)
     app.teardown_request(upload.discard_upload_temps)
     register_error_handlers(app)

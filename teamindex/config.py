@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -47,6 +48,31 @@ def _parse_networks(value: str) -> tuple[str, ...]:
     return items
 
 
+NEW_PROJECT_MODES = ("anyone", "admins")
+_PREFIX_CHARS = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def parse_new_projects(value: str) -> tuple[str, tuple[str, ...]]:
+    """`anyone`, `admins` or `prefix:acme-,team-` -> (mode, normalized prefixes). Prefixes
+    are compared with normalized names (PEP 503: lower case, runs of `-_.` as one `-`), so
+    `prefix:Acme_` and `prefix:acme-` are the same rule."""
+    text = value.strip()
+    if text.lower() in NEW_PROJECT_MODES:
+        return text.lower(), ()
+    mode, _, rest = text.partition(":")
+    if mode.strip().lower() != "prefix":
+        raise ValueError(f"expected anyone, admins or prefix:NAME-,OTHER-, not {value!r}")
+    prefixes = _parse_list(rest)
+    if not prefixes or not all(_PREFIX_CHARS.fullmatch(p) for p in prefixes):
+        raise ValueError(f"prefix: takes comma-separated name prefixes, not {rest!r}")
+    return "prefix", tuple(re.sub(r"[-_.]+", "-", p).lower() for p in prefixes)
+
+
+def _parse_new_projects(value: str) -> str:
+    mode, prefixes = parse_new_projects(value)
+    return f"prefix:{','.join(prefixes)}" if prefixes else mode
+
+
 @dataclass(frozen=True)
 class Option:
     """One setting: its field name, parser and help text."""
@@ -83,6 +109,10 @@ class Settings:
     throttle_user_failures: int = 50
     throttle_seconds: int = 300
     readme_external_images: bool = False
+    # Who may create a project by uploading to a free name (admins always may). "anyone"
+    # keeps the first upload working as every client expects; see README "New projects".
+    new_projects: str = "anyone"
+    audit_downloads: bool = False
     # Where each value came from ("default", "env TEAMINDEX_PORT", "flag --port").
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -174,6 +204,19 @@ OPTIONS: tuple[Option, ...] = (
         _parse_bool,
         "load README images from other https hosts (badges); off: they become links, so "
         "no outside host learns who reads which project",
+    ),
+    Option(
+        "new_projects",
+        _parse_new_projects,
+        "who may create a project by uploading to a free name: anyone, admins, or "
+        "prefix:acme-,team- (names starting so; admins always may, and "
+        "`teamindex project create NAME --owner USER` reserves any name)",
+    ),
+    Option(
+        "audit_downloads",
+        _parse_bool,
+        "record every download in the audit log with user, token and address (off: only "
+        "counts per file per day; on: who fetched what, which is personal data)",
     ),
 )
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from builders import make_wheel
 from conftest import FAST_HASH, PASSWORD
+from packaging.utils import canonicalize_name
 from web_support import CSRF_RE
 
 from teamindex.access.auth import hash_password, new_token_secret, token_digest
@@ -72,11 +73,12 @@ def expected_listed(user: str, cred: str, visibility: str) -> bool:
 class Matrix:
     """One index with a team and a restricted project, five users and all token kinds."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, new_projects: str = "anyone") -> None:
         settings = Settings(
             data_dir=root / "data",
             password_hash=FAST_HASH,
             threads=2,
+            new_projects=new_projects,
             # Only revoked and expired tokens fail here, and the throttle does not count them
             # (issue 10): the matrix runs with the default limits.
         )
@@ -96,6 +98,9 @@ class Matrix:
         self.dists.mkdir()
         for visibility in VISIBILITY:
             project = f"{visibility}-proj"
+            if new_projects != "anyone":  # reserved for its owner, as the refusal advises
+                reserved = self.db.create_project(project, project, "team", utc_now())
+                self.db.set_role(self.users["owner"].id, reserved.id, "owner")
             wheel = make_wheel(self.dists, project, "1.0")
             response = self.upload("owner", PASSWORD, wheel, ip=IPS["inside"])
             assert response.status_code == 200, response.status
@@ -206,6 +211,80 @@ def test_permission_cell(matrix: Matrix, user: str, cred: str, visibility: str, 
 
 def test_matrix_covers_every_combination() -> None:
     assert len(CELLS) * len(ENDPOINTS) == 5 * 6 * 2 * 2 * 7
+
+
+# -- creating a project: the first upload to a free name (serve --new-projects) --------------
+# Oracle 4: who may create which name under each policy (admins always may).
+POLICIES = ("anyone", "admins", "prefix:Acme_,team-")
+# (how the name is spelled in the upload, given a counter; its kind for the oracle)
+NEW_NAMES = {
+    "prefixed": "ACME.new.{n}",  # normalizes to acme-new-N: under the prefix acme-
+    "prefixed-other": "Team_New{n}",  # the second prefix
+    "unprefixed": "other-new-{n}",
+    "prefix-without-separator": "acmenew{n}",  # "acme" alone is not the prefix "acme-"
+    "hidden": "restricted-proj",  # exists, restricted: outsiders must see a free name's answer
+}
+
+
+def may_create(user: str, policy: str, kind: str) -> bool:
+    if user == "admin" or policy == "anyone":
+        return True
+    return policy.startswith("prefix:") and kind.startswith("prefixed")
+
+
+def expected_new_project_status(user: str, cred: str, ip: str, policy: str, kind: str) -> int:
+    if ip == "outside":
+        return 403
+    if cred in ("token-expired", "token-revoked"):
+        return 401
+    if cred in ("token-read", "token-other"):
+        return 403  # the token's own limits come first, whatever the name
+    if kind == "hidden" and user in CAN_READ["restricted"]:
+        return 200 if user in CAN_UPLOAD else 403  # an existing project: roles decide
+    if not may_create(user, policy, kind):
+        return 403  # the policy, in the same words for a hidden name as for a free one
+    return 404 if kind == "hidden" else 200  # a hidden name cannot be created
+
+
+@pytest.fixture(scope="module", params=POLICIES)
+def policy_matrix(request, tmp_path_factory) -> tuple[str, Matrix]:
+    return request.param, Matrix(tmp_path_factory.mktemp("policy"), new_projects=request.param)
+
+
+NEW_CELLS = list(itertools.product(USERS, CREDS, IPS, NEW_NAMES))
+
+
+@pytest.mark.parametrize(("user", "cred", "ip", "kind"), NEW_CELLS)
+def test_new_project_cell(policy_matrix, user: str, cred: str, ip: str, kind: str) -> None:
+    policy, matrix = policy_matrix
+    n = next(matrix.versions)
+    spelled = NEW_NAMES[kind].format(n=n)
+    wheel = make_wheel(matrix.dists, spelled, f"{n}.0")
+    response = matrix.upload(*matrix.auth(user, cred), wheel, ip=IPS[ip])
+    want = expected_new_project_status(user, cred, ip, policy, kind)
+    assert response.status_code == want, (policy, response.status)
+    name = canonicalize_name(spelled)
+    refused_by_policy = (
+        want == 403 and ip == "inside" and cred in ("password", "token-upload")
+    ) and not (kind == "hidden" and user in CAN_READ["restricted"])
+    if refused_by_policy:
+        # One line naming the admin command that reserves the name for the user.
+        assert response.status == (
+            f"403 Creating project {name!r} is reserved to administrators"
+            + (" (others: names starting with 'acme-' or 'team-')" if "prefix" in policy else "")
+            + f" here: ask an administrator to run `teamindex project create {name} "
+            f"--owner {user}`."
+        )
+    project = matrix.db.get_project(name)
+    if want == 200 and kind != "hidden":
+        assert project is not None
+        assert [u for u, role in matrix.db.project_roles(project.id)] == [user]
+    elif kind != "hidden":
+        assert project is None  # nothing was claimed by a refused upload
+
+
+def test_new_project_matrix_covers_every_combination() -> None:
+    assert len(NEW_CELLS) * len(POLICIES) == 5 * 6 * 2 * 5 * 3
 
 
 # -- the web pages: administration and account management --------------------------------------

@@ -167,3 +167,24 @@ def test_every_setting_has_exactly_one_documented_option():
 def test_option_names(name, env, flag):
     option = next(option for option in OPTIONS if option.name == name)
     assert (option.env, option.flag) == (env, flag)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("anyone", "anyone"),
+        (" Admins ", "admins"),
+        ("prefix:acme-", "prefix:acme-"),
+        ("prefix:Acme_,team.", "prefix:acme-,team-"),  # compared as normalized names
+        ("prefix: acme- , team- ", "prefix:acme-,team-"),
+    ],
+)
+def test_new_projects_policy_parses(text, expected):
+    settings = load_settings({}, environ={"TEAMINDEX_NEW_PROJECTS": text})
+    assert settings.new_projects == expected
+
+
+@pytest.mark.parametrize("text", ["everyone", "prefix:", "prefix:,", "prefix:acme/", "owners"])
+def test_new_projects_policy_refuses_nonsense(text):
+    with pytest.raises(ValueError, match="TEAMINDEX_NEW_PROJECTS"):
+        load_settings({}, environ={"TEAMINDEX_NEW_PROJECTS": text})

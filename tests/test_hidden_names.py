@@ -24,6 +24,7 @@ from web_support import CSRF_RE, docs_zip
 
 from teamindex.api.render import JSON_TYPE
 from teamindex.app import create_app
+from teamindex.clock import utc_now
 from teamindex.config import Settings
 
 HIDDEN, FREE = "top-secret", "top-sekret"
@@ -55,6 +56,9 @@ ROUTES: dict[str, Callable[[str], tuple[str, str, dict]]] = {
     "simple-json": lambda n: ("GET", f"/simple/{n}/", {"headers": {"Accept": JSON_TYPE}}),
     "simple-format": lambda n: ("GET", f"/simple/{n}/?format={JSON_TYPE}", {}),
     "devpi-simple": lambda n: ("GET", f"/legacy/+simple/{n}/", {}),
+    "pypi-json": lambda n: ("GET", f"/pypi/{n}/json", {}),
+    "pypi-json-version": lambda n: ("GET", f"/pypi/{n}/1.0/json", {}),
+    "pypi-json-other-version": lambda n: ("GET", f"/pypi/{n}/1.0.0/json", {}),
     "file": lambda n: ("GET", f"/files/{n}/{_stem(n)}-1.0-py3-none-any.whl", {}),
     "metadata": lambda n: ("GET", f"/files/{n}/{_stem(n)}-1.0-py3-none-any.whl.metadata", {}),
     "upload-broken": lambda n: _broken_upload(n),
@@ -78,21 +82,33 @@ def _broken_upload(name: str) -> tuple[str, str, dict]:
     return "POST", "/legacy/", {"data": body, "content_type": content_type}
 
 
-@pytest.fixture(scope="module")
-def index(tmp_path_factory):
+# Who may create projects (serve --new-projects): under "admins" (and a prefix the names do
+# not match) an outsider's upload to a hidden name must be refused like one to a free name.
+POLICIES = ("anyone", "admins", "prefix:acme-")
+
+
+@pytest.fixture(scope="module", params=POLICIES)
+def index(request, tmp_path_factory):
     """An index with anonymous read, the restricted top-secret 1.0 (bob owns it, with a
     docs build) and the team project pub; the credentials of every outsider shape."""
     root = tmp_path_factory.mktemp("hidden")
-    settings = Settings(data_dir=root / "data", password_hash=FAST_HASH, anonymous_read=True)
+    settings = Settings(
+        data_dir=root / "data",
+        password_hash=FAST_HASH,
+        anonymous_read=True,
+        new_projects=request.param,
+    )
     app = create_app(dataclasses.replace(settings, throttle_ip_failures=10**6))
     app.config["TESTING"] = True
     for name, admin in USERS.items():
         add_user(app, name, admin=admin)
     client = app.test_client()
+    db = app.extensions["teamindex"].db
     for project, owner in ((HIDDEN, "bob"), ("pub", "alice")):
+        reserved = db.create_project(project, project, "team", utc_now())
+        db.set_role(db.get_user(owner).id, reserved.id, "owner")
         wheel = make_wheel(root, project, "1.0")
         assert upload(client, wheel, owner).status_code == 200
-    db = app.extensions["teamindex"].db
     assert db.set_visibility(HIDDEN, "restricted")
     docs = client.post(f"/docs/{HIDDEN}/1.0/", data=_docs(), headers=basic("bob"))
     assert docs.status_code == 200, docs.status

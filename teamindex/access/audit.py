@@ -2,11 +2,14 @@
 
 Secrets never reach this module: callers pass user names and token ids, never passwords or
 token secrets. Downloads are summed in memory and written at most every FLUSH_SECONDS, so
-serving a file never waits on a database write.
+serving a file never waits on a database write. With `serve --audit-downloads` each download
+also becomes an audit row (who, which token, from where), queued the same way and written in
+one batch per flush.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import Counter
@@ -16,7 +19,12 @@ from ..clock import parse_moment, utc_stamp
 from ..db import Database
 from ..models import AuditEvent
 
+log = logging.getLogger("teamindex")
+
 FLUSH_SECONDS = 10.0
+# Download records waiting while another writer holds the database; past this many the
+# oldest are dropped (and the drop logged) rather than memory growing without end.
+MAX_PENDING_RECORDS = 100_000
 # Actions written by the index and the CLI (documented in the README's audit section).
 ACTIONS = (
     "auth_failed",
@@ -56,9 +64,11 @@ def parse_since(text: str, now: datetime) -> str:
 class AuditLog:
     """Writes events to the database and batches download counts."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, record_downloads: bool = False) -> None:
         self.db = db
+        self.record_downloads = record_downloads
         self._downloads: Counter[tuple[str, str]] = Counter()
+        self._records: list[AuditEvent] = []
         self._day = ""
         self._last_flush = time.monotonic()
         self._lock = threading.Lock()
@@ -88,14 +98,28 @@ class AuditLog:
         with self.db.skippable("audit rows of refused requests"):
             self.db.add_audit(event)
 
-    def download(self, project: str, filename: str) -> None:
-        """Count a download; flushes the batch when the day changes or it is old enough."""
-        day = utc_stamp()[:10]
+    def download(
+        self,
+        project: str,
+        filename: str,
+        *,
+        user: str = "",
+        token_id: int | None = None,
+        ip: str = "",
+    ) -> None:
+        """Count a download, and with `record_downloads` queue its audit row too; flushes
+        the batch when the day changes or it is old enough. Off, this costs no statement."""
+        now = utc_stamp()
+        day = now[:10]
         with self._lock:
             if day != self._day and self._downloads:
                 self._flush_locked()
             self._day = day
             self._downloads[(project, filename)] += 1
+            if self.record_downloads:
+                self._records.append(
+                    AuditEvent(now, ip, user, token_id, "download", project, filename, "ok", "")
+                )
             due = time.monotonic() - self._last_flush >= FLUSH_SECONDS
         if due:
             self.flush()
@@ -111,4 +135,12 @@ class AuditLog:
             with self.db.skippable("download counts (kept for the next flush)"):
                 self.db.add_download_counts(self._day, dict(self._downloads))
                 self._downloads.clear()
+        if self._records:
+            with self.db.skippable("download audit rows (kept for the next flush)"):
+                self.db.add_audits(self._records)
+                self._records.clear()
+            if len(self._records) > MAX_PENDING_RECORDS:
+                dropped = len(self._records) - MAX_PENDING_RECORDS
+                del self._records[:dropped]
+                log.warning("dropped %d download audit rows: the database stayed busy", dropped)
         self._last_flush = time.monotonic()

@@ -27,7 +27,15 @@ from ..models import LoginFacts, Project, Token, User
 from .auth import TOKEN_USERNAME, looks_like_token, token_digest, token_expired
 from .earlycheck import basic_credentials
 from .netrules import ip_allowed, user_key
-from .permissions import ANONYMOUS, Action, Decision, Principal, ProjectFacts, decide
+from .permissions import (
+    ANONYMOUS,
+    Action,
+    CreatePolicy,
+    Decision,
+    Principal,
+    ProjectFacts,
+    decide,
+)
 
 log = logging.getLogger("teamindex")
 
@@ -275,12 +283,22 @@ def authorize(
     """
     principal = principal or current_principal()
     user: User | None = principal.user
-    project, role = services().db.project_with_role(name, user.id if user else None)
-    decision = decide(principal, action, ProjectFacts.of(name, project, role))
+    svc = services()
+    project, role = svc.db.project_with_role(name, user.id if user else None)
+    creating = CreatePolicy.of(svc.settings.new_projects)
+    decision = decide(principal, action, ProjectFacts.of(name, project, role), creating)
     if decision is not Decision.ALLOW and audit_as:
         _audit_refusal(audit_as, name, principal, decision, project is not None)
     if decision is Decision.HIDE:
         raise HTTPError(404, f"No project named {name!r} in this index.")
+    if decision is Decision.NOT_CREATOR:
+        # The same words for a hidden name as for a free one (issue 10): "creating", never
+        # "exists"; the admin's command reserves a free name and cannot harm a taken one.
+        raise HTTPError(
+            403,
+            f"Creating project {name!r} is reserved to {creating.describe()} here: ask an "
+            f"administrator to run `teamindex project create {name} --owner {principal.name}`.",
+        )
     if decision is Decision.DENY:
         if user is None:
             raise HTTPError(401, "Uploading needs credentials.", _challenge())
@@ -294,7 +312,10 @@ def authorize(
 def _audit_refusal(
     action: str, name: str, principal: Principal, decision: Decision, exists: bool
 ) -> None:
-    if decision is Decision.DENY:
+    if decision is Decision.NOT_CREATOR:
+        hidden = " (hidden: restricted project)" if exists else ""
+        reason = f"new projects are not theirs to create{hidden}"
+    elif decision is Decision.DENY:
         reason = "no credentials" if principal.user is None else "not allowed"
         if principal.token is not None:
             reason = f"not allowed for token {principal.token.id} (scope or project list)"

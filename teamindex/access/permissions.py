@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 from fnmatch import fnmatchcase
+from functools import lru_cache
 
+from ..config import parse_new_projects
 from ..models import Project, Token, User
 
 
@@ -26,6 +28,41 @@ class Decision(Enum):
     ALLOW = "allow"
     DENY = "deny"  # 403: the project is visible to the caller but the action is not allowed
     HIDE = "hide"  # 404: the caller may not even know the project exists
+    # 403: the name is free (or hidden from the caller, which must look the same) and the
+    # creation policy keeps new projects for administrators or for some name prefixes.
+    NOT_CREATOR = "not_creator"
+
+
+@dataclass(frozen=True)
+class CreatePolicy:
+    """Who may create a project by uploading to a free name (`serve --new-projects`):
+    "anyone", "admins" or "prefix" with normalized name prefixes. Admins always may."""
+
+    mode: str = "anyone"
+    prefixes: tuple[str, ...] = ()
+
+    @staticmethod
+    @lru_cache(maxsize=8)
+    def of(setting: str) -> CreatePolicy:
+        """The policy of a --new-projects value (parsed once per distinct value)."""
+        mode, prefixes = parse_new_projects(setting)
+        return CreatePolicy(mode, prefixes)
+
+    def allows(self, principal: Principal, name: str) -> bool:
+        """Whether `principal` may create the normalized name `name`."""
+        if principal.is_admin or self.mode == "anyone":
+            return True
+        return self.mode == "prefix" and name.startswith(self.prefixes)
+
+    def describe(self) -> str:
+        """Who may create projects, in words for a refusal."""
+        if self.mode == "prefix":
+            starts = " or ".join(repr(p) for p in self.prefixes)
+            return f"administrators (others: names starting with {starts})"
+        return "administrators" if self.mode != "anyone" else "anyone"
+
+
+ANYONE_CREATES = CreatePolicy()
 
 
 @dataclass(frozen=True)
@@ -115,12 +152,18 @@ def can_see(principal: Principal, project: ProjectFacts) -> bool:
     return project.role is not None and principal.user is not None
 
 
-def decide(principal: Principal, action: Action, project: ProjectFacts) -> Decision:
-    """ALLOW, DENY or HIDE `action` on `project` for `principal`.
+def decide(
+    principal: Principal,
+    action: Action,
+    project: ProjectFacts,
+    creating: CreatePolicy = ANYONE_CREATES,
+) -> Decision:
+    """ALLOW, DENY, HIDE or NOT_CREATOR for `action` on `project` for `principal`.
 
     What the caller knows anyway (its token's scope and project list, being anonymous) is
     decided first, and a project it may not see is treated as missing: so an outsider's
-    answer is the same for a restricted name as for a free one (issue 10)."""
+    answer is the same for a restricted name as for a free one (issue 10). `creating` is
+    the policy for uploads to a free name; a hidden name answers as a free one under it."""
     token = principal.token
     if token is not None and action not in SCOPE_ACTIONS[token.scope]:
         return Decision.DENY
@@ -129,6 +172,8 @@ def decide(principal: Principal, action: Action, project: ProjectFacts) -> Decis
     if principal.user is None and action is not Action.READ:
         return Decision.DENY
     if project.exists and not can_see(principal, project):
+        if action is Action.UPLOAD and not creating.allows(principal, project.name):
+            return Decision.NOT_CREATOR  # what the same upload to a free name gets
         return Decision.HIDE
     if action is Action.READ:
         return Decision.ALLOW if project.exists else Decision.HIDE
@@ -136,6 +181,8 @@ def decide(principal: Principal, action: Action, project: ProjectFacts) -> Decis
         return Decision.ALLOW
     if not project.exists:
         # The first uploader of a new name becomes its owner; nothing else creates projects.
-        return Decision.ALLOW if action is Action.UPLOAD else Decision.HIDE
+        if action is not Action.UPLOAD:
+            return Decision.HIDE
+        return Decision.ALLOW if creating.allows(principal, project.name) else Decision.NOT_CREATOR
     allowed = ROLE_ACTIONS.get(project.role or "", frozenset())
     return Decision.ALLOW if action in allowed else Decision.DENY

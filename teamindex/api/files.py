@@ -19,7 +19,7 @@ from functools import wraps
 
 from flask import Blueprint, Response, g, request, send_file
 
-from ..access.httpauth import authorize, login_required
+from ..access.httpauth import authorize, client_ip, login_required
 from ..access.permissions import Action
 from ..context import services
 from ..errors import HTTPError
@@ -61,7 +61,7 @@ def download(project: str, filename: str) -> Response:
     if record is None or record.project != project:
         raise missing
     try:
-        authorize(Action.READ, record.project, g.get("session_reader"))
+        _found, reader = authorize(Action.READ, record.project, g.get("session_reader"))
     except HTTPError as refused:
         # A file of a project the caller may not see is missing, in the same words.
         raise missing if refused.status == 404 else refused from None
@@ -96,5 +96,14 @@ def download(project: str, filename: str) -> Response:
     # Uploaded bytes are never a page or a script: a browser must not sniff them into one.
     response.headers["X-Content-Type-Options"] = "nosniff"
     if not wants_metadata and request.method == "GET" and response.status_code == 200:
-        svc.audit.download(record.project, record.filename)
+        if svc.audit.record_downloads:  # serve --audit-downloads: who, with what, from where
+            svc.audit.download(
+                record.project,
+                record.filename,
+                user=reader.name,
+                token_id=reader.token.id if reader.token else None,
+                ip=client_ip(),
+            )
+        else:
+            svc.audit.download(record.project, record.filename)
     return response

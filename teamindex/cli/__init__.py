@@ -88,6 +88,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     tune_for_serving()  # quiet queue warnings, frozen start-up objects, GIL switch interval
     serve_until_stopped(server)  # SIGTERM: stop accepting, finish in-flight requests
+    # Download counts (and --audit-downloads rows) are batched in memory: write the last ones.
+    app.extensions["teamindex"].audit.flush()
     return 0
 
 

@@ -299,7 +299,9 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     """Show the audit log, newest first: logins that failed, uploads, yanks, token and
     permission changes, refused uploads, yanks and docs uploads. At most --limit events; when
     there are more, a last line (JSON: {"truncated": true, "before": ID}) says how to page
-    on with --before ID. Downloads are counted per file per day, listed as 'download'."""
+    on with --before ID. Downloads are counted per file per day, listed as 'download'; with
+    `serve --audit-downloads` each download is also an event (`--action download --user U`:
+    what U fetched, with which token, from where)."""
     db = open_database(settings)
     now = datetime.now(timezone.utc)
     try:

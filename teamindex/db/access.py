@@ -177,21 +177,28 @@ class AccessQueries(Connections):
         return [AllowEntry(row[0], row[1], row[2], row[3]) for row in rows]
 
     def add_audit(self, event: AuditEvent) -> None:
+        self.add_audits([event])
+
+    def add_audits(self, events: list[AuditEvent]) -> None:
+        """Write audit rows in one transaction (download records come in batches)."""
         with self.transaction() as conn:
-            conn.execute(
+            conn.executemany(
                 "INSERT INTO audit (time, ip, user, token_id, action, project, filename, outcome,"
                 " detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    event.time,
-                    event.ip,
-                    event.user,
-                    event.token_id,
-                    event.action,
-                    event.project,
-                    event.filename,
-                    event.outcome,
-                    event.detail,
-                ),
+                [
+                    (
+                        event.time,
+                        event.ip,
+                        event.user,
+                        event.token_id,
+                        event.action,
+                        event.project,
+                        event.filename,
+                        event.outcome,
+                        event.detail,
+                    )
+                    for event in events
+                ],
             )
 
     def query_audit(
