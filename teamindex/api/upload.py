@@ -19,7 +19,7 @@ from ..access.httpauth import (
     login_required,
     refuse_cross_site,
 )
-from ..access.permissions import Action, Principal, may_ever
+from ..access.permissions import Action, may_ever, scope_refusal
 from ..context import services
 from ..errors import HTTPError
 from ..index.dists import DistributionError, FilenameInfo, parse_filename
@@ -83,10 +83,6 @@ def _field(name: str) -> str | None:
     return value.strip()
 
 
-def _scope(principal: Principal) -> str:
-    return principal.token.scope if principal.token else ""
-
-
 def _parse_form() -> Any:
     try:
         return request.files.get("content")
@@ -104,11 +100,8 @@ def file_upload() -> Response:
     if principal.user is None:  # anonymous readers may not write
         raise HTTPError(401, "Uploading needs credentials.", CHALLENGE)
     if not may_ever(principal, Action.UPLOAD):  # from the headers, before the body is parsed
-        raise HTTPError(
-            403,
-            f"The user {principal.name!r} isn't allowed to upload: "
-            f"the token's scope is {_scope(principal)!r}.",
-        )
+        assert principal.token is not None  # a user without a token may always try
+        raise HTTPError(403, scope_refusal(principal.token, Action.UPLOAD, principal.name))
     content = _parse_form()
     action = request.form.get(":action") or request.args.get(":action")
     if action in GONE_ACTIONS:
