@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 from typing import IO, Any
 
-from flask import Blueprint, Request, Response, g, request
+from flask import Blueprint, Request, Response, g, redirect, request, url_for
 
 from ..access.httpauth import (
     authorize,
@@ -200,3 +200,23 @@ def _refuse_as_for_a_free_name(
 def upload_form_get() -> Response:
     """uv maps a 405 here to "that's most likely the simple index URL" (PROTOCOL.md 6.11)."""
     raise HTTPError(405, "This is the upload URL; POST distributions here. Install from /simple/.")
+
+
+@bp.post("/simple/", strict_slashes=False)
+@bp.post("/simple/<path:_rest>")
+def post_to_install_url(_rest: str = "") -> Response:
+    """The most common publishing mistake: the install URL given as the upload URL (poetry
+    does it by itself for `publish -r team` when `team` is a source, PROTOCOL.md 7.2). 405
+    with the message as reason phrase and body: twine prints the reason, poetry, pdm and
+    hatch the reason and body, and uv adds its own "likely the simple index URL" (6.10)."""
+    upload_url = request.url_root + "legacy/"  # url_for would pick the "/" alias
+    raise HTTPError(405, f"This is the install URL; upload to {upload_url}", {"Allow": "GET, HEAD"})
+
+
+@bp.get("/legacy/<project>/", strict_slashes=False)
+@bp.get("/legacy/<project>/<version>/", strict_slashes=False)
+def published_release(project: str, version: str = "") -> Response:
+    """hatch prints `<repository>/<project>/<version>/` after publishing (PROTOCOL.md 7.5):
+    send whoever follows it to the project page, which applies the read rules itself (so
+    this redirect says nothing about which projects exist)."""
+    return redirect(url_for("web.pages.project", name=project), code=302)
