@@ -194,6 +194,7 @@ def exec_teamindex(args: Sequence[str]) -> int:
     ensure_venv(with_tests=False)
     env = dict(os.environ)
     env.setdefault("TEAMINDEX_DATA_DIR", str(DATA_DIR))
+    env["TEAMINDEX_LAUNCHER"] = "python3 dev.py teamindex"  # for hints naming a command
     argv = [str(VENV_PYTHON), "-m", "teamindex", *args]
     os.execve(argv[0], argv, env)  # noqa: S606 - our own venv's python
     return 0  # not reached

@@ -619,9 +619,10 @@ def test_read_token_is_refused_before_the_form_is_parsed(app, client, settings, 
     response = client.post(
         url, data=body, content_type=content_type, headers=basic("__token__", secret)
     )
-    assert (
-        response.status
-        == "403 The user 'alice' isn't allowed to upload: the token's scope is 'read'."
+    # The token is blamed, not alice (deliberate change, issue 12).
+    assert response.status == (
+        f"403 This token (id {_id}, scope read) cannot upload; create a token with scope"
+        " upload on your account page or with: teamindex token create alice --scope upload"
     )
     assert created == []
     assert temp_files(settings.data_dir) == []

@@ -8,8 +8,10 @@ import urllib.request
 from dataclasses import replace
 
 import pytest
-from conftest import basic, start_server
-from web_support import login, post_form, seed
+from builders import make_wheel
+from conftest import add_token, basic, start_server
+from uploading import upload
+from web_support import login, post_form, seed, snippets_of
 
 from teamindex.app import create_app
 from teamindex.models import ReleaseInfo
@@ -119,22 +121,91 @@ def test_install_snippets_use_this_servers_url(seeded):
         "/project/team-demo/", base_url="https://pkgs.example.test", headers=basic("alice")
     ).get_data(as_text=True)
     url = "https://pkgs.example.test/simple/"
-    assert f"pip install --index-url {url} team-demo" in body
-    assert f"uv add --index team={url} team-demo" in body
+    # team-demo 1.1 needs other-lib, also on this index: every snippet names or pins both
+    # (a deliberate change, issue 12: they named team-demo alone).
+    assert snippets_of(body) == dict(install_snippets(url, ["team-demo", "other-lib"]))
+    snippets = snippets_of(body)
     assert (
-        f"poetry source add team {url} --priority explicit\npoetry add --source team team-demo"
-        in body
+        'PIP_INDEX_URL="https://__token__:${TEAMINDEX_TOKEN}@pkgs.example.test/simple/"'
+        " pip install team-demo" in snippets["pip"]
     )
+    assert f"uv add --index team={url} team-demo other-lib" in snippets["uv"]
+    assert f'url = "{url}"\nexplicit = true\n' in snippets["uv"]
+    assert f"poetry source add team {url} --priority explicit\n" in snippets["poetry"]
+    assert snippets["poetry"].endswith("\npoetry add --source team team-demo other-lib")
 
 
 def test_install_snippets_pure():
-    snippets = dict(install_snippets("http://h:8080/simple/", "x"))
-    assert snippets == {
-        "pip": "pip install --index-url http://h:8080/simple/ x",
-        "uv": "uv add --index team=http://h:8080/simple/ x",
-        "poetry": "poetry source add team http://h:8080/simple/ --priority explicit\n"
-        "poetry add --source team x",
-    }
+    snippets = dict(install_snippets("http://h:8080/simple/", ["x", "x-core"]))
+    assert snippets["pip"] == (
+        "# credentials: ~/.netrc (machine h login __token__ password <token>), keyring,"
+        " or as here\n"
+        'PIP_INDEX_URL="http://__token__:${TEAMINDEX_TOKEN}@h:8080/simple/" pip install x'
+    )
+    assert snippets["uv"].splitlines() == [
+        "# once: this index in pyproject.toml, used only for the packages pinned to it",
+        "cat >> pyproject.toml <<'EOF'",
+        "",
+        "[[tool.uv.index]]",
+        'name = "team"',
+        'url = "http://h:8080/simple/"',
+        "explicit = true",
+        "EOF",
+        "# credentials (or keyring / ~/.netrc)",
+        'export UV_INDEX_TEAM_USERNAME=__token__ UV_INDEX_TEAM_PASSWORD="${TEAMINDEX_TOKEN}"',
+        "# pins each package of this index to it ([tool.uv.sources]), dependencies included",
+        "uv add --index team=http://h:8080/simple/ x x-core",
+    ]
+    assert snippets["poetry"].splitlines() == [
+        "poetry source add team http://h:8080/simple/ --priority explicit",
+        "# credentials: poetry config http-basic.team __token__ (asks; keyring), or",
+        "export POETRY_HTTP_BASIC_TEAM_USERNAME=__token__"
+        ' POETRY_HTTP_BASIC_TEAM_PASSWORD="${TEAMINDEX_TOKEN}"',
+        "# with the packages of this index it needs: poetry passes no source on (#2610)",
+        "poetry add --source team x x-core",
+    ]
+
+
+@pytest.fixture
+def acme(seeded, app, tmp_path):
+    """acme-app -> acme-core -> acme-util (and back to acme-app: a cycle), plus the
+    restricted secret-proj (bob's), requests (not here) and an extra-only acme-extra."""
+    wheels = [
+        ("acme-util", []),
+        ("acme-extra", []),
+        ("acme-core", ["acme-util>=1", "acme-app"]),
+        (
+            "acme-app",
+            ["acme-core>=1", "secret-proj", "requests>=2", "acme-extra; extra == 'more'"],
+        ),
+    ]
+    for name, requires in wheels:
+        wheel = make_wheel(tmp_path, name, "1.0", requires_dist=requires)
+        assert upload(seeded, wheel, "alice").status_code == 200
+    return seeded
+
+
+def _listed(client, headers, name="acme-app"):
+    body = client.get(f"/project/{name}/", headers=headers).get_data(as_text=True)
+    return snippets_of(body)["poetry"].rsplit("poetry add --source team ", 1)[1].split()
+
+
+def test_snippets_name_private_dependencies_recursively(acme, app):
+    assert _listed(acme, basic("alice")) == ["acme-app", "acme-core", "acme-util"]
+    # bob holds secret-proj: for him it is a private dependency like the others.
+    assert _listed(acme, basic("bob")) == ["acme-app", "acme-core", "secret-proj", "acme-util"]
+    assert _listed(acme, basic("root")) == ["acme-app", "acme-core", "secret-proj", "acme-util"]
+
+
+def test_snippets_never_name_what_the_viewer_may_not_see(acme, app):
+    """For alice, restricted secret-proj is exactly like requests, which is not here."""
+    body = acme.get("/project/acme-app/", headers=basic("alice")).get_data(as_text=True)
+    assert "secret-proj" not in "".join(snippets_of(body).values())
+    # A token limited to acme-app sees nothing else, though its owner could.
+    _id, secret = add_token(app, "alice", scope="read", projects=["acme-app"])
+    assert _listed(acme, basic("__token__", secret)) == ["acme-app"]
+    _id, secret = add_token(app, "alice", scope="read", projects=["acme-*"])
+    assert _listed(acme, basic("__token__", secret)) == ["acme-app", "acme-core", "acme-util"]
 
 
 def _release(version: str, *, yanked: bool = False) -> ReleaseInfo:
@@ -373,6 +444,6 @@ def test_snippets_behind_the_trusted_proxy(
         )
         with urllib.request.urlopen(request, timeout=10) as response:
             body = response.read().decode()
-        assert f"pip install --index-url {expected}" in body
+        assert f'url = "{expected}' in snippets_of(body)["uv"]
     finally:
         server.stop()

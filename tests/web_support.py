@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import io
 import re
 import zipfile
@@ -30,6 +31,12 @@ import team_demo
 """
 
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+SNIPPET_RE = re.compile(r'<pre id="snippet-([a-z]+)"><code>(.*?)</code></pre>', re.S)
+
+
+def snippets_of(body: str) -> dict[str, str]:
+    """tool -> the project page's install snippet as a visitor copies it (unescaped)."""
+    return {tool: html.unescape(text) for tool, text in SNIPPET_RE.findall(body)}
 
 
 def _wheel(tmp: Path, name: str, version: str, **kwargs: object) -> Path:

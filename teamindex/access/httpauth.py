@@ -35,6 +35,7 @@ from .permissions import (
     Principal,
     ProjectFacts,
     decide,
+    token_limit,
 )
 
 log = logging.getLogger("teamindex")
@@ -289,6 +290,9 @@ def authorize(
     decision = decide(principal, action, ProjectFacts.of(name, project, role), creating)
     if decision is not Decision.ALLOW and audit_as:
         _audit_refusal(audit_as, name, principal, decision, project is not None)
+    limit = None if decision is Decision.ALLOW else token_limit(principal, action, name)
+    if limit is not None:  # the token's own limits: the same whether `name` exists or not
+        raise HTTPError(404 if decision is Decision.HIDE else 403, limit)
     if decision is Decision.HIDE:
         raise HTTPError(404, f"No project named {name!r} in this index.")
     if decision is Decision.NOT_CREATOR:

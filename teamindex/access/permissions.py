@@ -138,6 +138,36 @@ def may_ever(principal: Principal, action: Action) -> bool:
     return principal.token is None or action in SCOPE_ACTIONS[principal.token.scope]
 
 
+def token_limit(principal: Principal, action: Action, name: str) -> str | None:
+    """Why the caller's token by itself refuses `action` on `name`, or None when it does not.
+
+    decide() checks the token before anything about the project, so this reason is the same
+    whether `name` exists, is restricted or is free: it only tells the holder what their own
+    token says, and names the token rather than blaming the user (issue 12)."""
+    token = principal.token
+    if token is None:
+        return None
+    if action not in SCOPE_ACTIONS[token.scope]:
+        return scope_refusal(token, action, principal.name)
+    if not token_covers(token, name):
+        return (
+            f"This token (id {token.id}) is limited to projects {', '.join(token.projects)};"
+            f" {name!r} is outside it."
+        )
+    return None
+
+
+def scope_refusal(token: Token, action: Action, user_name: str) -> str:
+    """The message for an action outside a token's scope, with the way out."""
+    head = f"This token (id {token.id}, scope {token.scope}) cannot {action.value}"
+    if any(action in actions for actions in SCOPE_ACTIONS.values()):
+        return (
+            f"{head}; create a token with scope {action.value} on your account page or with:"
+            f" teamindex token create {user_name} --scope {action.value}"
+        )
+    return f"{head}: no token can; use your user name and password."
+
+
 def token_covers(token: Token, project: str) -> bool:
     """Whether a token's project list (names or globs over normalized names) includes it."""
     return not token.projects or any(fnmatchcase(project, pattern) for pattern in token.projects)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 from typing import IO, Any
 
-from flask import Blueprint, Request, Response, g, request
+from flask import Blueprint, Request, Response, g, redirect, request, url_for
 
 from ..access.httpauth import (
     authorize,
@@ -19,7 +19,7 @@ from ..access.httpauth import (
     login_required,
     refuse_cross_site,
 )
-from ..access.permissions import Action, Principal, may_ever
+from ..access.permissions import Action, may_ever, scope_refusal
 from ..context import services
 from ..errors import HTTPError
 from ..index.dists import DistributionError, FilenameInfo, parse_filename
@@ -83,10 +83,6 @@ def _field(name: str) -> str | None:
     return value.strip()
 
 
-def _scope(principal: Principal) -> str:
-    return principal.token.scope if principal.token else ""
-
-
 def _parse_form() -> Any:
     try:
         return request.files.get("content")
@@ -104,11 +100,8 @@ def file_upload() -> Response:
     if principal.user is None:  # anonymous readers may not write
         raise HTTPError(401, "Uploading needs credentials.", CHALLENGE)
     if not may_ever(principal, Action.UPLOAD):  # from the headers, before the body is parsed
-        raise HTTPError(
-            403,
-            f"The user {principal.name!r} isn't allowed to upload: "
-            f"the token's scope is {_scope(principal)!r}.",
-        )
+        assert principal.token is not None  # a user without a token may always try
+        raise HTTPError(403, scope_refusal(principal.token, Action.UPLOAD, principal.name))
     content = _parse_form()
     action = request.form.get(":action") or request.args.get(":action")
     if action in GONE_ACTIONS:
@@ -207,3 +200,23 @@ def _refuse_as_for_a_free_name(
 def upload_form_get() -> Response:
     """uv maps a 405 here to "that's most likely the simple index URL" (PROTOCOL.md 6.11)."""
     raise HTTPError(405, "This is the upload URL; POST distributions here. Install from /simple/.")
+
+
+@bp.post("/simple/", strict_slashes=False)
+@bp.post("/simple/<path:_rest>")
+def post_to_install_url(_rest: str = "") -> Response:
+    """The most common publishing mistake: the install URL given as the upload URL (poetry
+    does it by itself for `publish -r team` when `team` is a source, PROTOCOL.md 7.2). 405
+    with the message as reason phrase and body: twine prints the reason, poetry, pdm and
+    hatch the reason and body, and uv adds its own "likely the simple index URL" (6.10)."""
+    upload_url = request.url_root + "legacy/"  # url_for would pick the "/" alias
+    raise HTTPError(405, f"This is the install URL; upload to {upload_url}", {"Allow": "GET, HEAD"})
+
+
+@bp.get("/legacy/<project>/", strict_slashes=False)
+@bp.get("/legacy/<project>/<version>/", strict_slashes=False)
+def published_release(project: str, version: str = "") -> Response:
+    """hatch prints `<repository>/<project>/<version>/` after publishing (PROTOCOL.md 7.5):
+    send whoever follows it to the project page, which applies the read rules itself (so
+    this redirect says nothing about which projects exist)."""
+    return redirect(url_for("web.pages.project", name=project), code=302)

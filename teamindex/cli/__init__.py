@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,6 +42,15 @@ def _password_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--password-stdin", action="store_true", help="read the password as one line from stdin"
     )
+
+
+# How the admin ran this program, for hints that name a command: dev.py sets it to
+# "python3 dev.py teamindex", where a bare `teamindex` is not on the PATH.
+LAUNCHER_ENV = "TEAMINDEX_LAUNCHER"
+
+
+def launcher() -> str:
+    return os.environ.get(LAUNCHER_ENV, "").strip() or "teamindex"
 
 
 def _adduser_args(parser: argparse.ArgumentParser) -> None:
@@ -81,7 +91,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if db.count_users() == 0:
         log.warning(
             "no users yet: nobody can read or upload. Create the first admin with:\n"
-            "    teamindex adduser NAME --admin --data-dir %s",
+            "    %s adduser NAME --admin --data-dir %s",
+            launcher(),
             settings.data_dir,
         )
     from ..ops.serving import serve_until_stopped, tune_for_serving

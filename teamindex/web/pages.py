@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, redirect, request, url_for
 from packaging.requirements import InvalidRequirement, Requirement
@@ -14,7 +15,7 @@ from packaging.version import InvalidVersion, Version
 from ..access.httpauth import authorize, project_in_url
 from ..access.permissions import Action, Principal, ProjectFacts, can_see, listing_view
 from ..context import services
-from ..models import FileRecord, ReleaseInfo
+from ..models import FileRecord, Project, ReleaseInfo
 from .base import page
 from .hosting import latest_docs
 from .session import viewer
@@ -158,7 +159,9 @@ def project(name: str) -> Response:
         requires_python=_text(metadata.get("requires_python")),
         dependencies=dependencies(principal, metadata.get("requires_dist")),
         project_urls=_project_urls(metadata.get("project_urls")),
-        snippets=install_snippets(index_url, found.name),
+        snippets=install_snippets(
+            index_url, private_closure(principal, found.name, metadata.get("requires_dist"))
+        ),
         docs=latest_docs(found),
     )
 
@@ -188,8 +191,6 @@ def _project_urls(value: object) -> list[tuple[str, str]]:
 def dependencies(principal: Principal, value: object) -> list[Dependency]:
     """Requires-Dist entries; the ones naming a project of this index that the viewer may
     see are linked (a restricted one stays plain text, like a public dependency)."""
-    db = services().db
-    user = principal.user
     found = []
     for text in value if isinstance(value, list) else []:
         try:
@@ -197,23 +198,112 @@ def dependencies(principal: Principal, value: object) -> list[Dependency]:
         except InvalidRequirement:
             found.append(Dependency(str(text), "", linked=False))
             continue
-        project, role = db.project_with_role(name, user.id if user else None)
-        linked = project is not None and can_see(
-            principal, ProjectFacts(name, True, project.visibility, role)
-        )
-        found.append(Dependency(str(text), name, linked))
+        found.append(Dependency(str(text), name, _visible(principal, name) is not None))
     return found
 
 
-def install_snippets(index_url: str, name: str) -> list[tuple[str, str]]:
-    """(tool, command) pairs to copy. The index URL is this server's, as the request saw it
-    (behind the trusted proxy: its scheme and host)."""
-    return [
-        ("pip", f"pip install --index-url {index_url} {name}"),
-        ("uv", f"uv add --index team={index_url} {name}"),
-        (
-            "poetry",
-            f"poetry source add team {index_url} --priority explicit\n"
-            f"poetry add --source team {name}",
-        ),
-    ]
+def _visible(principal: Principal, name: str) -> Project | None:
+    """The project called `name` if the viewer may see it; None alike for a missing one and
+    for one hidden from the viewer, so nothing built from this reveals the difference."""
+    user = principal.user
+    project, role = services().db.project_with_role(name, user.id if user else None)
+    if project is None or not can_see(
+        principal, ProjectFacts(name, True, project.visibility, role)
+    ):
+        return None
+    return project
+
+
+# A bound on the walk through dependencies: a snippet naming more is unreadable anyway, and a
+# page view must not turn into a walk through the whole index.
+MAX_PRIVATE_DEPENDENCIES = 50
+
+
+def requirement_names(value: object) -> list[str]:
+    """Normalized names of Requires-Dist entries that are installed without extras (one
+    needed only for an extra is not pulled in by a plain install; naming it would add it)."""
+    names = []
+    for text in value if isinstance(value, list) else []:
+        try:
+            requirement = Requirement(str(text))
+        except InvalidRequirement:
+            continue
+        if requirement.marker is not None and "extra" in str(requirement.marker):
+            continue
+        names.append(canonicalize_name(requirement.name))
+    return names
+
+
+def private_closure(principal: Principal, name: str, requires_dist: object) -> list[str]:
+    """`name`, then every project of this index it needs (Requires-Dist of each latest
+    release, followed through this index's projects), as far as the viewer may see them.
+
+    poetry never passes a source on to transitive dependencies (poetry #2610) and uv only
+    honours an index pin for a direct dependency, so the snippets must name these. A project
+    the viewer may not see is treated exactly like a name that is not here (issue 10)."""
+    names = [name]
+    seen = {name}
+    queue = requirement_names(requires_dist)
+    while queue and len(names) < MAX_PRIVATE_DEPENDENCIES:
+        dependency = queue.pop(0)
+        if dependency in seen:
+            continue
+        seen.add(dependency)
+        project = _visible(principal, dependency)
+        if project is None:
+            continue
+        names.append(dependency)
+        queue.extend(requirement_names(_latest_requires(principal, project)))
+    return names
+
+
+def _latest_requires(principal: Principal, project: Project) -> object:
+    user = principal.user
+    db = services().db
+    latest = pick_latest(db.release_infos(user.id if user else None, project.id))
+    return db.release_metadata(latest.id).get("requires_dist") if latest else None
+
+
+SNIPPET_ENV_NAME = "TEAMINDEX_TOKEN"
+
+
+def install_snippets(index_url: str, names: Sequence[str]) -> list[tuple[str, str]]:
+    """(tool, shell lines to copy) that install names[0]. `names` are the project and every
+    project of this index it needs: each snippet names or pins them all. The index URL is
+    this server's, as the request saw it (behind the trusted proxy: its scheme and host).
+
+    Every snippet runs as printed with a token in $TEAMINDEX_TOKEN and says where each
+    client takes credentials from, so no secret lands in a file, a URL in shell history or
+    pyproject.toml."""
+    host = urlsplit(index_url).hostname or "HOST"
+    scheme, _, rest = index_url.partition("://")
+    token = "${" + SNIPPET_ENV_NAME + "}"
+    listed = " ".join(names)
+    pip = (
+        f"# credentials: ~/.netrc (machine {host} login __token__ password <token>),"
+        " keyring, or as here\n"
+        f'PIP_INDEX_URL="{scheme}://__token__:{token}@{rest}" pip install {names[0]}'
+    )
+    uv = (
+        "# once: this index in pyproject.toml, used only for the packages pinned to it\n"
+        "cat >> pyproject.toml <<'EOF'\n"
+        "\n"
+        "[[tool.uv.index]]\n"
+        'name = "team"\n'
+        f'url = "{index_url}"\n'
+        "explicit = true\n"
+        "EOF\n"
+        "# credentials (or keyring / ~/.netrc)\n"
+        f'export UV_INDEX_TEAM_USERNAME=__token__ UV_INDEX_TEAM_PASSWORD="{token}"\n'
+        "# pins each package of this index to it ([tool.uv.sources]), dependencies included\n"
+        f"uv add --index team={index_url} {listed}"
+    )
+    poetry = (
+        f"poetry source add team {index_url} --priority explicit\n"
+        "# credentials: poetry config http-basic.team __token__ (asks; keyring), or\n"
+        "export POETRY_HTTP_BASIC_TEAM_USERNAME=__token__"
+        f' POETRY_HTTP_BASIC_TEAM_PASSWORD="{token}"\n'
+        "# with the packages of this index it needs: poetry passes no source on (#2610)\n"
+        f"poetry add --source team {listed}"
+    )
+    return [("pip", pip), ("uv", uv), ("poetry", poetry)]

@@ -12,6 +12,8 @@ import pytest
 from conftest import PASSWORD, LiveServer
 from playwright.sync_api import expect
 
+from teamindex.web.pages import install_snippets
+
 from .conftest import log_in, screenshot
 
 
@@ -50,18 +52,17 @@ def test_login_search_project_and_copy_snippet(page: Any, site: LiveServer) -> N
     screenshot(page, "03-project")
 
     index_url = f"{site.url}/simple/"
+    # team-demo needs other-lib, also here: the snippets name both (issue 12).
+    expected = dict(install_snippets(index_url, ["team-demo", "other-lib"]))
     pip = page.locator("[data-tool=pip] pre").inner_text().strip()
-    assert pip == f"pip install --index-url {index_url} team-demo"
+    assert pip == expected["pip"]
     copy = page.locator("[data-tool=pip] button.copy")
     assert copy.is_visible()  # shown by the script; hidden without JavaScript
     copy.click()
     expect(copy).to_have_text("Copied")  # the clipboard write is async: wait for it
     assert page.evaluate("navigator.clipboard.readText()") == pip
     page.locator("[data-tool=poetry] button.copy").click()
-    assert page.evaluate("navigator.clipboard.readText()") == (
-        f"poetry source add team {index_url} --priority explicit\n"
-        "poetry add --source team team-demo"
-    )
+    assert page.evaluate("navigator.clipboard.readText()") == expected["poetry"]
     # Dependencies: the private one is a link that opens its page.
     page.click("a.private")
     page.wait_for_url("**/project/other-lib/")

@@ -59,7 +59,7 @@ def test_read_token_cannot_publish(
     )
     assert result.returncode != 0
     assert "403" in output(result)
-    assert "isn't allowed to upload" in output(result)
+    assert "This token (id 1, scope read) cannot upload" in output(result)  # issue 12
     status, _headers, _body = index.get("/simple/team-demo/")
     assert status == 404
 
