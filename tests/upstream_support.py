@@ -3,6 +3,7 @@ memory, with switchable failure, latency and tampering, and a log of what it was
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
@@ -14,7 +15,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import pytest
 import waitress
 from builders import make_sdist, make_wheel
 from conftest import RunningServer
@@ -63,6 +63,7 @@ class FakeUpstream:
         **kwargs: Any,
     ) -> Published:
         """Build a wheel (or sdist) and list it upstream, uploaded `age` ago (None: no time)."""
+        directory.mkdir(parents=True, exist_ok=True)
         maker = make_sdist if sdist else make_wheel
         path = maker(directory, name, version, **kwargs)
         metadata = None
@@ -152,13 +153,16 @@ class FakeUpstream:
         return app
 
 
-@pytest.fixture
-def fake_upstream(tmp_path: Path) -> Iterator[FakeUpstream]:
+@contextlib.contextmanager
+def running_upstream() -> Iterator[FakeUpstream]:
+    """A FakeUpstream served by waitress on a free loopback port (its url is set)."""
     fake = FakeUpstream()
     server = waitress.create_server(fake.app(), host="127.0.0.1", port=0, threads=8)
     stop = threading.Event()
     thread = threading.Thread(target=serve_until, args=(server, stop, 5.0), daemon=True)
     thread.start()
     fake.url = f"http://127.0.0.1:{server.socket.getsockname()[1]}/simple/"
-    yield fake
-    RunningServer(server, thread, stop).stop()
+    try:
+        yield fake
+    finally:
+        RunningServer(server, thread, stop).stop()

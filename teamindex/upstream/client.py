@@ -96,7 +96,8 @@ class UpstreamClient:
             if kind != JSON_TYPE:
                 raise UpstreamFailed(502, f"upstream sent {kind or 'no type'}, not PEP 691 JSON")
             body = _read_bounded(response, MAX_PAGE_BYTES)
-            final = response.geturl() or url
+            # urllib3 may give only the path (or a redirect's target): resolve it.
+            final = urljoin(url, response.geturl() or url)
             return PageReply(200, body, response.headers.get("ETag"), final)
         except urllib3.exceptions.HTTPError as exc:
             raise _failure(exc) from None
