@@ -52,7 +52,7 @@ def _parse_networks(value: str) -> tuple[str, ...]:
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
-def _parse_duration(value: str) -> int:
+def parse_duration(value: str) -> int:
     """Seconds from ``600``, ``90s``, ``10m``, ``12h``, ``7d`` or ``2w``."""
     text = value.strip().lower()
     if text[-1:] in _DURATION_UNITS and text[:-1].isdigit():
@@ -237,15 +237,15 @@ OPTIONS: tuple[Option, ...] = (
         "a PEP 503/691 simple index to proxy for names that are not private (e.g. PyPI's "
         "simple index URL); credentials as user:password@ in the URL; none: no proxy",
     ),
-    Option("upstream_ttl", _parse_duration, "how long an upstream page is used unrevalidated"),
+    Option("upstream_ttl", parse_duration, "how long an upstream page is used unrevalidated"),
     Option(
         "upstream_stale_for",
-        _parse_duration,
+        parse_duration,
         "how long the last good copy of an upstream page is served while upstream fails",
     ),
     Option(
         "upstream_min_age",
-        _parse_duration,
+        parse_duration,
         "upstream files younger than this (by upstream upload-time) are hidden and refused",
     ),
     Option(

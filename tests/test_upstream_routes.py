@@ -469,3 +469,47 @@ def test_no_upstream_no_change(app, tmp_path) -> None:
     assert app.extensions["teamindex"].upstream is None
     assert not (Path(app.extensions["teamindex"].settings.data_dir) / "upstream").exists()
     _ = json  # the module is used by other tests
+
+
+# -- the commands -----------------------------------------------------------------------------
+
+
+def cli_run(app: Flask, capsys, *args: str) -> tuple[int, str]:
+    from teamindex import cli
+
+    data_dir = app.extensions["teamindex"].settings.data_dir
+    code = cli.main([*args, "--data-dir", str(data_dir)])
+    out, err = capsys.readouterr()
+    return code, out + err
+
+
+def test_protect_project_set_and_cache_commands_take_effect_and_are_audited(
+    proxy, fake_upstream, tmp_path, capsys
+) -> None:
+    young = fake_upstream.publish(tmp_path, "acme-lib", "1.0", age=timedelta(hours=1))
+    app = proxy()
+    assert cli_run(app, capsys, "protect", "Acme-*")[0] == 0
+    assert cli_run(app, capsys, "protect", "list") == (0, "acme-*\n")
+    assert page(app, "acme-lib").status_code == 404
+    assert fake_upstream.count("acme") == 0
+    assert cli_run(app, capsys, "project", "set", "acme-lib", "--upstream", "allow")[0] == 0
+    assert filenames(page(app, "acme-lib")) == []  # mixed now, but the file is too young
+    assert cli_run(app, capsys, "project", "set", "acme-lib", "--min-age", "0")[0] == 0
+    assert filenames(page(app, "acme-lib")) == [young.filename]
+    get(app.test_client(), f"/files/acme-lib/{young.filename}", basic("alice"))
+    code, out = cli_run(app, capsys, "cache", "status")
+    assert code == 0 and "files   1" in out
+    assert cli_run(app, capsys, "cache", "prune", "--all")[0] == 0
+    assert "files   0" in cli_run(app, capsys, "cache", "status")[1]
+    assert cli_run(app, capsys, "protect", "remove", "acme-*")[0] == 0
+    code, out = cli_run(app, capsys, "protect", "remove", "acme-*")
+    assert code == 1 and "not protected" in out
+    code, out = cli_run(app, capsys, "project", "set", "acme-lib", "--min-age", "soon")
+    assert code == 1 and "not a duration" in out
+    db = app.extensions["teamindex"].db
+    actions = [(e.action, e.detail) for e in db.query_audit(since="")]
+    assert ("protect_add", "acme-*") in actions
+    assert ("protect_remove", "acme-*") in actions
+    assert ("project_set", "upstream=allow") in actions
+    assert ("project_set", "min-age=0") in actions
+    assert any(action == "cache_prune" for action, _detail in actions)
