@@ -25,6 +25,7 @@ from .index.inflight import sweep_dead
 from .index.storage import Storage, make_private
 from .ops import metrics, requestlog
 from .ops.health import bp as health_bp
+from .upstream import Upstream
 
 log = logging.getLogger("teamindex")
 
@@ -58,6 +59,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         db.prune_audit(
             utc_stamp(datetime.now(timezone.utc) - timedelta(days=settings.audit_retention_days))
         )
+    upstream = Upstream(settings) if settings.upstream else None
+    if upstream is not None:
+        upstream.ensure_dirs()
     app.extensions[EXTENSION_KEY] = Services(
         settings=settings,
         db=db,
@@ -76,6 +80,7 @@ def create_app(settings: Settings | None = None) -> Flask:
             db,
         ),
         token_touch=UsageRecorder(db.touch_token),
+        upstream=upstream,
     )
     # Requests waitress refused on their headers (serving.BodyGate) are answered first.
     app.before_request(answer_early_refusal)

@@ -12,8 +12,10 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 ENV_PREFIX = "TEAMINDEX_"
 
@@ -71,6 +73,46 @@ def parse_new_projects(value: str) -> tuple[str, tuple[str, ...]]:
 def _parse_new_projects(value: str) -> str:
     mode, prefixes = parse_new_projects(value)
     return f"prefix:{','.join(prefixes)}" if prefixes else mode
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(value: str) -> int:
+    """Seconds from ``600``, ``90s``, ``10m``, ``12h``, ``7d`` or ``2w``."""
+    text = value.strip().lower()
+    if text[-1:] in _DURATION_UNITS and text[:-1].isdigit():
+        return int(text[:-1]) * _DURATION_UNITS[text[-1]]
+    if text.isdigit():
+        return int(text)
+    raise ValueError(f"not a duration (like 600, 10m, 12h, 7d): {value!r}")
+
+
+def _parse_date(value: str) -> datetime | None:
+    """An ISO date or date-time (UTC unless it names an offset); "" means none."""
+    text = value.strip()
+    if not text:
+        return None
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+def _parse_upstream(value: str) -> str:
+    """A PEP 503/691 simple index URL (http or https), kept with its trailing slash."""
+    text = value.strip()
+    if not text:
+        return ""
+    parts = urlsplit(text)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError(f"not an http(s) URL: {redact_url(text)!r}")
+    return text if text.endswith("/") else text + "/"
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ****, for logs and `teamindex config`."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:****@{host}"))
 
 
 @dataclass(frozen=True)
@@ -113,6 +155,14 @@ class Settings:
     # keeps the first upload working as every client expects; see README "New projects".
     new_projects: str = "anyone"
     audit_downloads: bool = False
+    # The upstream proxy (issue 13); no upstream: the index is exactly what was uploaded.
+    upstream: str = field(default="", repr=False)  # may carry user:password: never logged
+    upstream_ttl: int = 600
+    upstream_stale_for: int = 7 * 86400
+    upstream_min_age: int = 3 * 86400
+    upstream_exclude_newer: datetime | None = None
+    upstream_cache_size: int = 20 << 30
+    offline: bool = False
     # Where each value came from ("default", "env TEAMINDEX_PORT", "flag --port").
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -155,6 +205,10 @@ class Settings:
     @property
     def tmp_dir(self) -> Path:
         return self.data_dir / "tmp"
+
+    @property
+    def upstream_dir(self) -> Path:
+        return self.data_dir / "upstream"
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -218,6 +272,33 @@ OPTIONS: tuple[Option, ...] = (
         "record every download in the audit log with user, token and address (off: only "
         "counts per file per day; on: who fetched what, which is personal data)",
     ),
+        "upstream",
+        _parse_upstream,
+        "a PEP 503/691 simple index to proxy for names that are not private (e.g. PyPI's "
+        "simple index URL); credentials as user:password@ in the URL; none: no proxy",
+    ),
+    Option("upstream_ttl", parse_duration, "how long an upstream page is used unrevalidated"),
+    Option(
+        "upstream_stale_for",
+        parse_duration,
+        "how long the last good copy of an upstream page is served while upstream fails",
+    ),
+    Option(
+        "upstream_min_age",
+        parse_duration,
+        "upstream files younger than this (by upstream upload-time) are hidden and refused",
+    ),
+    Option(
+        "upstream_exclude_newer",
+        _parse_date,
+        "hide upstream files uploaded after this date (reproducible builds)",
+    ),
+    Option(
+        "upstream_cache_size",
+        _parse_size,
+        "bytes of cached upstream files kept; least recently downloaded go first",
+    ),
+    Option("offline", _parse_bool, "never contact upstream: serve only what is cached"),
 )
 
 

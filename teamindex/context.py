@@ -14,6 +14,7 @@ from .access.netrules import Throttle
 from .config import Settings
 from .db import Database
 from .index.storage import Storage
+from .upstream import Upstream
 
 if TYPE_CHECKING:  # a type only: context sits below the api layer that owns the cache
     from .api.pagecache import PageCache
@@ -32,6 +33,7 @@ class Services:
     audit: AuditLog
     throttle: Throttle
     token_touch: UsageRecorder
+    upstream: Upstream | None = None  # the proxy (issue 13); None: no --upstream
 
 
 def services() -> Services:

@@ -16,7 +16,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"app", "handlers"}),
     frozenset({"api", "web"}),
     frozenset({"ops"}),
-    frozenset({"index", "access", "context"}),
+    frozenset({"index", "access", "context", "upstream"}),
     frozenset({"db"}),
     frozenset({"__init__", "config", "models", "clock", "errors", "migrations"}),
 )

@@ -50,6 +50,9 @@ ACTIONS = (
     "user_admin",  # web: administrator rights given or taken
     "docs_upload",
     "throttle_clear",  # CLI or web: failed-login counts and blocks cleared
+    "protect_add",  # upstream proxy: a protected name pattern added / removed
+    "protect_remove",
+    "cache_prune",  # upstream proxy: cached upstream files removed
 )
 
 

@@ -25,6 +25,7 @@ from ..context import services
 from ..errors import HTTPError
 from ..index.storage import METADATA_SUFFIX
 from ..web.session import session_reader
+from . import proxy
 
 bp = Blueprint("files", __name__)
 
@@ -58,6 +59,8 @@ def download(project: str, filename: str) -> Response:
     dist_name = filename.removesuffix(METADATA_SUFFIX) if wants_metadata else filename
     record = svc.db.get_file(dist_name)
     missing = HTTPError(404, f"No file named {filename!r} in project {project!r}.")
+    if (record is None or record.project != project) and svc.upstream is not None:
+        return _proxied(project, filename) or _refuse(missing)
     if record is None or record.project != project:
         raise missing
     try:
@@ -106,4 +109,27 @@ def download(project: str, filename: str) -> Response:
             )
         else:
             svc.audit.download(record.project, record.filename)
+    return response
+
+
+def _refuse(error: HTTPError) -> Response:
+    raise error
+
+
+def _proxied(project: str, filename: str) -> Response | None:
+    """A file of an upstream project (proxy.py), with the headers of a hosted one."""
+    found = proxy.locate(project, filename)
+    if found is None or isinstance(found, Response):
+        return found
+    response = send_file(
+        found.path,
+        mimetype=found.mimetype,
+        as_attachment=False,
+        conditional=True,
+        etag=found.etag,
+        last_modified=found.last_modified,
+        max_age=None,
+    )
+    response.headers["Cache-Control"] = FILE_CACHE_CONTROL
+    response.headers["X-Content-Type-Options"] = "nosniff"
     return response

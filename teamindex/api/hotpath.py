@@ -134,6 +134,8 @@ class HotReads:
         )
         if auth_serial != login.auth_serial or project is None:
             return None
+        if self.svc.upstream is not None and self.svc.upstream.mixes(name):
+            return None  # a mixed page changes with upstream: Flask builds it (api/proxy)
         facts = ProjectFacts.of(name, project, role)
         if decide(login.principal, Action.READ, facts) is not Decision.ALLOW:
             return None

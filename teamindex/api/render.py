@@ -56,8 +56,17 @@ def file_url(record: FileRecord) -> str:
     return f"../../files/{record.project}/{quote(record.filename)}"
 
 
-def project_page(name: str, files: list[FileRecord]) -> dict[str, Any]:
-    """The PEP 691 project detail dict; the HTML page is rendered from the same dict."""
+def project_page(
+    name: str,
+    files: list[FileRecord],
+    *,
+    upstream: list[tuple[str, dict[str, Any]]] | None = None,
+    status: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The PEP 691 project detail dict; the HTML page is rendered from the same dict.
+    `upstream`: (version, entry) of proxied files, entries in PEP 691 form with this
+    index's URLs;
+    `status`: upstream's PEP 792 project status."""
     entries = []
     for record in files:
         entry: dict[str, Any] = {
@@ -73,13 +82,20 @@ def project_page(name: str, files: list[FileRecord]) -> dict[str, Any]:
         if record.metadata_sha256:
             entry["core-metadata"] = {"sha256": record.metadata_sha256}
         entries.append(entry)
-    versions = sorted({record.version for record in files}, key=Version)
-    return {
+    found = {record.version for record in files}
+    for version, entry in upstream or ():
+        entries.append(entry)
+        found.add(version)
+    versions = sorted(found, key=Version)
+    page = {
         "meta": {"api-version": API_VERSION},
         "name": name,
         "versions": versions,
         "files": entries,
     }
+    if status:
+        page["project-status"] = status
+    return page
 
 
 def root_page(projects: list[tuple[str, str]]) -> dict[str, Any]:
@@ -96,7 +112,15 @@ def to_json(page: dict[str, Any]) -> bytes:
 
 def project_html(page: dict[str, Any]) -> bytes:
     name = escape(page["name"])
-    lines = [_head(f"Links for {name}"), f"<h1>Links for {name}</h1>"]
+    head = _head(f"Links for {name}")
+    status = page.get("project-status")
+    if status:  # PEP 792 in HTML: meta tags in the head
+        extra = f'<meta name="pypi:project-status" content="{escape(status["status"])}">\n'
+        if status.get("reason"):
+            reason = escape(status["reason"])
+            extra += f'<meta name="pypi:project-status-reason" content="{reason}">\n'
+        head = head.replace("<title>", extra + "<title>", 1)
+    lines = [head, f"<h1>Links for {name}</h1>"]
     for entry in page["files"]:
         attrs = [f'href="{escape(entry["url"])}#sha256={entry["hashes"]["sha256"]}"']
         if "requires-python" in entry:
@@ -108,7 +132,10 @@ def project_html(page: dict[str, Any]) -> bytes:
         if "core-metadata" in entry:
             value = f"sha256={entry['core-metadata']['sha256']}"
             attrs.append(f'data-core-metadata="{value}" data-dist-info-metadata="{value}"')
-        attrs.append(f'data-size="{entry["size"]}" data-upload-time="{entry["upload-time"]}"')
+        if "size" in entry:  # upstream pages may lack it (API 1.0): omitted, never null
+            attrs.append(f'data-size="{entry["size"]}"')
+        if "upload-time" in entry:
+            attrs.append(f'data-upload-time="{entry["upload-time"]}"')
         lines.append(f"<a {' '.join(attrs)}>{escape(entry['filename'])}</a><br />")
     lines.append("</body></html>\n")
     return "\n".join(lines).encode()

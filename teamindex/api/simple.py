@@ -16,7 +16,7 @@ from ..access.httpauth import authorize, current_principal, login_required, proj
 from ..access.permissions import Action, Principal, listing_view, token_covers
 from ..context import services
 from ..errors import HTTPError
-from . import render
+from . import proxy, render
 from .pagecache import CachedPage, page_reply, project_key, root_key
 
 bp = Blueprint("simple", __name__)
@@ -102,6 +102,12 @@ def _project_page(name: str, endpoint: str) -> Response:
         location = url_for(endpoint, name=normalized) + (f"?{query}" if query else "")
         return redirect(location, code=301)
     svc = services()
+    if svc.upstream is not None:
+        content_type = negotiate()
+        proxied = proxy.project_dict(normalized)
+        if proxied is not None:  # never stored in svc.pages: it changes with upstream
+            serialize = _serializer(content_type, render.project_html)
+            return page_response(CachedPage.build(serialize(proxied)), content_type)
     found, _principal = authorize(Action.READ, normalized)
     assert found is not None
     content_type = negotiate()

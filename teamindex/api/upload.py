@@ -19,12 +19,14 @@ from ..access.httpauth import (
     login_required,
     refuse_cross_site,
 )
-from ..access.permissions import Action, may_ever, scope_refusal
+from ..access.permissions import Action, Principal, may_ever, scope_refusal
 from ..context import services
 from ..errors import HTTPError
 from ..index.dists import DistributionError, FilenameInfo, parse_filename
 from ..index.ingest import DIGEST_NAMES, Claims, IngestError, Outcome, ingest, validate
 from ..index.storage import Digests, HashingTempFile
+from ..upstream import Origin
+from ..upstream.pages import PageUnavailable
 
 bp = Blueprint("upload", __name__)
 
@@ -142,6 +144,8 @@ def file_upload() -> Response:
             _refuse_as_for_a_free_name(temp, digests, info, claims)
         raise
     assert principal.user is not None
+    if _project is None and svc.upstream is not None:
+        _require_unclaimed_upstream(info.project, principal)
     try:
         temp.finish()  # fsync: a full disk may only show now
     except OSError as exc:
@@ -179,6 +183,41 @@ def file_upload() -> Response:
         Outcome.RESTORED: f"{info.filename} was missing from storage; restored from this upload.",
     }[outcome]
     return Response(message, mimetype="text/plain")
+
+
+def _require_unclaimed_upstream(name: str, principal: Principal) -> None:
+    """Origin control (issue 13): the first upload of a name upstream already has is
+    refused, so a typo or a careless upload never replaces a public package for the whole
+    team; an admin claims the name first with `project create`. A protected or denied name
+    is private by definition and never sent upstream to ask. Fails closed: when upstream
+    cannot say, the upload waits (503) rather than shadow a public name unseen."""
+    upstream = services().upstream
+    assert upstream is not None
+    if upstream.origin(name, local=False) is Origin.LOCAL:
+        return
+    try:
+        exists = not upstream.pages.get(name).missing
+    except PageUnavailable as exc:
+        raise HTTPError(
+            503,
+            f"Cannot check whether {name!r} exists upstream ({exc.message}); retry, or "
+            f"have an admin claim it with `teamindex project create {name}`.",
+        ) from None
+    if exists:
+        services().audit.record(
+            "upload",
+            ip=client_ip(),
+            user=principal.name,
+            token_id=principal.token.id if principal.token else None,
+            project=name,
+            outcome="denied",
+            detail="name exists upstream and is not claimed here",
+        )
+        raise HTTPError(
+            403,
+            f"{name!r} exists upstream; to publish it here an admin must claim the name "
+            f"first: teamindex project create {name}",
+        )
 
 
 def _refuse_as_for_a_free_name(

@@ -228,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
         docs,  # noqa: F401 - upload-docs
         ops,  # noqa: F401 - yank, unyank, delete, backup, restore, check, config
         throttle,  # noqa: F401 - throttle list, throttle clear
+        upstream,  # noqa: F401 - protect, cache
     )
 
     parser = argparse.ArgumentParser(prog="teamindex", description=__doc__)

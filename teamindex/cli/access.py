@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from packaging.utils import canonicalize_name
 
@@ -185,9 +185,17 @@ def _project_args(parser: argparse.ArgumentParser) -> None:
     create.add_argument("name")
     create.add_argument("--visibility", choices=("team", "restricted"), default="team")
     create.add_argument("--owner", help="user to make the owner")
-    set_ = verbs.add_parser("set", help="change a project's visibility")
+    set_ = verbs.add_parser("set", help="change a project's visibility or upstream controls")
     set_.add_argument("name")
-    set_.add_argument("--visibility", choices=("team", "restricted"), required=True)
+    set_.add_argument("--visibility", choices=("team", "restricted"))
+    set_.add_argument(
+        "--upstream",
+        choices=("allow", "deny", "default"),
+        help="allow: mix upstream's files in; deny: never upstream; default: the usual rule",
+    )
+    set_.add_argument(
+        "--min-age", help="this project's upstream cooldown (0 exempts it; default: the index's)"
+    )
     show = verbs.add_parser("show", help="roles, visibility and counts of a project")
     show.add_argument("name")
 
@@ -212,12 +220,17 @@ def cmd_project(args: argparse.Namespace, settings: Settings) -> int:
         record_cli_event(db, "project_create", project=name, detail=args.visibility)
         print(f"created project {name} ({args.visibility})")
     elif args.verb == "set":
-        project = _project(db, args.name)
-        db.set_visibility(project.name, args.visibility)
-        record_cli_event(
-            db, "project_set", project=project.name, detail=f"visibility={args.visibility}"
-        )
-        print(f"{project.name} is now {args.visibility}")
+        if args.visibility is None and args.upstream is None and args.min_age is None:
+            raise CommandError("give --visibility, --upstream or --min-age")
+        if args.upstream is not None or args.min_age is not None:
+            _set_upstream_controls(db, settings, args)
+        if args.visibility is not None:
+            project = _project(db, args.name)
+            db.set_visibility(project.name, args.visibility)
+            record_cli_event(
+                db, "project_set", project=project.name, detail=f"visibility={args.visibility}"
+            )
+            print(f"{project.name} is now {args.visibility}")
     else:
         project = _project(db, args.name)
         releases, files, size = db.project_counts(project.id)
@@ -227,6 +240,44 @@ def cmd_project(args: argparse.Namespace, settings: Settings) -> int:
         for user_name, role in db.project_roles(project.id):
             print(f"role        {user_name}: {role}")
     return 0
+
+
+def _set_upstream_controls(db: Database, settings: Settings, args: argparse.Namespace) -> None:
+    """Origin control and cooldown exemption of one name (issue 13); the name need not
+    exist here (an upstream project can be exempted from the cooldown)."""
+    from ..config import parse_duration
+    from ..upstream.policy import Mode
+    from ..upstream.rules import RulesStore, with_project
+
+    try:
+        name = validate_project_name(args.name)
+        min_age = (
+            "keep"
+            if args.min_age is None
+            else None
+            if args.min_age == "default"
+            else timedelta(seconds=parse_duration(args.min_age))
+        )
+    except (DistributionError, ValueError) as exc:
+        raise CommandError(str(exc)) from None
+    mode = (
+        "keep"
+        if args.upstream is None
+        else None
+        if args.upstream == "default"
+        else Mode(args.upstream)
+    )
+    RulesStore(settings.upstream_dir).edit(with_project(name, mode=mode, min_age=min_age))
+    detail = " ".join(
+        part
+        for part in (
+            f"upstream={args.upstream}" if args.upstream else "",
+            f"min-age={args.min_age}" if args.min_age else "",
+        )
+        if part
+    )
+    record_cli_event(db, "project_set", project=name, detail=detail)
+    print(f"{name}: {detail}")
 
 
 # -- allow ------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from packaging.utils import canonicalize_name, canonicalize_version
 from packaging.version import Version
 
 from ..access.audit import AuditLog
-from ..config import OPTIONS, Settings
+from ..config import OPTIONS, Settings, redact_url
 from ..db import Database
 from ..index.backup import BackupError, CopyReport, backup, restore
 from ..index.docstore import DocsStore
@@ -335,5 +335,7 @@ def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
         value = getattr(settings, item.name)
         if isinstance(value, tuple):
             value = ",".join(value)
+        if item.name == "upstream":
+            value = redact_url(value)  # its password stays out of terminals and logs
         print(f"{item.name} = {value}  # {settings.sources.get(item.name, 'default')}")
     return 0

@@ -1,0 +1,153 @@
+"""The upstream proxy over HTTP: project pages and files of names that are not private.
+
+simple.py and files.py ask here first when an upstream is configured; a name whose origin
+is LOCAL (it exists here, is reserved, protected or denied) is answered by them exactly as
+without an upstream, and its name is never sent upstream. Reading needs the same rights as
+a local project: an upstream project is a team-visible project that exists, so anonymous
+read, token scopes and token project lists apply unchanged (permissions.decide).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import quote
+
+from flask import Response, g, request
+
+from ..access.httpauth import current_principal
+from ..access.permissions import Action, Decision, Principal, ProjectFacts, decide
+from ..context import services
+from ..errors import HTTPError
+from ..index.storage import METADATA_SUFFIX
+from ..models import Project
+from ..upstream import Origin, Upstream, UpstreamFile, UpstreamPage, Visibility
+from ..upstream.client import UpstreamFailed
+from ..upstream.files import Relay
+from ..upstream.pages import PageUnavailable, entry_dict
+from . import render
+
+FILE_CACHE_CONTROL = "private, max-age=31536000, immutable"
+
+
+@dataclass(frozen=True)
+class Target:
+    """A name the proxy answers for: its local row (MIXED) and upstream's page."""
+
+    name: str
+    project: Project | None
+    origin: Origin
+    page: UpstreamPage
+
+
+def _target(name: str, principal: Principal) -> Target | None:
+    """None when the name is not the proxy's to answer (LOCAL, or the caller may not read
+    it: the local path then gives its usual refusal). Raises for an upstream failure."""
+    svc = services()
+    upstream = svc.upstream
+    assert upstream is not None
+    user = principal.user
+    project, role = svc.db.project_with_role(name, user.id if user else None)
+    where = upstream.origin(name, project is not None)
+    if where is Origin.LOCAL:
+        return None
+    # Decided before anything is sent upstream: a token that does not cover the name learns
+    # nothing, and upstream never hears of it.
+    facts = ProjectFacts.of(name, project, role) if project else ProjectFacts(name, exists=True)
+    if decide(principal, Action.READ, facts) is not Decision.ALLOW:
+        return None
+    page = _page(upstream, name)
+    if page.missing and project is None:
+        return None
+    return Target(name, project, where, page)
+
+
+def _page(upstream: Upstream, name: str) -> UpstreamPage:
+    try:
+        return upstream.pages.get(name)
+    except PageUnavailable as exc:
+        raise HTTPError(exc.status, f"Upstream unavailable: {exc.message}.") from None
+
+
+def project_dict(name: str, principal: Principal | None = None) -> dict | None:
+    """The PEP 691 dict of a proxied project page, or None (not the proxy's to answer)."""
+    svc = services()
+    upstream = svc.upstream
+    assert upstream is not None
+    target = _target(name, principal or current_principal())
+    if target is None:
+        return None
+    local = svc.db.project_files(target.project) if target.project else []
+    taken = {record.filename for record in local}
+    entries = [
+        (found.version, entry_dict(found, f"../../files/{name}/{quote(found.filename)}"))
+        for found in upstream.visible(target.page)
+        if found.filename not in taken  # a local file always wins its filename
+    ]
+    display = target.project.display_name if target.project else name
+    return render.project_page(display, local, upstream=entries, status=target.page.status)
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A proxied file on local disk, served like a hosted one."""
+
+    path: object  # pathlib.Path
+    etag: str
+    mimetype: str
+    last_modified: datetime | None
+
+
+def locate(project: str, filename: str) -> Stored | Response | None:
+    """A proxied file: on disk (Stored), streamed while fetched (Response), or None when
+    the name is not the proxy's (the caller answers 404 in its usual words)."""
+    upstream = services().upstream
+    assert upstream is not None
+    wants_metadata = filename.endswith(METADATA_SUFFIX)
+    dist_name = filename.removesuffix(METADATA_SUFFIX) if wants_metadata else filename
+    principal = g.get("session_reader") or current_principal()
+    target = _target(project, principal)
+    if target is None or target.page.missing:
+        return None
+    found = target.page.file(dist_name)
+    if found is None:
+        return None
+    shown = upstream.visibility(project, found)
+    if shown is not Visibility.SHOWN:
+        raise HTTPError(
+            404, f"{dist_name} is held back by this index's upstream policy ({shown.value})."
+        )
+    try:
+        if wants_metadata:
+            if found.metadata_sha256 is None:
+                raise HTTPError(404, f"No core metadata file for {dist_name!r}.")
+            path = upstream.files.metadata(found)
+            return Stored(path, found.metadata_sha256, "text/plain", found.upload_time)
+        path = upstream.files.cached(found.sha256)
+        if path is None and _streamable(found):
+            relay = upstream.files.stream(found)
+            if isinstance(relay, Relay):
+                return _streamed(relay, found)
+            path = relay
+        if path is None:
+            path = upstream.files.fetch(found)
+    except UpstreamFailed as exc:
+        raise HTTPError(exc.status, f"Upstream file unavailable: {exc.message}.") from None
+    return Stored(path, found.sha256, "application/octet-stream", found.upload_time)
+
+
+def _streamable(found: UpstreamFile) -> bool:
+    """Only a plain GET of a file of known size is relayed while fetched; HEAD and Range
+    requests (uv, poetry) wait for the verified copy, which send_file then answers."""
+    return request.method == "GET" and "Range" not in request.headers and found.size is not None
+
+
+def _streamed(relay: Relay, found: UpstreamFile) -> Response:
+    response = Response(relay, mimetype="application/octet-stream", direct_passthrough=True)
+    response.headers["Content-Length"] = str(found.size)
+    response.headers["ETag"] = f'"{found.sha256}"'
+    response.headers["Cache-Control"] = FILE_CACHE_CONTROL
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    if found.upload_time is not None:
+        response.last_modified = found.upload_time
+    return response

@@ -1,0 +1,515 @@
+"""The upstream proxy over HTTP (issue 13), against a PEP 691 index on loopback."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from builders import make_wheel
+from conftest import add_token, basic, start_server
+from flask import Flask
+from uploading import upload
+from upstream_support import JSON_TYPE, FakeUpstream, running_upstream
+
+from teamindex.upstream.policy import Mode
+from teamindex.upstream.rules import with_project, with_protected
+
+JSON = {"Accept": JSON_TYPE}
+
+
+@pytest.fixture
+def fake_upstream() -> Iterator[FakeUpstream]:
+    with running_upstream() as fake:
+        yield fake
+
+
+@pytest.fixture
+def proxy(make_app: Callable[..., Flask], fake_upstream: FakeUpstream) -> Callable[..., Flask]:
+    def factory(**changes: object) -> Flask:
+        return make_app(upstream=fake_upstream.url, **changes)
+
+    return factory
+
+
+def page(app: Flask, name: str, user: str = "alice", **headers: str):
+    return app.test_client().get(f"/simple/{name}/", headers={**JSON, **basic(user), **headers})
+
+
+def get(client, url: str, headers: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:
+    """A GET whose response is closed (send_file's file with it)."""
+    response = client.get(url, headers=headers)
+    try:
+        return response.status_code, response.get_data(), dict(response.headers)
+    finally:
+        response.close()
+
+
+def filenames(response) -> list[str]:
+    return sorted(f["filename"] for f in response.get_json()["files"])
+
+
+def rules(app: Flask):
+    return app.extensions["teamindex"].upstream.rules
+
+
+# -- pages ------------------------------------------------------------------------------------
+
+
+def test_an_upstream_project_is_served_with_every_field_and_local_urls(
+    proxy, fake_upstream, tmp_path
+) -> None:
+    wheel = fake_upstream.publish(tmp_path, "Six", "1.16.0", requires_python=">=2.7")
+    wheel.requires_python = ">=2.7"
+    wheel.yanked = "broken build"
+    sdist = fake_upstream.publish(tmp_path, "six", "1.16.0", sdist=True)
+    fake_upstream.status["six"] = "deprecated"
+    app = proxy()
+    response = page(app, "six")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == JSON_TYPE
+    data = response.get_json()
+    assert data["versions"] == ["1.16.0"]
+    assert data["project-status"] == {"status": "deprecated", "reason": "see upstream"}
+    by_name = {f["filename"]: f for f in data["files"]}
+    entry = by_name[wheel.filename]
+    assert entry["url"] == f"../../files/six/{wheel.filename}"  # never upstream's URL
+    assert entry["hashes"] == {"sha256": wheel.sha256}
+    assert entry["size"] == len(wheel.data)
+    assert entry["requires-python"] == ">=2.7"
+    assert entry["yanked"] == "broken build"
+    assert entry["upload-time"].endswith("Z")
+    assert entry["core-metadata"] == {"sha256": hashlib.sha256(wheel.metadata).hexdigest()}
+    assert "core-metadata" not in by_name[sdist.filename]
+    html = app.test_client().get("/simple/six/", headers=basic("alice")).get_data(as_text=True)
+    assert f'href="../../files/six/{wheel.filename}#sha256={wheel.sha256}"' in html
+    assert 'data-yanked="broken build"' in html
+    assert 'data-requires-python="&gt;=2.7"' in html
+    assert '<meta name="pypi:project-status" content="deprecated">' in html
+    assert "127.0.0.1" not in html and "127.0.0.1" not in response.get_data(as_text=True)
+
+
+def test_root_lists_local_projects_only(proxy, fake_upstream, tmp_path) -> None:
+    fake_upstream.publish(tmp_path, "six", "1.0")
+    app = proxy()
+    assert page(app, "six").status_code == 200
+    root = app.test_client().get("/simple/", headers={**JSON, **basic("alice")}).get_json()
+    assert root["projects"] == []
+
+
+def test_a_name_upstream_does_not_have_is_404(proxy, fake_upstream) -> None:
+    response = page(proxy(), "nothing-here")
+    assert response.status_code == 404
+    assert fake_upstream.count("/simple/nothing-here/") == 1
+
+
+@pytest.mark.parametrize("how", ["uploaded", "reserved", "protected", "denied"])
+def test_private_names_win_and_are_never_sent_upstream(
+    how: str, proxy, fake_upstream, tmp_path
+) -> None:
+    """Dependency confusion: upstream has acme-utils 99.0; here it is private."""
+    fake_upstream.publish(tmp_path / "up", "acme-utils", "99.0")
+    app = proxy()
+    if how == "uploaded":
+        rules(app).edit(with_protected("acme-*", add=True))  # upload before it is upstream's
+        wheel = make_wheel(tmp_path, "acme-utils", "1.0")
+        assert upload(app.test_client(), wheel, "alice").status_code == 200
+        rules(app).edit(with_protected("acme-*", add=False))
+    elif how == "reserved":
+        app.extensions["teamindex"].db.create_project("acme-utils", "acme-utils", "team", "now")
+    elif how == "protected":
+        rules(app).edit(with_protected("acme-*", add=True))
+    else:
+        rules(app).edit(with_project("acme-utils", mode=Mode.DENY))
+    response = page(app, "acme-utils")
+    if how == "uploaded":
+        assert filenames(response) == ["acme_utils-1.0-py3-none-any.whl"]
+    elif how == "reserved":
+        assert response.status_code == 200 and filenames(response) == []  # as without upstream
+    else:
+        assert response.status_code == 404
+    download = app.test_client().get(
+        "/files/acme-utils/acme_utils-99.0-py3-none-any.whl", headers=basic("alice")
+    )
+    assert download.status_code == 404
+    assert fake_upstream.count("acme") == 0
+
+
+def test_an_admin_opts_a_project_into_mixing(proxy, fake_upstream, tmp_path) -> None:
+    fake_upstream.publish(tmp_path / "up", "forked", "1.0")
+    fake_upstream.publish(tmp_path / "up", "forked", "2.0")
+    app = proxy()
+    rules(app).edit(with_protected("forked", add=True))
+    fork = make_wheel(tmp_path, "forked", "2.0.post1")
+    assert upload(app.test_client(), fork, "alice").status_code == 200
+    assert page(app, "forked").get_json()["versions"] == ["2.0.post1"]  # warm the hot path
+    rules(app).edit(with_project("forked", mode=Mode.ALLOW))  # next request: mixed
+    data = page(app, "forked").get_json()
+    assert data["versions"] == ["1.0", "2.0", "2.0.post1"]
+    rules(app).edit(with_project("forked", mode=None))
+    assert page(app, "forked").get_json()["versions"] == ["2.0.post1"]
+
+
+# -- cooldown ---------------------------------------------------------------------------------
+
+
+def test_young_files_are_hidden_and_refused_until_exempted(proxy, fake_upstream, tmp_path) -> None:
+    old = fake_upstream.publish(tmp_path, "fresh", "1.0", age=timedelta(days=10))
+    young = fake_upstream.publish(tmp_path, "fresh", "1.1", age=timedelta(hours=2))
+    undated = fake_upstream.publish(tmp_path, "fresh", "1.2", age=None)
+    app = proxy(upstream_min_age=3 * 86400)
+    assert filenames(page(app, "fresh")) == [old.filename]
+    for hidden in (young, undated):
+        refused = app.test_client().get(f"/files/fresh/{hidden.filename}", headers=basic("alice"))
+        assert refused.status_code == 404
+        assert "upstream policy" in refused.status
+        refused.close()
+    rules(app).edit(with_project("fresh", min_age=timedelta(0)))
+    assert filenames(page(app, "fresh")) == sorted([old.filename, young.filename, undated.filename])
+    got = get(app.test_client(), f"/files/fresh/{young.filename}", basic("alice"))
+    assert got[0] == 200 and got[1] == young.data
+
+
+def test_exclude_newer_cuts_off_by_upstream_upload_time(proxy, fake_upstream, tmp_path) -> None:
+    from datetime import datetime, timezone
+
+    fake_upstream.publish(tmp_path, "pinned", "1.0", age=timedelta(days=40))
+    fake_upstream.publish(tmp_path, "pinned", "2.0", age=timedelta(days=10))
+    cutoff = datetime.now(timezone.utc) - timedelta(days=20)
+    app = proxy(upstream_min_age=0, upstream_exclude_newer=cutoff)
+    assert page(app, "pinned").get_json()["versions"] == ["1.0"]
+
+
+# -- files ------------------------------------------------------------------------------------
+
+
+def test_a_file_is_fetched_once_verified_and_then_served_from_disk(
+    proxy, fake_upstream, tmp_path
+) -> None:
+    wheel = fake_upstream.publish(tmp_path, "six", "1.0")
+    app = proxy()
+    client = app.test_client()
+    url = f"/files/six/{wheel.filename}"
+    status, data, headers = get(client, url, basic("alice"))
+    assert status == 200
+    assert data == wheel.data
+    assert headers["ETag"] == f'"{wheel.sha256}"'
+    assert headers["Content-Length"] == str(len(wheel.data))
+    status, data, headers = get(client, url, basic("alice"))
+    assert data == wheel.data
+    assert headers["ETag"] == f'"{wheel.sha256}"'
+    assert headers["Cache-Control"] == "private, max-age=31536000, immutable"
+    revalidated = get(client, url, {**basic("alice"), "If-None-Match": f'"{wheel.sha256}"'})
+    assert revalidated[0] == 304
+    ranged = get(client, url, {**basic("alice"), "Range": "bytes=0-9"})
+    assert ranged[0] == 206 and ranged[1] == wheel.data[:10]
+    assert fake_upstream.count(f"/files/{wheel.filename}") == 1
+    metadata = get(client, url + ".metadata", basic("alice"))
+    assert metadata[0] == 200 and metadata[1] == wheel.metadata
+    get(client, url + ".metadata", basic("alice"))
+    assert fake_upstream.count(f"/files/{wheel.filename}.metadata") == 1
+
+
+def test_a_range_request_on_a_cold_file_gets_its_range(proxy, fake_upstream, tmp_path) -> None:
+    wheel = fake_upstream.publish(tmp_path, "six", "1.0")
+    client = proxy().test_client()
+    ranged = get(client, f"/files/six/{wheel.filename}", {**basic("alice"), "Range": "bytes=-10"})
+    assert ranged[0] == 206 and ranged[1] == wheel.data[-10:]
+
+
+def test_a_tampered_file_is_never_served_whole_nor_kept(proxy, fake_upstream, tmp_path) -> None:
+    wheel = fake_upstream.publish(tmp_path, "six", "1.0")
+    fake_upstream.tamper.add(wheel.filename)
+    app = proxy()
+    live, running = start_server(app, app.extensions["teamindex"].settings)
+    try:
+        for _attempt in range(2):  # never kept: the second download asks upstream again
+            status, body, complete = raw_get(live.url, f"/files/six/{wheel.filename}")
+            assert status == 200  # the stream started before the last byte arrived...
+            assert not complete  # ...and ends short of its Content-Length
+            assert len(body) < len(wheel.data)
+        assert fake_upstream.count(f"/files/{wheel.filename}") == 2
+        assert app.extensions["teamindex"].upstream.files.status().files == 0
+        # Verify-then-serve (HEAD, Range): a clean 502 instead.
+        ranged = {"Range": "bytes=0-5"}
+        status, _body, _complete = raw_get(live.url, f"/files/six/{wheel.filename}", ranged)
+        assert status == 502
+        status, _body, _complete = raw_get(live.url, f"/files/six/{wheel.filename}.metadata")
+        assert status == 502
+    finally:
+        running.stop()
+
+
+def raw_get(
+    base: str, path: str, headers: dict[str, str] | None = None, source: str = "127.0.0.1"
+) -> tuple[int, bytes, bool]:
+    """(status, body, whether the body was as long as its Content-Length); `source`: the
+    loopback address to send from (the server caps connections per address)."""
+    parts = urlsplit(base)
+    connection = http.client.HTTPConnection(
+        parts.hostname, parts.port, timeout=30, source_address=(source, 0)
+    )
+    try:
+        connection.request("GET", path, headers={**basic("alice"), **(headers or {})})
+        response = connection.getresponse()
+        try:
+            body = response.read()
+            return response.status, body, True
+        except http.client.IncompleteRead as exc:
+            return response.status, exc.partial, False
+    finally:
+        connection.close()
+
+
+def test_cache_cap_evicts_least_recently_downloaded_and_refetches(
+    proxy, fake_upstream, tmp_path
+) -> None:
+    a = fake_upstream.publish(tmp_path, "big-a", "1.0", padding=30_000)
+    b = fake_upstream.publish(tmp_path, "big-b", "1.0", padding=30_000)
+    app = proxy(upstream_cache_size=len(a.data) + len(b.data) // 2)
+    client = app.test_client()
+    assert get(client, f"/files/big-a/{a.filename}", basic("alice"))[1] == a.data
+    assert get(client, f"/files/big-b/{b.filename}", basic("alice"))[1] == b.data
+    assert app.extensions["teamindex"].upstream.files.status().files == 1  # a went
+    assert get(client, f"/files/big-a/{a.filename}", basic("alice"))[1] == a.data
+    assert fake_upstream.count(f"/files/{a.filename}") == 2
+    assert fake_upstream.count(f"/files/{b.filename}") == 1
+
+
+# -- freshness and failure ----------------------------------------------------------------------
+
+
+def test_ttl_then_revalidation_with_etag(proxy, fake_upstream, tmp_path) -> None:
+    fake_upstream.publish(tmp_path, "six", "1.0")
+    app = proxy(upstream_ttl=3600)
+    for _ in range(3):
+        assert page(app, "six").status_code == 200
+    assert fake_upstream.count("/simple/six/") == 1
+    pages = app.extensions["teamindex"].upstream.pages
+    pages.ttl = 0  # expire: the next request revalidates, upstream answers 304
+    assert page(app, "six").status_code == 200
+    assert fake_upstream.count("/simple/six/") == 2
+    fake_upstream.publish(tmp_path, "six", "2.0")
+    assert page(app, "six").get_json()["versions"] == ["1.0", "2.0"]
+
+
+@pytest.mark.parametrize(("failure", "status"), [("error", 502), ("timeout", 504)])
+def test_upstream_down_serves_the_last_good_copy_then_fails_clearly(
+    failure: str, status: int, proxy, fake_upstream, tmp_path, monkeypatch
+) -> None:
+    fake_upstream.publish(tmp_path, "six", "1.0")
+    app = proxy(upstream_ttl=0, upstream_stale_for=3600)
+    assert page(app, "six").status_code == 200
+    if failure == "error":
+        fake_upstream.fail = 500
+    else:
+        import teamindex.upstream.client as client_module
+
+        monkeypatch.setattr(client_module, "READ_TIMEOUT", 0.2)
+        app = proxy_again(app, fake_upstream)
+        fake_upstream.delay = 1.0
+    assert filenames(page(app, "six")) == ["six-1.0-py3-none-any.whl"]
+    app.extensions["teamindex"].upstream.pages.stale_for = 0
+    refused = page(app, "six")
+    assert refused.status_code == status
+    assert "Upstream unavailable" in refused.status
+    assert page(app, "never-seen").status_code == status
+
+
+def proxy_again(app: Flask, fake: FakeUpstream) -> Flask:
+    """A fresh Upstream for the same data dir (picks up a patched timeout)."""
+    from teamindex.upstream import Upstream
+
+    services = app.extensions["teamindex"]
+    object.__setattr__(services, "upstream", Upstream(services.settings))
+    return app
+
+
+def test_offline_serves_only_what_is_cached(make_app, fake_upstream, tmp_path) -> None:
+    wheel = fake_upstream.publish(tmp_path, "six", "1.0")
+    online = make_app(upstream=fake_upstream.url)
+    assert page(online, "six").status_code == 200
+    get(online.test_client(), f"/files/six/{wheel.filename}", basic("alice"))
+    seen = len(fake_upstream.seen)
+    offline = proxy_again_with(online, offline=True, upstream_ttl=0)
+    assert filenames(page(offline, "six")) == [wheel.filename]
+    got = get(offline.test_client(), f"/files/six/{wheel.filename}", basic("alice"))
+    assert got[1] == wheel.data
+    assert page(offline, "other").status_code == 503
+    assert len(fake_upstream.seen) == seen
+
+
+def proxy_again_with(app: Flask, **changes: object) -> Flask:
+    from dataclasses import replace
+
+    from teamindex.upstream import Upstream
+
+    services = app.extensions["teamindex"]
+    settings = replace(services.settings, **changes)
+    object.__setattr__(services, "upstream", Upstream(settings))
+    return app
+
+
+def test_fifty_concurrent_cold_requests_make_one_upstream_fetch(
+    proxy, fake_upstream, tmp_path
+) -> None:
+    wheel = fake_upstream.publish(tmp_path, "six", "1.0")
+    fake_upstream.delay = 0.3
+    app = proxy(threads=16)
+    live, running = start_server(app, app.extensions["teamindex"].settings)
+    results: list[int] = []
+    lock = threading.Lock()
+
+    def fetch(path: str, number: int) -> None:
+        status, _body, _complete = raw_get(live.url, path, JSON, f"127.0.0.{2 + number % 8}")
+        with lock:
+            results.append(status)
+
+    try:
+        threads = [threading.Thread(target=fetch, args=("/simple/six/", n)) for n in range(50)]
+        started = time.monotonic()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert results == [200] * 50
+        assert fake_upstream.count("/simple/six/") == 1
+        assert time.monotonic() - started < 30
+        results.clear()
+        threads = [
+            threading.Thread(target=fetch, args=(f"/files/six/{wheel.filename}", n))
+            for n in range(20)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert results == [200] * 20
+        assert fake_upstream.count(f"/files/{wheel.filename}") == 1
+    finally:
+        running.stop()
+
+
+# -- access -----------------------------------------------------------------------------------
+
+
+def test_reading_upstream_projects_needs_the_same_rights(proxy, fake_upstream, tmp_path) -> None:
+    wheel = fake_upstream.publish(tmp_path, "six", "1.0")
+    app = proxy()
+    client = app.test_client()
+    file_url = f"/files/six/{wheel.filename}"
+    assert client.get("/simple/six/", headers=JSON).status_code == 401
+    assert client.get(file_url).status_code == 401
+    wrong = basic("alice", "wrong")["Authorization"]
+    assert page(app, "six", "alice", Authorization=wrong).status_code == 401
+    _id, other = add_token(app, "alice", scope="read", projects=["team-*"])
+    token = basic("__token__", other)
+    assert client.get("/simple/six/", headers={**JSON, **token}).status_code == 404
+    assert client.get(file_url, headers=token).status_code == 404
+    assert fake_upstream.count("six") == 0  # refused before upstream hears the name
+    _id, covering = add_token(app, "alice", scope="read", projects=["six"])
+    covered = client.get("/simple/six/", headers={**JSON, **basic("__token__", covering)})
+    assert covered.status_code == 200
+    assert get(client, file_url, basic("__token__", covering))[1] == wheel.data
+
+
+def test_anonymous_read_applies_to_upstream_projects(proxy, fake_upstream, tmp_path) -> None:
+    wheel = fake_upstream.publish(tmp_path, "six", "1.0")
+    anonymous = proxy(anonymous_read=True).test_client()
+    assert anonymous.get("/simple/six/", headers=JSON).status_code == 200
+    assert get(anonymous, f"/files/six/{wheel.filename}", {})[1] == wheel.data
+
+
+# -- origin control on upload -------------------------------------------------------------------
+
+
+def test_upload_of_a_name_upstream_has_needs_a_claim(proxy, fake_upstream, tmp_path) -> None:
+    fake_upstream.publish(tmp_path / "up", "requests", "2.0")
+    app = proxy()
+    wheel = make_wheel(tmp_path, "requests", "99.0")
+    refused = upload(app.test_client(), wheel, "alice")
+    assert refused.status_code == 403
+    assert "teamindex project create requests" in refused.status
+    db = app.extensions["teamindex"].db
+    app.extensions["teamindex"].db.create_project("requests", "requests", "team", "now")
+    db.set_role(db.get_user("alice").id, db.get_project("requests").id, "owner")
+    assert upload(app.test_client(), wheel, "alice").status_code == 200
+    events = [(e.action, e.outcome, e.detail) for e in db.query_audit(since="", project="requests")]
+    assert events == [
+        ("upload", "denied", "name exists upstream and is not claimed here"),
+        ("upload", "stored", ""),
+    ]
+
+
+def test_upload_of_a_new_private_name_is_allowed(proxy, fake_upstream, tmp_path) -> None:
+    app = proxy()
+    fresh = make_wheel(tmp_path, "team-new", "1.0")
+    assert upload(app.test_client(), fresh, "alice").status_code == 200
+    rules(app).edit(with_protected("acme-*", add=True))
+    private = make_wheel(tmp_path, "acme-new", "1.0")
+    assert upload(app.test_client(), private, "alice").status_code == 200
+    assert fake_upstream.count("acme") == 0
+
+
+def test_upload_when_upstream_cannot_say_is_503(proxy, fake_upstream, tmp_path) -> None:
+    fake_upstream.fail = 500
+    response = upload(proxy().test_client(), make_wheel(tmp_path, "team-x", "1.0"), "alice")
+    assert response.status_code == 503
+    assert "project create" in response.status
+
+
+def test_no_upstream_no_change(app, tmp_path) -> None:
+    assert app.extensions["teamindex"].upstream is None
+    assert not (Path(app.extensions["teamindex"].settings.data_dir) / "upstream").exists()
+    _ = json  # the module is used by other tests
+
+
+# -- the commands -----------------------------------------------------------------------------
+
+
+def cli_run(app: Flask, capsys, *args: str) -> tuple[int, str]:
+    from teamindex import cli
+
+    data_dir = app.extensions["teamindex"].settings.data_dir
+    code = cli.main([*args, "--data-dir", str(data_dir)])
+    out, err = capsys.readouterr()
+    return code, out + err
+
+
+def test_protect_project_set_and_cache_commands_take_effect_and_are_audited(
+    proxy, fake_upstream, tmp_path, capsys
+) -> None:
+    young = fake_upstream.publish(tmp_path, "acme-lib", "1.0", age=timedelta(hours=1))
+    app = proxy()
+    assert cli_run(app, capsys, "protect", "Acme-*")[0] == 0
+    assert cli_run(app, capsys, "protect", "list") == (0, "acme-*\n")
+    assert page(app, "acme-lib").status_code == 404
+    assert fake_upstream.count("acme") == 0
+    assert cli_run(app, capsys, "project", "set", "acme-lib", "--upstream", "allow")[0] == 0
+    assert filenames(page(app, "acme-lib")) == []  # mixed now, but the file is too young
+    assert cli_run(app, capsys, "project", "set", "acme-lib", "--min-age", "0")[0] == 0
+    assert filenames(page(app, "acme-lib")) == [young.filename]
+    get(app.test_client(), f"/files/acme-lib/{young.filename}", basic("alice"))
+    code, out = cli_run(app, capsys, "cache", "status")
+    assert code == 0 and "files   1" in out
+    assert cli_run(app, capsys, "cache", "prune", "--all")[0] == 0
+    assert "files   0" in cli_run(app, capsys, "cache", "status")[1]
+    assert cli_run(app, capsys, "protect", "remove", "acme-*")[0] == 0
+    code, out = cli_run(app, capsys, "protect", "remove", "acme-*")
+    assert code == 1 and "not protected" in out
+    code, out = cli_run(app, capsys, "project", "set", "acme-lib", "--min-age", "soon")
+    assert code == 1 and "not a duration" in out
+    db = app.extensions["teamindex"].db
+    actions = [(e.action, e.detail) for e in db.query_audit(since="")]
+    assert ("protect_add", "acme-*") in actions
+    assert ("protect_remove", "acme-*") in actions
+    assert ("project_set", "upstream=allow") in actions
+    assert ("project_set", "min-age=0") in actions
+    assert any(action == "cache_prune" for action, _detail in actions)
