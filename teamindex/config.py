@@ -73,6 +73,8 @@ def parse_new_projects(value: str) -> tuple[str, tuple[str, ...]]:
 def _parse_new_projects(value: str) -> str:
     mode, prefixes = parse_new_projects(value)
     return f"prefix:{','.join(prefixes)}" if prefixes else mode
+
+
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
@@ -272,6 +274,7 @@ OPTIONS: tuple[Option, ...] = (
         "record every download in the audit log with user, token and address (off: only "
         "counts per file per day; on: who fetched what, which is personal data)",
     ),
+    Option(
         "upstream",
         _parse_upstream,
         "a PEP 503/691 simple index to proxy for names that are not private (e.g. PyPI's "
