@@ -325,6 +325,12 @@ def _audit_refusal(
             reason = f"not allowed for token {principal.token.id} (scope or project list)"
     else:
         reason = "hidden: restricted project" if exists else "no such project"
+    audit_denied(action, name, principal, reason)
+
+
+def audit_denied(action: str, name: str, principal: Principal, reason: str) -> None:
+    """Audit a refused action on project `name` with its reason (best effort: a refusal
+    must not turn into a 503 because another process holds the write lock)."""
     services().audit.record(
         action,
         ip=client_ip(),

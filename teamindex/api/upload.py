@@ -13,6 +13,7 @@ from typing import IO, Any
 from flask import Blueprint, Request, Response, g, redirect, request, url_for
 
 from ..access.httpauth import (
+    audit_denied,
     authorize,
     client_ip,
     current_principal,
@@ -204,15 +205,7 @@ def _require_unclaimed_upstream(name: str, principal: Principal) -> None:
             f"have an admin claim it with `teamindex project create {name}`.",
         ) from None
     if exists:
-        services().audit.record(
-            "upload",
-            ip=client_ip(),
-            user=principal.name,
-            token_id=principal.token.id if principal.token else None,
-            project=name,
-            outcome="denied",
-            detail="name exists upstream and is not claimed here",
-        )
+        audit_denied("upload", name, principal, "name exists upstream and is not claimed here")
         raise HTTPError(
             403,
             f"{name!r} exists upstream; to publish it here an admin must claim the name "

@@ -34,6 +34,7 @@ from packaging.version import InvalidVersion, Version
 from werkzeug.datastructures import FileStorage
 
 from ..access.httpauth import (
+    audit_denied,
     authorize,
     client_ip,
     login_required,
@@ -126,15 +127,7 @@ def upload(project: str, version: str) -> Response:
 
 def _audit_missing(name: str, principal: Principal) -> None:
     """Docs for a name nobody uploaded: refused like a hidden one, and audited too."""
-    services().audit.record(
-        "docs_upload",
-        ip=client_ip(),
-        user=principal.name,
-        token_id=principal.token.id if principal.token else None,
-        project=name,
-        outcome="denied",
-        detail="no such project",
-    )
+    audit_denied("docs_upload", name, principal, "no such project")
 
 
 def find_release(project: Project, version: str) -> ReleaseInfo:
