@@ -7,7 +7,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from flask import Blueprint, Response, redirect, request, url_for
-from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
@@ -188,6 +187,8 @@ def _project_urls(value: object) -> list[tuple[str, str]]:
 def dependencies(principal: Principal, value: object) -> list[Dependency]:
     """Requires-Dist entries; the ones naming a project of this index that the viewer may
     see are linked (a restricted one stays plain text, like a public dependency)."""
+    from packaging.requirements import InvalidRequirement, Requirement  # cold start: lazily
+
     db = services().db
     user = principal.user
     found = []
