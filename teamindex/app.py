@@ -89,9 +89,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.teardown_request(upload.discard_upload_temps)
     register_error_handlers(app)
     metrics.init_app(app)  # /metrics and its counters
-    # Cached simple pages for known logins, before Flask's request machinery (issue 3).
+    # Cached simple pages for known logins, before Flask's request machinery (issue 3),
+    # and their downloads, unless a front server sends the files (issue 14).
+    counters = metrics.collectors(app)
     app.wsgi_app = HotReads(  # type: ignore[method-assign]
-        app.wsgi_app, app.extensions[EXTENSION_KEY], metrics.collectors(app).count_request
+        app.wsgi_app,
+        app.extensions[EXTENSION_KEY],
+        counters.count_request,
+        counters.count_download,
+        files=not getattr(settings, "accel_redirect", None),
     )
     requestlog.init_app(app)  # one log line per request, hot path included
     web.init_app(app)  # browser pages at / and hosted docs at /docs/

@@ -16,7 +16,8 @@ The throttle is not asked: a login verified from this address keeps working thro
 and only new verifications wait (authenticate()); so a blocked office keeps its installs.
 Anything else — no or unknown credentials, a redirect, 401/403/404/406/429, a page not yet
 rendered — goes to Flask, which answers it and fills the caches. Flask's answer is the
-reference: tests check that both paths send the same status, headers and body.
+reference: tests check that both paths send the same status, headers and body. Downloads
+take the same shortcut under the same rules (hotfiles.py).
 """
 
 from __future__ import annotations
@@ -32,10 +33,19 @@ from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wsgi import wrap_file
 
 from ..access.logincache import VerifiedLogin
-from ..access.permissions import Action, Decision, ProjectFacts, decide, listing_view
+from ..access.permissions import (
+    Action,
+    Decision,
+    Principal,
+    ProjectFacts,
+    decide,
+    listing_view,
+)
 from ..context import Services
+from ..models import FileRecord
 from ..ops.requestlog import USER_KEY
 from . import render
+from .hotfiles import FILE_RULE, FILES_PREFIX, answer_download
 from .pagecache import CachedPage, page_reply, project_key, root_key
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -55,13 +65,25 @@ SEND_BLOCK = 1 << 20
 class HotReads:
     """WSGI middleware in front of the Flask app; see the module docstring."""
 
-    def __init__(self, app: WSGIApp, svc: Services, count: CountRequest) -> None:
+    def __init__(
+        self,
+        app: WSGIApp,
+        svc: Services,
+        count: CountRequest,
+        count_download: Callable[[str], None] | None = None,
+        files: bool = True,
+    ) -> None:
         self.app = app
         self.svc = svc
         self.count = count
+        self.count_download = count_download
+        # Downloads too (hotfiles), unless a front server sends the files.
+        self.files = files
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         started = time.perf_counter()
+        if self.files and environ.get("PATH_INFO", "").startswith(FILES_PREFIX):
+            return self.download(environ, start_response, started)
         try:
             answer = self.answer(environ)
         except Exception:  # a shortcut must not fail a request Flask can still answer
@@ -84,6 +106,48 @@ class HotReads:
         # Handed over as a file: waitress copies a returned bytes object into its output
         # buffer, but sends from a wsgi.file_wrapper directly (430 KB root page: +30% req/s).
         return wrap_file(environ, io.BytesIO(reply.body), SEND_BLOCK)
+
+    def download(
+        self, environ: dict[str, Any], start_response: Callable[..., Any], started: float
+    ) -> Any:
+        """A file from hotfiles.answer_download, counted, audited and logged as Flask's
+        download is; anything it declines (or fails on) goes to Flask."""
+        try:
+            found = answer_download(self.svc, environ)
+        except Exception:  # a shortcut must not fail a request Flask can still answer
+            log.exception("hot path failed; Flask answers %s", environ.get("PATH_INFO"))
+            found = None
+        if found is None:
+            return self.app(environ, start_response)
+        ip = environ.get("REMOTE_ADDR") or ""
+        self._admit(found.login, ip)
+        principal = found.login.principal
+        if principal.user is not None:
+            environ[USER_KEY] = principal.user.name  # for the request log
+        if found.status == 200:
+            if self.count_download is not None:
+                self.count_download("metadata" if found.metadata else "dist")
+            if not found.metadata:
+                self._audit_download(found.record, principal, ip)
+        start_response(f"{found.status} {HTTP_STATUS_CODES[found.status].upper()}", found.headers)
+        self.count(FILE_RULE, "GET", found.status, time.perf_counter() - started)
+        if found.body is None:
+            return []
+        return wrap_file(environ, found.body, SEND_BLOCK)
+
+    def _audit_download(self, record: FileRecord, principal: Principal, ip: str) -> None:
+        """As files.download counts it: always the count, with `--audit-downloads` the row."""
+        audit = self.svc.audit
+        if audit.record_downloads:
+            audit.download(
+                record.project,
+                record.filename,
+                user=principal.name,
+                token_id=principal.token.id if principal.token else None,
+                ip=ip,
+            )
+        else:
+            audit.download(record.project, record.filename)
 
     def answer(self, environ: dict[str, Any]) -> tuple[str, CachedPage, str] | None:
         """(route, page, content type) when the hot path may answer, else None."""

@@ -119,6 +119,20 @@ class Connections:
             raise
 
     @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Inside a transaction: undo only this block's writes when it raises (a batch of
+        imports keeps the rows of the files before a refused one)."""
+        conn = self.conn
+        conn.execute("SAVEPOINT item")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK TO item")
+            conn.execute("RELEASE item")
+            raise
+        conn.execute("RELEASE item")
+
+    @contextmanager
     def waiting(self, busy_timeout_ms: int) -> Iterator[None]:
         """This thread's statements wait up to `busy_timeout_ms` for another writer, instead
         of the connection's usual time (e.g. the server's start-up waits as long as a CLI

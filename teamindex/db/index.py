@@ -42,6 +42,26 @@ class IndexQueries(Connections):
         project = project_from(row) if row["id"] is not None else None
         return row["auth_serial"], project, row["role"]
 
+    def file_with_role_at(
+        self, filename: str, user_id: int | None
+    ) -> tuple[int, FileRecord | None, str, str | None]:
+        """The auth serial, the file, its project's visibility and the user's role there, in
+        one statement: the hot path's only database read for a download."""
+        row = self.conn.execute(
+            "SELECT s.auth_serial, f.id, r.version, f.filename, f.packagetype,"
+            " f.python_version, f.requires_python, f.size, f.sha256, f.blake2_256, f.md5,"
+            " f.metadata_sha256, f.upload_time, r.yanked, r.yanked_reason,"
+            " p.name AS project, p.visibility, ro.role"
+            " FROM state s LEFT JOIN files f ON f.filename = ?"
+            " LEFT JOIN releases r ON r.id = f.release_id"
+            " LEFT JOIN projects p ON p.id = r.project_id"
+            " LEFT JOIN roles ro ON ro.project_id = p.id AND ro.user_id = ? WHERE s.id = 1",
+            (filename, user_id),
+        ).fetchone()
+        if row["id"] is None or row["project"] is None:
+            return row["auth_serial"], None, "", None
+        return row["auth_serial"], file_from(row, row["project"]), row["visibility"], row["role"]
+
     def get_project(self, name: str) -> Project | None:
         row = self.conn.execute(
             "SELECT id, name, display_name, serial, visibility FROM projects WHERE name = ?",

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO
 
-from packaging.metadata import parse_email
 from packaging.utils import (
     InvalidSdistFilename,
     InvalidWheelFilename,
@@ -197,6 +196,10 @@ def check_metadata_matches(metadata: CoreMetadata, info: FilenameInfo) -> None:
 
 def parse_metadata(raw: bytes) -> CoreMetadata:
     """Parse METADATA / PKG-INFO bytes (RFC 822 style) into the fields the index needs."""
+    # Imported here: packaging.metadata pulls in email and the requirement parser, which
+    # only uploads and imports need, not a server's first request (cold start, issue 14).
+    from packaging.metadata import parse_email
+
     try:
         fields, _unparsed = parse_email(raw)
     except ValueError as exc:  # undecodable bytes and the like

@@ -33,7 +33,7 @@ from .dists import (
     parse_filename,
     spelling_pattern,
 )
-from .storage import Digests, Storage
+from .storage import METADATA_SUFFIX, Digests, Storage, fsync_dir
 
 DIGEST_NAMES = ("md5", "sha256", "blake2_256")
 
@@ -125,30 +125,14 @@ def ingest(
     deleted) in every case. `upload_time` (default now) lets an import keep the original."""
     meta_temp: Path | None = None
     try:
-        inspection = validate(temp, digests, info, claims)
-        metadata_sha256 = None
-        if inspection.metadata_bytes is not None:
-            metadata_sha256 = hashlib.sha256(inspection.metadata_bytes).hexdigest()
-            meta_temp = storage.write_temp(inspection.metadata_bytes)
-        meta = inspection.metadata
-        new = NewFile(
-            project=info.project,
-            display_name=meta.name,
-            version=meta.version,
-            canonical_version=info.canonical_version,
-            summary=meta.summary,
-            metadata_json=json.dumps(meta.fields, sort_keys=True),
-            filename=info.filename,
-            packagetype=info.packagetype,
-            python_version=info.python_version,
-            requires_python=meta.requires_python,
-            size=digests.size,
-            sha256=digests.sha256,
-            blake2_256=digests.blake2_256,
-            md5=digests.md5,
-            metadata_sha256=metadata_sha256,
-            upload_time=upload_time or utc_now(),
+        meta_temp, new = prepare(
+            storage,
+            temp,
+            digests,
+            info,
             uploader_id=uploader_id,
+            claims=claims,
+            upload_time=upload_time,
         )
         return _record(db, storage, temp, meta_temp, new)
     except OSError as exc:
@@ -156,10 +140,113 @@ def ingest(
             raise InsufficientStorage("Insufficient storage: the index's disk is full.") from exc
         raise
     finally:
-        for leftover in (temp, meta_temp):
-            if leftover is not None:
-                with contextlib.suppress(FileNotFoundError):
-                    leftover.unlink()
+        _unlink_leftovers(temp, meta_temp)
+
+
+def prepare(
+    storage: Storage,
+    temp: Path,
+    digests: Digests,
+    info: FilenameInfo,
+    *,
+    uploader_id: int | None,
+    claims: Claims = Claims(),
+    upload_time: str | None = None,
+) -> tuple[Path | None, NewFile]:
+    """Everything before the write lock: validate the fsynced temp file, write its .metadata
+    to an fsynced temp file, and say what its rows will hold. Safe on several threads."""
+    inspection = validate(temp, digests, info, claims)
+    metadata_sha256 = None
+    meta_temp = None
+    if inspection.metadata_bytes is not None:
+        metadata_sha256 = hashlib.sha256(inspection.metadata_bytes).hexdigest()
+        meta_temp = storage.write_temp(inspection.metadata_bytes)
+    meta = inspection.metadata
+    new = NewFile(
+        project=info.project,
+        display_name=meta.name,
+        version=meta.version,
+        canonical_version=info.canonical_version,
+        summary=meta.summary,
+        metadata_json=json.dumps(meta.fields, sort_keys=True),
+        filename=info.filename,
+        packagetype=info.packagetype,
+        python_version=info.python_version,
+        requires_python=meta.requires_python,
+        size=digests.size,
+        sha256=digests.sha256,
+        blake2_256=digests.blake2_256,
+        md5=digests.md5,
+        metadata_sha256=metadata_sha256,
+        upload_time=upload_time or utc_now(),
+        uploader_id=uploader_id,
+    )
+    return meta_temp, new
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A file prepare() accepted, waiting for ingest_batch."""
+
+    temp: Path
+    meta_temp: Path | None
+    new: NewFile
+
+
+def ingest_batch(
+    db: Database, storage: Storage, batch: list[Prepared]
+) -> list[Outcome | IngestError]:
+    """Add prepared files in one transaction (an import's speed: issue 14), each with the
+    rules ingest() applies; a refused file is that file's IngestError and leaves the others.
+
+    Files before rows, batched: every temp file is already fsynced; the renames happen under
+    the write lock, then each directory touched is fsynced once, then the one COMMIT lists
+    them. A crash before the COMMIT leaves files without rows, which a re-run imports (the
+    rename replaces them) and `check` reports meanwhile; never a row without its file.
+    Temp files are consumed in every case."""
+    results: list[Outcome | IngestError] = []
+    published: list[Path] = []
+    try:
+        with db.transaction():
+            for item in batch:
+                mine: list[Path] = []
+                try:
+                    with db.savepoint():
+                        results.append(
+                            _place(db, storage, item.temp, item.meta_temp, item.new, mine, False)
+                        )
+                except IngestError as refused:
+                    results.append(refused)
+                published.extend(mine)
+            touched = {storage.packages_dir} | {
+                storage.file_path(item.new.project, item.new.filename).parent
+                for item, outcome in zip(batch, results, strict=True)
+                if outcome in (Outcome.STORED, Outcome.RESTORED)
+            }
+            for directory in sorted(touched):
+                fsync_dir(directory)
+        return results
+    except BaseException:
+        if published:
+            # No COMMIT, so no rows: the batch's files go too (as _record does for one).
+            with db.transaction():
+                _discard(storage, [p for p in published if not _listed(db, storage, p)])
+        raise
+    finally:
+        for item in batch:
+            _unlink_leftovers(item.temp, item.meta_temp)
+
+
+def _listed(db: Database, storage: Storage, path: Path) -> bool:
+    """Whether a published path belongs to a row (another writer may have recorded it)."""
+    return db.get_file(path.name.removesuffix(METADATA_SUFFIX)) is not None
+
+
+def _unlink_leftovers(*paths: Path | None) -> None:
+    for leftover in paths:
+        if leftover is not None:
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
 
 
 def _record(
@@ -186,60 +273,74 @@ def _record_locked(
     new: NewFile,
     published: list[Path],
 ) -> Outcome:
+    with db.transaction():
+        return _place(db, storage, temp, meta_temp, new, published, True)
+
+
+def _place(
+    db: Database,
+    storage: Storage,
+    temp: Path,
+    meta_temp: Path | None,
+    new: NewFile,
+    published: list[Path],
+    sync: bool,
+) -> Outcome:
+    """The duplicate rules, the renames and the rows, inside the caller's transaction;
+    `sync=False` leaves the directory fsyncs to the caller (ingest_batch)."""
     final = storage.file_path(new.project, new.filename)
     meta_final = storage.metadata_path(new.project, new.filename)
-    with db.transaction():
-        existing = db.get_file(new.filename) or _other_spelling(db, new)
-        if existing is not None:
-            final = storage.file_path(existing.project, existing.filename)
-            meta_final = storage.metadata_path(existing.project, existing.filename)
-            if existing.sha256 == new.sha256:
-                # twine retries and CI re-runs must succeed. If the file or its .metadata
-                # went missing from disk (`check --repair` quarantines damaged ones), the
-                # identical bytes just received put them back; other bytes never do (the
-                # sha256 is the row's). A damaged file still in place is left to check.
-                outcome = Outcome.UNCHANGED
-                if not final.exists():
-                    storage.publish(temp, final)
-                    outcome = Outcome.RESTORED
-                if (
-                    meta_temp is not None
-                    and existing.metadata_sha256 is not None
-                    and existing.metadata_sha256 == new.metadata_sha256
-                    and not meta_final.exists()
-                ):
-                    storage.publish(meta_temp, meta_final)
-                    outcome = Outcome.RESTORED
-                return outcome
-            raise FileExists(
-                f"File already exists ({existing.filename!r}, with sha256 hash "
-                f"{existing.sha256!r}). A filename can only ever hold one content; "
-                "upload a new version."
-            )
-        same_bytes = db.filename_by_sha256(new.sha256)
-        if same_bytes is not None:
-            raise FileExists(f"File already exists: these bytes were uploaded as {same_bytes!r}.")
-        deleted = db.deleted_file_sha256(new.filename) or _deleted_spelling(db, new)
-        if deleted is not None and deleted != new.sha256:
-            raise IngestError(
-                "This filename was previously used by a file that has since been deleted. "
-                "Use a different version."
-            )
-        try:
-            # Listed before the rename: a rename whose fsync failed must be undone too.
-            published.append(final)
-            storage.publish(temp, final)
-            if meta_temp is not None:
-                published.append(meta_final)
-                storage.publish(meta_temp, meta_final)
-            db.insert_file(new)
-        except BaseException as exc:
-            # Still under the write lock, so no other upload is using these paths.
-            _discard(storage, published)
-            published.clear()
-            if isinstance(exc, Conflict):
-                raise FileExists(f"File already exists: {exc}.") from None
-            raise
+    existing = db.get_file(new.filename) or _other_spelling(db, new)
+    if existing is not None:
+        final = storage.file_path(existing.project, existing.filename)
+        meta_final = storage.metadata_path(existing.project, existing.filename)
+        if existing.sha256 == new.sha256:
+            # twine retries and CI re-runs must succeed. If the file or its .metadata
+            # went missing from disk (`check --repair` quarantines damaged ones), the
+            # identical bytes just received put them back; other bytes never do (the
+            # sha256 is the row's). A damaged file still in place is left to check.
+            outcome = Outcome.UNCHANGED
+            if not final.exists():
+                storage.publish(temp, final, sync=sync)
+                outcome = Outcome.RESTORED
+            if (
+                meta_temp is not None
+                and existing.metadata_sha256 is not None
+                and existing.metadata_sha256 == new.metadata_sha256
+                and not meta_final.exists()
+            ):
+                storage.publish(meta_temp, meta_final, sync=sync)
+                outcome = Outcome.RESTORED
+            return outcome
+        raise FileExists(
+            f"File already exists ({existing.filename!r}, with sha256 hash "
+            f"{existing.sha256!r}). A filename can only ever hold one content; "
+            "upload a new version."
+        )
+    same_bytes = db.filename_by_sha256(new.sha256)
+    if same_bytes is not None:
+        raise FileExists(f"File already exists: these bytes were uploaded as {same_bytes!r}.")
+    deleted = db.deleted_file_sha256(new.filename) or _deleted_spelling(db, new)
+    if deleted is not None and deleted != new.sha256:
+        raise IngestError(
+            "This filename was previously used by a file that has since been deleted. "
+            "Use a different version."
+        )
+    try:
+        # Listed before the rename: a rename whose fsync failed must be undone too.
+        published.append(final)
+        storage.publish(temp, final, sync=sync)
+        if meta_temp is not None:
+            published.append(meta_final)
+            storage.publish(meta_temp, meta_final, sync=sync)
+        db.insert_file(new)
+    except BaseException as exc:
+        # Still under the write lock, so no other upload is using these paths.
+        _discard(storage, published)
+        published.clear()
+        if isinstance(exc, Conflict):
+            raise FileExists(f"File already exists: {exc}.") from None
+        raise
     return Outcome.STORED
 
 

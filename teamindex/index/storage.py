@@ -273,11 +273,13 @@ class Storage:
             raise
         return Path(name)
 
-    def publish(self, temp: Path, final: Path) -> None:
-        """Atomically move a complete temp file into place and make the rename durable."""
+    def publish(self, temp: Path, final: Path, *, sync: bool = True) -> None:
+        """Atomically move a complete temp file into place and make the rename durable
+        (`sync=False`: the caller fsyncs the directory once for a batch, before its rows)."""
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(temp, final)
-        fsync_dir(final.parent)
+        if sync:
+            fsync_dir(final.parent)
 
     def remove(self, *paths: Path) -> None:
         for path in paths:

@@ -108,6 +108,10 @@ class Metrics:
         if seconds is not None:
             self.duration.labels(rule).observe(seconds)
 
+    def count_download(self, kind: str) -> None:
+        """One download answered 200 or 206; kind is "dist" or "metadata"."""
+        self.downloads.labels(kind).inc()
+
     def observe(self, response: Response) -> None:
         rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
         status = response.status_code
@@ -119,8 +123,7 @@ class Metrics:
             if status == 200:
                 self.upload_bytes.inc(sum(t.size for t in g.get("upload_temps", [])))
         elif request.endpoint == "files.download" and status in (200, 206):
-            kind = "metadata" if request.path.endswith(".metadata") else "dist"
-            self.downloads.labels(kind).inc()
+            self.count_download("metadata" if request.path.endswith(".metadata") else "dist")
         if status == 401 and "Authorization" in request.headers:
             self.auth_failures.labels("invalid").inc()
         elif status == 403:

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, redirect, request, url_for
-from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
@@ -191,6 +190,8 @@ def _project_urls(value: object) -> list[tuple[str, str]]:
 def dependencies(principal: Principal, value: object) -> list[Dependency]:
     """Requires-Dist entries; the ones naming a project of this index that the viewer may
     see are linked (a restricted one stays plain text, like a public dependency)."""
+    from packaging.requirements import InvalidRequirement, Requirement  # cold start: lazily
+
     found = []
     for text in value if isinstance(value, list) else []:
         try:
@@ -222,6 +223,8 @@ MAX_PRIVATE_DEPENDENCIES = 50
 def requirement_names(value: object) -> list[str]:
     """Normalized names of Requires-Dist entries that are installed without extras (one
     needed only for an extra is not pulled in by a plain install; naming it would add it)."""
+    from packaging.requirements import InvalidRequirement, Requirement  # cold start: lazily
+
     names = []
     for text in value if isinstance(value, list) else []:
         try:
