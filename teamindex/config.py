@@ -68,6 +68,18 @@ def parse_new_projects(value: str) -> tuple[str, tuple[str, ...]]:
     return "prefix", tuple(re.sub(r"[-_.]+", "-", p).lower() for p in prefixes)
 
 
+_ACCEL_PREFIX = re.compile(r"/(?:[A-Za-z0-9._-]+/)+")
+
+
+def _parse_accel_redirect(value: str) -> str:
+    """An internal location prefix such as `/_protected/` (a path, slash at both ends);
+    empty turns it off."""
+    text = value.strip()
+    if text and not _ACCEL_PREFIX.fullmatch(text):
+        raise ValueError(f"expected a location like /_protected/, not {value!r}")
+    return text
+
+
 def _parse_new_projects(value: str) -> str:
     mode, prefixes = parse_new_projects(value)
     return f"prefix:{','.join(prefixes)}" if prefixes else mode
@@ -113,6 +125,9 @@ class Settings:
     # keeps the first upload working as every client expects; see README "New projects".
     new_projects: str = "anyone"
     audit_downloads: bool = False
+    # The front server's internal location for files (nginx X-Accel-Redirect), e.g.
+    # "/_protected/"; empty: teamindex sends the bytes itself. See README "Behind nginx".
+    accel_redirect: str = ""
     # Where each value came from ("default", "env TEAMINDEX_PORT", "flag --port").
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -217,6 +232,13 @@ OPTIONS: tuple[Option, ...] = (
         _parse_bool,
         "record every download in the audit log with user, token and address (off: only "
         "counts per file per day; on: who fetched what, which is personal data)",
+    ),
+    Option(
+        "accel_redirect",
+        _parse_accel_redirect,
+        "let the front server send files: after the usual checks a download is answered "
+        "with `X-Accel-Redirect: PREFIX<project>/<file>` and no body (nginx; e.g. "
+        "/_protected/, see `teamindex nginx-config`)",
     ),
 )
 
