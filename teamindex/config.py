@@ -68,7 +68,7 @@ def parse_new_projects(value: str) -> tuple[str, tuple[str, ...]]:
     return "prefix", tuple(re.sub(r"[-_.]+", "-", p).lower() for p in prefixes)
 
 
-_ACCEL_PREFIX = re.compile(r"/(?:[A-Za-z0-9._-]+/)+")
+_ACCEL_PREFIX = re.compile(r"/(?:[A-Za-z0-9_][A-Za-z0-9._-]*/)+")  # no dot segments
 
 
 def _parse_accel_redirect(value: str) -> str:
