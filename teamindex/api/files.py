@@ -173,7 +173,7 @@ def front_check(project: str, filename: str) -> Response:
     Basic credentials, from this address, may read this file and it is on disk; the
     answer names the file under packages/ and carries its ETag and Last-Modified, for nginx
     to send it with the headers /files/ would (the type from its `types`). nginx keeps a 204
-    for a few seconds per Authorization header, address and URI (README "Behind nginx"):
+    for a few seconds per Authorization header, address and URI (README, behind TLS):
     so the decision may not rest on anything else, such as a web session."""
     svc = services()
     if not svc.settings.accel_redirect or "Authorization" not in request.headers:
