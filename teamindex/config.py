@@ -126,7 +126,7 @@ class Settings:
     new_projects: str = "anyone"
     audit_downloads: bool = False
     # The front server's internal location for files (nginx X-Accel-Redirect), e.g.
-    # "/_protected/"; empty: teamindex sends the bytes itself. See README "Running it as a service, behind TLS".
+    # "/_protected/"; empty: teamindex sends the bytes itself. README: "behind TLS".
     accel_redirect: str = ""
     # Where each value came from ("default", "env TEAMINDEX_PORT", "flag --port").
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
