@@ -345,9 +345,9 @@ def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _nginx_config_args(parser: argparse.ArgumentParser) -> None:
-    from . import _serve_args
-
-    _serve_args(parser)  # the serve settings the config must match (port, accel, limits)
+    for option in OPTIONS:  # the serve settings the config must match (port, accel, limits)
+        if option.name != "data_dir":
+            parser.add_argument(option.flag, dest=option.name, type=option.parse, help=option.help)
     parser.add_argument("--listen", default="", help="ADDR:PORT nginx listens on (80, or 443)")
     parser.add_argument("--server-name", default="_", help="server_name (default: any)")
     parser.add_argument("--tls-cert", type=Path, help="certificate file (with --tls-key)")
