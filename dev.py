@@ -185,6 +185,27 @@ def ensure_chromium() -> bool:
     return CHROMIUM.exists()
 
 
+NGINX = Path("/usr/sbin/nginx")
+
+
+def ensure_nginx() -> bool:
+    """Debian's nginx runs in front of teamindex in tests/e2e/test_nginx_front.py (the
+    config `teamindex nginx-config` prints), from a temp dir. Installed with apt when
+    missing and we are root; False when it is still unavailable."""
+    if NGINX.exists():
+        return True
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return False
+    say("installing nginx for the front-server tests: apt-get install -y nginx")
+    os.environ.setdefault("DEBIAN_FRONTEND", "noninteractive")
+    try:
+        run(["apt-get", "update", "-qq"], quiet=True)
+        run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "nginx"], quiet=True)
+    except SetupError as exc:
+        say(f"could not install nginx: {exc}")
+    return NGINX.exists()
+
+
 # -- commands ---------------------------------------------------------------------------------
 
 
@@ -216,6 +237,10 @@ def cmd_test(args: Sequence[str]) -> int:
         if in_ci():
             raise SetupError(f"{CHROMIUM} not installed in CI: the browser tests need it")
         say(f"browser tests will be skipped: no {CHROMIUM}")
+    if not ensure_nginx():
+        if in_ci():
+            raise SetupError(f"{NGINX} not installed in CI: the front-server tests need it")
+        say(f"front-server tests will be skipped: no {NGINX}")
     lint_ok = True
     for check in (["check", "."], ["format", "--check", "."]):
         say(f"ruff {' '.join(check)}")

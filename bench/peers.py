@@ -705,3 +705,69 @@ def start_nginx(root: Path, prefix: Path, password: str) -> ServerHandle:
         handle.stop()
         raise
     return handle
+
+
+FRONT_WRAPPER = """
+user {user};
+worker_processes auto;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    keepalive_requests 100000;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    include {prefix}/teamindex.conf;
+}}
+"""
+
+
+def start_teamindex_front(
+    peer: TeamindexPeer, wheel: Path, run_dir: Path, password: str
+) -> tuple[ServerHandle, ServerHandle]:
+    """teamindex (`serve --accel-redirect`) with nginx in front, configured by the output of
+    `teamindex nginx-config` exactly as the README documents: (teamindex, nginx)."""
+    data_dir = run_dir / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    peer._cli("adduser", USER, "--admin", "--password-stdin", "--data", data_dir, stdin=password)
+    peer._cli("import", "--quiet", "--data", data_dir, wheel)
+    serve_flags = ["--accel-redirect", "/_protected/", "--trusted-proxy", "127.0.0.1"]
+    port, front_port = free_port(), free_port()
+    cmd: list[str | Path] = [
+        peer.venv / "bin" / "python", "-m", "teamindex", "serve", "--data", data_dir,
+        "--host", "127.0.0.1", "--port", str(port), *serve_flags,
+    ]  # fmt: skip
+    if peer.threads:
+        cmd += ["--threads", str(peer.threads)]
+    teamindex = ServerHandle(
+        "teamindex-front", spawn(cmd, run_dir / "teamindex.log"), "", "", "",
+        run_dir / "teamindex.log",
+    )  # fmt: skip
+    prefix = run_dir / "nginx"
+    prefix.mkdir(parents=True, exist_ok=True)
+    printed = peer._cli(
+        "nginx-config", "--data", data_dir, "--port", str(port), *serve_flags,
+        "--listen", f"127.0.0.1:{front_port}", "--cache-dir", prefix / "auth-cache",
+    )  # fmt: skip
+    (prefix / "teamindex.conf").write_text(printed.stdout)
+    user = "root" if os.geteuid() == 0 else "nobody"  # the data dir is owner-only
+    (prefix / "nginx.conf").write_text(FRONT_WRAPPER.format(prefix=prefix, user=user))
+    exe = shutil.which("nginx") or "/usr/sbin/nginx"
+    proc = spawn(
+        [exe, "-p", prefix, "-e", "stderr", "-c", prefix / "nginx.conf", "-g", "daemon off;"],
+        prefix / "stdout.log",
+    )
+    base = f"http://127.0.0.1:{front_port}"
+    nginx = ServerHandle("nginx-front", proc, base, f"{base}/simple/", f"{base}/legacy/",
+                         prefix / "error.log")  # fmt: skip
+    try:
+        wait_for_status(f"{base}/simple/", {}, proc, 30, want=401)
+    except BaseException:
+        nginx.stop()
+        teamindex.stop()
+        raise
+    return teamindex, nginx

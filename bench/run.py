@@ -42,8 +42,9 @@ PEER_LABELS = {
     "pypiserver-cached": "pypiserver cached-dir",
     "devpi": "devpi",
     "nginx": "nginx",
+    "front": "teamindex + nginx",
 }
-COLUMNS = (*PEER_KEYS, "nginx")
+COLUMNS = (*PEER_KEYS, "front", "nginx")
 
 
 @dataclass(frozen=True)
@@ -426,6 +427,34 @@ def measure_peer(key: str, ctx: Context, results: Results) -> None:
             shutil.rmtree(run_dir, ignore_errors=True)
 
 
+def measure_front(ctx: Context, results: Results, args: argparse.Namespace) -> None:
+    """teamindex as the README runs it behind nginx (`teamindex nginx-config`): the 100 KB
+    wheel, which nginx sends after teamindex's check (kept by nginx for 5 s)."""
+    if peers.nginx_version() is None:
+        results.note("nginx not installed: the teamindex + nginx column is skipped")
+        return
+    peer = make_peer("teamindex", args)
+    run_dir = ctx.run_root / "front"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    teamindex, nginx = peers.start_teamindex_front(peer, ctx.large_wheel, run_dir, PASSWORD)
+    try:
+        auth = {"Authorization": peers.basic_auth_header(peers.USER, PASSWORD)}
+        link = clients.find_file(
+            nginx.index_url, corpus.LARGE_WHEEL_PROJECT, ctx.large_wheel.name, auth
+        )
+        step(
+            results,
+            "front",
+            "~100 KB wheel",
+            lambda: measure_endpoint(results, "front", "wheel_100k", link.url, auth, ctx),
+        )
+    finally:
+        nginx.stop()
+        teamindex.stop()
+        if not args.keep:
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
 def measure_nginx(ctx: Context, results: Results) -> None:
     """The download ceiling: nginx (sendfile, Basic auth) serving the same two files."""
     version = peers.nginx_version()
@@ -717,6 +746,10 @@ def main(argv: list[str] | None = None) -> int:
         except (peers.BenchError, OSError, RuntimeError, ValueError) as exc:
             results.note(f"{key}: not measured: {shorten(str(exc))}")
     if not args.no_nginx:
+        try:
+            measure_front(ctx, results, args)
+        except (peers.BenchError, OSError, RuntimeError) as exc:
+            results.note(f"teamindex + nginx: not measured: {shorten(str(exc))}")
         try:
             measure_nginx(ctx, results)
         except (peers.BenchError, OSError, RuntimeError) as exc:

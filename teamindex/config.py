@@ -70,6 +70,18 @@ def parse_new_projects(value: str) -> tuple[str, tuple[str, ...]]:
     return "prefix", tuple(re.sub(r"[-_.]+", "-", p).lower() for p in prefixes)
 
 
+_ACCEL_PREFIX = re.compile(r"/(?:[A-Za-z0-9_][A-Za-z0-9._-]*/)+")  # no dot segments
+
+
+def _parse_accel_redirect(value: str) -> str:
+    """An internal location prefix such as `/_protected/` (a path, slash at both ends);
+    empty turns it off."""
+    text = value.strip()
+    if text and not _ACCEL_PREFIX.fullmatch(text):
+        raise ValueError(f"expected a location like /_protected/, not {value!r}")
+    return text
+
+
 def _parse_new_projects(value: str) -> str:
     mode, prefixes = parse_new_projects(value)
     return f"prefix:{','.join(prefixes)}" if prefixes else mode
@@ -165,6 +177,9 @@ class Settings:
     upstream_exclude_newer: datetime | None = None
     upstream_cache_size: int = 20 << 30
     offline: bool = False
+    # The front server's internal location for files (nginx X-Accel-Redirect), e.g.
+    # "/_protected/"; empty: teamindex sends the bytes itself. README: "behind TLS".
+    accel_redirect: str = ""
     # Where each value came from ("default", "env TEAMINDEX_PORT", "flag --port").
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -302,6 +317,13 @@ OPTIONS: tuple[Option, ...] = (
         "bytes of cached upstream files kept; least recently downloaded go first",
     ),
     Option("offline", _parse_bool, "never contact upstream: serve only what is cached"),
+    Option(
+        "accel_redirect",
+        _parse_accel_redirect,
+        "let the front server send files: after the usual checks a download is answered "
+        "with `X-Accel-Redirect: PREFIX<project>/<file>` and no body (nginx; e.g. "
+        "/_protected/, see `teamindex nginx-config`)",
+    ),
 )
 
 

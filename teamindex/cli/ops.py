@@ -25,6 +25,8 @@ from ..index.integrity import check_index
 from ..index.progress import Progress, format_bytes
 from ..index.removal import delete_dists
 from ..index.storage import Storage
+from ..ops.front import DEFAULT_CACHE_SECONDS, FrontOptions, nginx_config
+from ..ops.front import warnings as front_warnings
 from .base import CommandError, command, open_database
 
 
@@ -338,4 +340,54 @@ def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
         if item.name == "upstream":
             value = redact_url(value)  # its password stays out of terminals and logs
         print(f"{item.name} = {value}  # {settings.sources.get(item.name, 'default')}")
+    return 0
+
+
+# -- nginx-config -----------------------------------------------------------------------------
+
+
+def _nginx_config_args(parser: argparse.ArgumentParser) -> None:
+    for option in OPTIONS:  # the serve settings the config must match (port, accel, limits)
+        if option.name != "data_dir":
+            parser.add_argument(option.flag, dest=option.name, type=option.parse, help=option.help)
+    parser.add_argument("--listen", default="", help="ADDR:PORT nginx listens on (80, or 443)")
+    parser.add_argument("--server-name", default="_", help="server_name (default: any)")
+    parser.add_argument("--tls-cert", type=Path, help="certificate file (with --tls-key)")
+    parser.add_argument("--tls-key", type=Path, help="private key file (with --tls-cert)")
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=FrontOptions.cache_dir,
+        help="where nginx keeps download decisions; holds credentials: tmpfs, not backed up",
+    )
+    parser.add_argument(
+        "--cache-seconds",
+        type=int,
+        default=DEFAULT_CACHE_SECONDS,
+        help="how long nginx keeps a yes for a credential, address and file; a revoked "
+        "token or changed password keeps downloading for at most this long (0: ask always)",
+    )
+
+
+@command(_nginx_config_args)
+def cmd_nginx_config(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the nginx configuration for this data dir and serve settings: TLS, uploads
+    streamed through, files sent by nginx after teamindex's checks (X-Accel-Redirect), and
+    repeat downloads answered by nginx from a decision it keeps for --cache-seconds.
+    Include it inside nginx's http {} block (Debian: /etc/nginx/conf.d/teamindex.conf)."""
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise CommandError("--tls-cert and --tls-key go together")
+    if args.cache_seconds < 0:
+        raise CommandError("--cache-seconds must be 0 or more")
+    options = FrontOptions(
+        listen=args.listen,
+        server_name=args.server_name,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        cache_dir=args.cache_dir,
+        cache_seconds=args.cache_seconds,
+    )
+    for warning in front_warnings(settings):
+        print(f"teamindex: note: {warning}", file=sys.stderr)
+    sys.stdout.write(nginx_config(settings, options))
     return 0

@@ -1,0 +1,332 @@
+"""nginx in front, as `teamindex nginx-config` prints it: teamindex checks, nginx sends.
+
+Real nginx (Debian package) runs the printed config in front of a real waitress server
+with `--accel-redirect /_protected/`. Flask's own answer (the same data dir without a front)
+is the reference: every request shape must get the same status, headers and body through
+nginx, on the first request (teamindex answers with X-Accel-Redirect) and on repeats
+(nginx's kept decision, no Python request).
+"""
+
+from __future__ import annotations
+
+import http.client
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from builders import make_wheel
+from conftest import PASSWORD, USERS, LiveServer, add_token, add_user, basic, start_server
+from flask import Flask
+from flask.testing import FlaskClient
+from front_support import Nginx, free_port, require_nginx, start_nginx
+from ops_support import run_cli
+from tools import client, run, uv
+
+from teamindex.app import create_app
+from teamindex.clock import utc_now
+from teamindex.config import Settings
+
+from .conftest import seed
+
+pytestmark = pytest.mark.e2e
+
+WINDOW = 2  # --cache-seconds for these tests
+ACCEL = "/_protected/"
+# What a file answer carries; compared between both paths (Date and Server differ).
+COMPARED = (
+    "Content-Type",
+    "Content-Length",
+    "Content-Range",
+    "ETag",
+    "Last-Modified",
+    "Cache-Control",
+    "X-Content-Type-Options",
+    "Accept-Ranges",
+    "WWW-Authenticate",
+    "Content-Encoding",
+)
+
+
+@dataclass
+class Front:
+    nginx: Nginx
+    live: LiveServer
+    app: Flask
+    reference: FlaskClient  # the same data dir, no front: today's answers
+    python_requests: list[str]
+    wheel: Path
+    private_wheel: Path
+
+    def get(self, path: str, headers: dict[str, str], method: str = "GET") -> Answer:
+        connection = http.client.HTTPConnection("127.0.0.1", int(self.nginx.url.rsplit(":")[2]))
+        try:
+            connection.request(method, path, headers=headers)
+            response = connection.getresponse()
+            return Answer(response.status, dict(response.getheaders()), response.read())
+        finally:
+            connection.close()
+
+    def expected(self, path: str, headers: dict[str, str], method: str = "GET") -> Answer:
+        response = self.reference.open(path, method=method, headers=headers)
+        try:
+            return Answer(response.status_code, dict(response.headers), response.get_data())
+        finally:
+            response.close()
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def compared(self) -> tuple[int, dict[str, str], bytes]:
+        lowered = {k.lower(): v for k, v in self.headers.items()}
+        kept = {n: lowered[n.lower()] for n in COMPARED if n.lower() in lowered}
+        if self.status >= 400:  # the error text is teamindex's in both cases
+            kept.pop("Content-Length", None)
+        return self.status, kept, self.body
+
+
+@pytest.fixture
+def front(settings: Settings, tmp_path: Path) -> Iterator[Front]:
+    require_nginx()
+    fronted = replace(
+        settings,
+        data_dir=settings.data_dir.parent / "fronted",
+        accel_redirect=ACCEL,
+        trusted_proxy="127.0.0.1",
+    )
+    app = create_app(fronted)
+    app.config["TESTING"] = True
+    for name, admin in USERS.items():
+        add_user(app, name, admin=admin)
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    wheel = make_wheel(wheels, "team-core", "1.0+local.1", padding=50_000)
+    private_wheel = make_wheel(wheels, "secret-core", "1.0")
+    seed(app, wheel, make_wheel(wheels, "team-app", "1.0", requires_dist=["team-core"]))
+    seed(app, private_wheel, user="bob")
+    db = app.extensions["teamindex"].db
+    db.set_visibility("secret-core", "restricted")
+    python_requests: list[str] = []
+    inner = app.wsgi_app
+
+    def counting(environ: dict[str, Any], start_response: Any) -> Any:
+        python_requests.append(environ.get("PATH_INFO", ""))
+        return inner(environ, start_response)
+
+    app.wsgi_app = counting  # type: ignore[method-assign]
+    live, running = start_server(app, fronted)
+    port = free_port()
+    printed = run_cli(
+        fronted.data_dir,
+        "nginx-config",
+        "--port",
+        live.url.rsplit(":", 1)[1],
+        "--accel-redirect",
+        ACCEL,
+        "--trusted-proxy",
+        "127.0.0.1",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--cache-dir",
+        str(tmp_path / "nginx-cache"),
+        "--cache-seconds",
+        str(WINDOW),
+    )
+    assert printed.returncode == 0, printed.stderr
+    assert "note:" not in printed.stderr  # every serve setting it relies on is set
+    nginx = start_nginx(tmp_path / "nginx", printed.stdout, port)
+    reference_app = create_app(replace(fronted, accel_redirect=""))
+    try:
+        yield Front(
+            nginx,
+            live,
+            app,
+            reference_app.test_client(),
+            python_requests,
+            wheel,
+            private_wheel,
+        )
+    finally:
+        nginx.stop()
+        running.stop()
+        reference_app.extensions["teamindex"].db.close()
+        db.close()
+
+
+def file_url(wheel: Path, project: str) -> str:
+    return f"/files/{project}/{wheel.name}"
+
+
+def test_the_printed_config_passes_nginx_t(front: Front) -> None:
+    """The text the command prints is a valid nginx config (nginx -t on it)."""
+    assert "[emerg]" not in front.nginx.log_text()
+
+
+def request_shapes(front: Front) -> list[tuple[str, str, dict[str, str]]]:
+    """(method, path, headers): every way a client asks for a file."""
+    url = file_url(front.wheel, "team-core")
+    expected = front.expected(url, basic("alice"))
+    etag, modified = expected.headers["ETag"], expected.headers["Last-Modified"]
+    alice = basic("alice")
+    return [
+        ("GET", url, alice),
+        ("HEAD", url, alice),
+        ("GET", url + ".metadata", alice),
+        ("GET", url, {**alice, "Range": "bytes=0-99"}),
+        ("GET", url, {**alice, "Range": "bytes=-100"}),
+        ("GET", url, {**alice, "Range": "bytes=1000-"}),
+        ("GET", url, {**alice, "Range": "bytes=0-99", "If-Range": etag}),
+        ("GET", url, {**alice, "Range": "bytes=0-99", "If-Range": '"other"'}),
+        ("GET", url, {**alice, "Range": "bytes=0-99", "If-Range": modified}),
+        ("GET", url, {**alice, "Range": "bytes=0-99", "If-Range": "Mon, 01 Jan 1990 00:00:00 GMT"}),
+        ("GET", url, {**alice, "Range": "bytes=99999999-"}),
+        ("GET", url, {**alice, "Range": "bytes=0-1,5-9"}),
+        ("GET", url, {**alice, "If-None-Match": etag}),
+        ("GET", url, {**alice, "If-None-Match": '"other"'}),
+        ("GET", url, {**alice, "If-Modified-Since": modified}),
+        ("GET", url, {**alice, "If-Modified-Since": "Mon, 01 Jan 1990 00:00:00 GMT"}),
+        ("GET", url, {}),
+        ("GET", url, basic("alice", "wrong")),
+        ("GET", url, basic("nobody")),
+        ("GET", "/files/team-core/no_such-1.0-py3-none-any.whl", alice),
+        ("GET", f"/files/team-app/{front.wheel.name}", alice),  # the wrong project
+        ("GET", file_url(front.private_wheel, "secret-core"), alice),  # restricted: 404
+        ("GET", file_url(front.private_wheel, "secret-core"), basic("bob")),  # its owner
+        ("GET", file_url(front.private_wheel, "secret-core"), basic("root")),
+    ]
+
+
+def test_both_paths_give_the_same_answers(front: Front) -> None:
+    """Through nginx — first ask (X-Accel-Redirect), then repeats (nginx's kept decision)
+    — each request gets exactly the answer teamindex gives without a front."""
+    for method, path, headers in request_shapes(front):
+        expected = front.expected(path, headers, method).compared()
+        for attempt in range(3):
+            got = front.get(path, headers, method).compared()
+            assert got == expected, f"{method} {path} {headers} {attempt} {got[:2]} {expected[:2]}"
+
+
+def test_repeat_downloads_cost_no_python_request(front: Front) -> None:
+    url = file_url(front.wheel, "team-core")
+    first = front.get(url, basic("alice"))
+    assert first.status == 200
+    asked = len(front.python_requests)
+    for _ in range(20):
+        again = front.get(url, basic("alice"))
+        assert again.status == 200 and again.body == first.body
+    assert len(front.python_requests) == asked  # nginx answered all 20 itself
+    assert front.wheel.read_bytes() == first.body
+    # Another credential is asked about on its own, not served on alice's decision.
+    assert front.get(url, basic("bob")).status == 200
+    assert len(front.python_requests) > asked
+
+
+def test_internal_location_is_unreachable_from_outside(front: Front) -> None:
+    name = front.wheel.name
+    for path in (
+        f"{ACCEL}team-core/{name}",
+        f"{ACCEL}secret-core/{front.private_wheel.name}",
+        f"/_accel/files/team-core/{name}",
+        f"/%5Fprotected/team-core/{name}",
+        f"/files/../_protected/team-core/{name}",
+        f"/files/team-core/..%2F..%2F_protected%2Fteam-core%2F{name}",
+    ):
+        for headers in ({}, basic("alice"), basic("root")):
+            answer = front.get(path, headers)
+            assert answer.status in {400, 401, 404}, (path, answer.status)
+            assert answer.body != front.wheel.read_bytes()
+            assert b"PK" not in answer.body[:2]
+
+
+def test_restricted_project_is_missing_for_outsiders_through_nginx(front: Front) -> None:
+    url = file_url(front.private_wheel, "secret-core")
+    for _ in range(2):  # the owner's kept decision is not the outsider's
+        assert front.get(url, basic("bob")).status == 200
+        answer = front.get(url, basic("alice"))
+        assert answer.status == 404
+        assert answer.body == front.expected(url, basic("alice")).body
+
+
+def test_revoked_token_is_refused_within_the_window(front: Front) -> None:
+    token_id, secret = add_token(front.app, "alice", scope="read")
+    url = file_url(front.wheel, "team-core")
+    headers = basic("__token__", secret)
+    assert front.get(url, headers).status == 200
+    assert front.get(url, headers).status == 200  # kept by nginx now
+    front.app.extensions["teamindex"].db.revoke_token(token_id, utc_now())
+    deadline = time.monotonic() + WINDOW + 1.5
+    while front.get(url, headers).status == 200:
+        assert time.monotonic() < deadline, "a revoked token still downloads after the window"
+        time.sleep(0.2)
+    assert front.get(url, headers).status == 401
+
+
+def test_a_token_limited_to_other_projects_gets_nothing(front: Front) -> None:
+    _token_id, secret = add_token(front.app, "alice", scope="read", projects=["team-app"])
+    url = file_url(front.wheel, "team-core")
+    for _ in range(2):
+        assert front.get(url, basic("alice")).status == 200  # alice's own decision kept
+        assert front.get(url, basic("__token__", secret)).status == 404
+
+
+def test_pip_and_uv_install_through_nginx(
+    front: Front, env: dict[str, str], venv_python: Path, tmp_path: Path
+) -> None:
+    index_url = f"http://alice:{PASSWORD}@{front.nginx.url.removeprefix('http://')}/simple/"
+    run(
+        [client("pip"), "--python", venv_python, "install", "--index-url", index_url, "team-app"],
+        env=env,
+    )
+    run([venv_python, "-c", "import team_app, team_core"], env=env)
+    target = tmp_path / "uv-venv"
+    run([uv(), "venv", "--quiet", target], env=env)
+    run(
+        [
+            uv(),
+            "pip",
+            "install",
+            "--python",
+            target / "bin" / "python",
+            "--index-url",
+            index_url,
+            "team-app",
+        ],
+        env=env,
+    )
+    run([target / "bin" / "python", "-c", "import team_app, team_core"], env=env)
+    # An outsider of the restricted project cannot install it through nginx either.
+    refused = run(
+        [
+            uv(),
+            "pip",
+            "install",
+            "--python",
+            target / "bin" / "python",
+            "--index-url",
+            index_url,
+            "secret-core",
+        ],
+        env=env,
+        check=False,
+    )
+    assert refused.returncode != 0
+    bob_url = index_url.replace("alice", "bob")
+    run(
+        [
+            uv(),
+            "pip",
+            "install",
+            "--python",
+            target / "bin" / "python",
+            "--index-url",
+            bob_url,
+            "secret-core",
+        ],
+        env=env,
+    )
