@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from teamindex.config import load_settings
+from teamindex.db import Database
 from teamindex.upstream.policy import (
     AgeRule,
     Mode,
@@ -18,7 +19,7 @@ from teamindex.upstream.policy import (
     origin,
     visibility,
 )
-from teamindex.upstream.rules import RulesStore, with_project, with_protected
+from teamindex.upstream.rules import RulesStore
 
 A, D = Mode.ALLOW, Mode.DENY
 
@@ -108,21 +109,36 @@ def test_age_rule_project_replaces_default(
     assert age_rule(default, project, None).min_age == expected
 
 
-def test_rules_store_round_trip_and_sees_changes_from_another_process(tmp_path) -> None:
-    writer, reader = RulesStore(tmp_path), RulesStore(tmp_path)
+def test_rules_live_in_the_database_and_other_processes_see_changes(tmp_path) -> None:
+    """Two connections to one file stand for the CLI and a server: the reader re-reads only
+    when the upstream serial moved, and sees every change on its next call."""
+    writer, reading = Database(tmp_path / "db.sqlite3"), Database(tmp_path / "db.sqlite3")
+    writer.migrate()
+    reader = RulesStore(reading)
     assert reader.current().protected == ()
-    writer.edit(with_protected("acme-*", add=True))
-    writer.edit(with_project("six", mode=Mode.ALLOW))
-    writer.edit(with_project("six", min_age=timedelta(0)))
+    start = reading.upstream_serial()
+    assert writer.set_protected("acme-*", True)
+    assert not writer.set_protected("acme-*", True)  # already there: nothing changes
+    writer.set_upstream_rule("six", {"mode": "allow"})
+    writer.set_upstream_rule("six", {"min_age": 0})
     rules = reader.current()
     assert rules.protected == ("acme-*",)
     assert rules.rule("six").mode is Mode.ALLOW
     assert rules.rule("six").min_age == timedelta(0)
-    writer.edit(with_protected("acme-*", add=False))
-    writer.edit(with_project("six", mode=None))
+    assert rules.serial == start + 3
+    assert reader.at(rules.serial) is rules  # unchanged serial: nothing re-read
+    assert writer.set_protected("acme-*", False)
+    assert not writer.set_protected("acme-*", False)
+    writer.set_upstream_rule("six", {"mode": None})
     assert reader.current().protected == ()
     assert reader.current().rule("six").mode is None
     assert reader.current().rule("six").min_age == timedelta(0)
+    writer.set_upstream_rule("six", {"min_age": None})  # nothing left: the row goes
+    assert writer.upstream_rules().projects == ()
+    writer.set_upstream_rule("never", {"mode": None})  # clearing a missing rule: no row
+    assert writer.upstream_rules().projects == ()
+    with pytest.raises(ValueError, match="unknown upstream rule fields"):
+        writer.set_upstream_rule("six", {"visibility": "team"})
 
 
 @pytest.mark.parametrize(

@@ -19,9 +19,6 @@ from flask import Flask
 from uploading import upload
 from upstream_support import JSON_TYPE, FakeUpstream, running_upstream
 
-from teamindex.upstream.policy import Mode
-from teamindex.upstream.rules import with_project, with_protected
-
 JSON = {"Accept": JSON_TYPE}
 
 
@@ -56,8 +53,14 @@ def filenames(response) -> list[str]:
     return sorted(f["filename"] for f in response.get_json()["files"])
 
 
-def rules(app: Flask):
-    return app.extensions["teamindex"].upstream.rules
+def protect(app: Flask, pattern: str, on: bool = True) -> None:
+    """As `teamindex protect` does it: a row in the database."""
+    app.extensions["teamindex"].db.set_protected(pattern, on)
+
+
+def set_rule(app: Flask, name: str, **changes: str | int | None) -> None:
+    """As `teamindex project set NAME --upstream/--min-age` does it."""
+    app.extensions["teamindex"].db.set_upstream_rule(name, changes)
 
 
 # -- pages ------------------------------------------------------------------------------------
@@ -118,16 +121,16 @@ def test_private_names_win_and_are_never_sent_upstream(
     fake_upstream.publish(tmp_path / "up", "acme-utils", "99.0")
     app = proxy()
     if how == "uploaded":
-        rules(app).edit(with_protected("acme-*", add=True))  # upload before it is upstream's
+        protect(app, "acme-*")  # upload before it is upstream's
         wheel = make_wheel(tmp_path, "acme-utils", "1.0")
         assert upload(app.test_client(), wheel, "alice").status_code == 200
-        rules(app).edit(with_protected("acme-*", add=False))
+        protect(app, "acme-*", on=False)
     elif how == "reserved":
         app.extensions["teamindex"].db.create_project("acme-utils", "acme-utils", "team", "now")
     elif how == "protected":
-        rules(app).edit(with_protected("acme-*", add=True))
+        protect(app, "acme-*")
     else:
-        rules(app).edit(with_project("acme-utils", mode=Mode.DENY))
+        set_rule(app, "acme-utils", mode="deny")
     response = page(app, "acme-utils")
     if how == "uploaded":
         assert filenames(response) == ["acme_utils-1.0-py3-none-any.whl"]
@@ -146,14 +149,14 @@ def test_an_admin_opts_a_project_into_mixing(proxy, fake_upstream, tmp_path) -> 
     fake_upstream.publish(tmp_path / "up", "forked", "1.0")
     fake_upstream.publish(tmp_path / "up", "forked", "2.0")
     app = proxy()
-    rules(app).edit(with_protected("forked", add=True))
+    protect(app, "forked")
     fork = make_wheel(tmp_path, "forked", "2.0.post1")
     assert upload(app.test_client(), fork, "alice").status_code == 200
     assert page(app, "forked").get_json()["versions"] == ["2.0.post1"]  # warm the hot path
-    rules(app).edit(with_project("forked", mode=Mode.ALLOW))  # next request: mixed
+    set_rule(app, "forked", mode="allow")  # next request: mixed
     data = page(app, "forked").get_json()
     assert data["versions"] == ["1.0", "2.0", "2.0.post1"]
-    rules(app).edit(with_project("forked", mode=None))
+    set_rule(app, "forked", mode=None)
     assert page(app, "forked").get_json()["versions"] == ["2.0.post1"]
 
 
@@ -171,7 +174,7 @@ def test_young_files_are_hidden_and_refused_until_exempted(proxy, fake_upstream,
         assert refused.status_code == 404
         assert "upstream policy" in refused.status
         refused.close()
-    rules(app).edit(with_project("fresh", min_age=timedelta(0)))
+    set_rule(app, "fresh", min_age=0)
     assert filenames(page(app, "fresh")) == sorted([old.filename, young.filename, undated.filename])
     got = get(app.test_client(), f"/files/fresh/{young.filename}", basic("alice"))
     assert got[0] == 200 and got[1] == young.data
@@ -328,7 +331,7 @@ def proxy_again(app: Flask, fake: FakeUpstream) -> Flask:
     from teamindex.upstream import Upstream
 
     services = app.extensions["teamindex"]
-    object.__setattr__(services, "upstream", Upstream(services.settings))
+    object.__setattr__(services, "upstream", Upstream(services.settings, services.db))
     return app
 
 
@@ -353,7 +356,7 @@ def proxy_again_with(app: Flask, **changes: object) -> Flask:
 
     services = app.extensions["teamindex"]
     settings = replace(services.settings, **changes)
-    object.__setattr__(services, "upstream", Upstream(settings))
+    object.__setattr__(services, "upstream", Upstream(settings, services.db))
     return app
 
 
@@ -452,7 +455,7 @@ def test_upload_of_a_new_private_name_is_allowed(proxy, fake_upstream, tmp_path)
     app = proxy()
     fresh = make_wheel(tmp_path, "team-new", "1.0")
     assert upload(app.test_client(), fresh, "alice").status_code == 200
-    rules(app).edit(with_protected("acme-*", add=True))
+    protect(app, "acme-*")
     private = make_wheel(tmp_path, "acme-new", "1.0")
     assert upload(app.test_client(), private, "alice").status_code == 200
     assert fake_upstream.count("acme") == 0
@@ -513,3 +516,29 @@ def test_protect_project_set_and_cache_commands_take_effect_and_are_audited(
     assert ("project_set", "upstream=allow") in actions
     assert ("project_set", "min-age=0") in actions
     assert any(action == "cache_prune" for action, _detail in actions)
+
+
+def test_backup_and_restore_carry_the_origin_controls(
+    proxy, fake_upstream, tmp_path, capsys
+) -> None:
+    """The rules are rows of the database (migration 0007), so a restored index keeps
+    protecting the team's names from the first request on."""
+    from teamindex.app import create_app
+
+    fake_upstream.publish(tmp_path / "up", "acme-lib", "9.0")
+    app = proxy()
+    assert cli_run(app, capsys, "protect", "acme-*")[0] == 0
+    assert cli_run(app, capsys, "project", "set", "six", "--min-age", "0")[0] == 0
+    assert cli_run(app, capsys, "backup", str(tmp_path / "backup"))[0] == 0
+    restored = tmp_path / "restored"
+    from teamindex import cli
+
+    assert cli.main(["restore", str(tmp_path / "backup"), "--data-dir", str(restored)]) == 0
+    capsys.readouterr()
+    settings = app.extensions["teamindex"].settings
+    twin = create_app(settings.__class__(**{**settings.__dict__, "data_dir": restored}))
+    rules = twin.extensions["teamindex"].upstream.rules.current()
+    assert rules.protected == ("acme-*",)
+    assert rules.rule("six").min_age == timedelta(0)
+    assert page(twin, "acme-lib").status_code == 404
+    assert fake_upstream.count("acme") == 0

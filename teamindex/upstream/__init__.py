@@ -9,6 +9,7 @@ was uploaded. No Flask here: api/proxy.py turns it into HTTP.
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
 from ..config import Settings
 from .client import UpstreamClient
@@ -25,17 +26,20 @@ from .policy import (
     origin,
     visibility,
 )
-from .rules import RulesStore
+from .rules import Rules, RulesStore
+
+if TYPE_CHECKING:
+    from ..db import Database
 
 __all__ = ["Mode", "Origin", "Upstream", "UpstreamFile", "UpstreamPage", "Visibility"]
 
 
 class Upstream:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, db: Database) -> None:
         self.settings = settings
         self.client = None if settings.offline else UpstreamClient(settings.upstream)
         base = settings.upstream_dir
-        self.rules = RulesStore(base)
+        self.rules = RulesStore(db)
         self.pages = PageCache(
             self.client,
             base / "pages",
@@ -48,8 +52,9 @@ class Upstream:
         (self.settings.upstream_dir / "pages").mkdir(parents=True, exist_ok=True)
         self.files.ensure_dirs()
 
-    def origin(self, name: str, local: bool) -> Origin:
-        rules = self.rules.current()
+    def origin(self, name: str, local: bool, rules: Rules | None = None) -> Origin:
+        """`rules`: a snapshot the caller already holds (one read per request)."""
+        rules = rules or self.rules.current()
         return origin(
             NameFacts(
                 local=local,
@@ -62,19 +67,19 @@ class Upstream:
         """Whether an admin opted the name into mixing (the hot path must not answer it)."""
         return self.rules.current().rule(name).mode is Mode.ALLOW
 
-    def age_rule(self, name: str) -> AgeRule:
+    def age_rule(self, name: str, rules: Rules | None = None) -> AgeRule:
         return age_rule(
             timedelta(seconds=self.settings.upstream_min_age),
-            self.rules.current().rule(name).min_age,
+            (rules or self.rules.current()).rule(name).min_age,
             self.settings.upstream_exclude_newer,
         )
 
-    def visibility(self, name: str, found: UpstreamFile, now: datetime | None = None) -> Visibility:
-        return visibility(found.upload_time, now or datetime.now(timezone.utc), self.age_rule(name))
+    def visibility(self, name: str, found: UpstreamFile, rules: Rules | None = None) -> Visibility:
+        return visibility(found.upload_time, datetime.now(timezone.utc), self.age_rule(name, rules))
 
-    def visible(self, page: UpstreamPage) -> list[UpstreamFile]:
+    def visible(self, page: UpstreamPage, rules: Rules | None = None) -> list[UpstreamFile]:
         """The page's files a reader may see now (the cooldown applied)."""
-        rule, now = self.age_rule(page.name), datetime.now(timezone.utc)
+        rule, now = self.age_rule(page.name, rules), datetime.now(timezone.utc)
         return [f for f in page.files if visibility(f.upload_time, now, rule) is Visibility.SHOWN]
 
     def close(self) -> None:

@@ -16,8 +16,6 @@ from flask import Flask
 from tools import client, output, run, uv
 from upstream_support import FakeUpstream, running_upstream
 
-from teamindex.upstream.rules import with_project, with_protected
-
 from .conftest import seed
 
 pytestmark = pytest.mark.e2e
@@ -59,7 +57,7 @@ def test_private_and_public_dependencies_from_one_url(
     proxied.upstream.publish(tmp_path / "up", "pubdep", "2.0")
     # The recommended set-up: the team's prefix is protected, so its names never go upstream
     # (not even the first upload's "does upstream have it?" check).
-    proxied.app.extensions["teamindex"].upstream.rules.edit(with_protected("team-*", add=True))
+    proxied.app.extensions["teamindex"].db.set_protected("team-*", True)
     seed(proxied.app, make_wheel(tmp_path, "team-app", "1.0", requires_dist=["pubdep>=2"]))
     run(install(installer, venv_python, proxied.live.index_url(), "team-app"), env=env)
     assert versions(venv_python, env, "team_app", "pubdep") == ["1.0", "2.0"]
@@ -73,7 +71,7 @@ def test_dependency_confusion_installs_the_private_project(
     installer: str, proxied: Proxied, env: dict[str, str], venv_python: Path, tmp_path: Path
 ) -> None:
     proxied.upstream.publish(tmp_path / "up", "acme-utils", "99.0")
-    proxied.app.extensions["teamindex"].upstream.rules.edit(with_protected("acme-*", add=True))
+    proxied.app.extensions["teamindex"].db.set_protected("acme-*", True)
     seed(proxied.app, make_wheel(tmp_path, "acme-utils", "1.0"))
     run(install(installer, venv_python, proxied.live.index_url(), "acme-utils"), env=env)
     assert versions(venv_python, env, "acme_utils") == ["1.0"]
@@ -87,9 +85,7 @@ def test_young_release_is_skipped_until_the_project_is_exempted(
     proxied.upstream.publish(tmp_path / "up", "fresh", "2.0", age=timedelta(hours=1))
     run(install("uv", venv_python, proxied.live.index_url(), "fresh"), env=env)
     assert versions(venv_python, env, "fresh") == ["1.0"]
-    proxied.app.extensions["teamindex"].upstream.rules.edit(
-        with_project("fresh", min_age=timedelta(0))
-    )
+    proxied.app.extensions["teamindex"].db.set_upstream_rule("fresh", {"min_age": 0})
     run(install("pip", venv_python, proxied.live.index_url(), "--upgrade", "fresh"), env=env)
     assert versions(venv_python, env, "fresh") == ["2.0"]
 
