@@ -17,6 +17,7 @@ from teamindex.upstream.policy import (
     age_rule,
     is_protected,
     origin,
+    shown_mark,
     visibility,
 )
 from teamindex.upstream.rules import RulesStore
@@ -189,3 +190,27 @@ def test_upstream_password_is_never_shown() -> None:
     from teamindex.config import redact_url
 
     assert redact_url(settings.upstream) == "https://bot:****@127.0.0.1/simple/"
+
+
+def test_the_mark_names_exactly_the_files_visibility_shows() -> None:
+    """shown_mark (what cached proxied pages key on) against visibility, over many
+    upload-times and rules: the first `mark` sorted dated files, or all when -1."""
+    import random
+
+    rng = random.Random(13)
+    for _ in range(500):
+        times = [NOW - timedelta(hours=rng.randint(0, 200)) for _ in range(rng.randint(0, 8))]
+        rule = AgeRule(
+            timedelta(hours=rng.choice([0, 1, 24, 72])),
+            rng.choice([None, NOW - timedelta(hours=rng.randint(0, 100))]),
+        )
+        dated = tuple(sorted(times))
+        mark = shown_mark(dated, NOW, rule)
+        shown = sorted(t for t in times if visibility(t, NOW, rule) is Visibility.SHOWN)
+        undated_shown = visibility(None, NOW, rule) is Visibility.SHOWN
+        if mark == -1:
+            assert shown == list(dated) and undated_shown
+        else:
+            assert shown == list(dated[:mark]) and not undated_shown
+        later = shown_mark(dated, NOW + timedelta(hours=rng.randint(0, 50)), rule)
+        assert later == -1 if mark == -1 else later >= mark  # the shown set only grows

@@ -542,3 +542,75 @@ def test_backup_and_restore_carry_the_origin_controls(
     assert rules.rule("six").min_age == timedelta(0)
     assert page(twin, "acme-lib").status_code == 404
     assert fake_upstream.count("acme") == 0
+
+
+# -- rendered once: warm proxied pages ----------------------------------------------------------
+
+
+def test_a_warm_proxied_page_renders_nothing_and_the_hot_path_answers_it(
+    proxy, fake_upstream, tmp_path
+) -> None:
+    """Like a local page: built once per (upstream copy, local serial, rules, cooldown mark),
+    then answered from memory by the hot path, byte for byte what Flask sends."""
+    from test_hotpath import compare
+
+    fake_upstream.publish(tmp_path / "up", "six", "1.0")
+    fake_upstream.publish(tmp_path / "up", "forked", "1.0")
+    app = proxy(upstream_ttl=3600)
+    app.extensions["teamindex"].db.set_protected("forked", True)
+    upload(app.test_client(), make_wheel(tmp_path, "forked", "1.0.post1"), "alice")
+    set_rule(app, "forked", mode="allow")
+    pages = app.extensions["teamindex"].pages
+    for name in ("six", "forked"):
+        for accept in (JSON_TYPE, "text/html"):
+            headers = {"Accept": accept, **basic("alice")}
+            assert page(app, name, **headers).status_code == 200  # builds it
+            built = pages.builds
+            for _ in range(3):
+                answered, (status, _headers, _body) = compare(app, f"/simple/{name}/", headers)
+                assert answered and status == "200 OK"
+            gz = {**headers, "Accept-Encoding": "gzip"}
+            assert compare(app, f"/simple/{name}/", gz)[0]
+            assert pages.builds == built  # nothing rendered again
+    assert page(app, "forked").get_json()["versions"] == ["1.0", "1.0.post1"]
+    assert fake_upstream.count("/simple/six/") == 1
+    # Who may not read it gets Flask's refusal, not the cached page.
+    _id, narrow = add_token(app, "alice", scope="read", projects=["team-*"])
+    answered, (status, _h, _b) = compare(
+        app, "/simple/six/", {**JSON, **basic("__token__", narrow)}
+    )
+    assert not answered and status.startswith("404")
+
+
+def test_a_cached_proxied_page_moves_with_everything_it_depends_on(
+    proxy, fake_upstream, tmp_path, capsys
+) -> None:
+    """Rules changed by the CLI (another connection), a local upload into a mixed project,
+    a new upstream copy, and a held-back file coming of age: each shows on the next request."""
+    from test_hotpath import compare
+
+    fake_upstream.publish(tmp_path / "up", "six", "1.0")
+    young = fake_upstream.publish(tmp_path / "up", "six", "1.1", age=timedelta(0))
+    app = proxy(upstream_ttl=3600, upstream_min_age=2)
+    headers = {**JSON, **basic("alice")}
+    assert page(app, "six").get_json()["versions"] == ["1.0"]
+    # The cooldown boundary: 1.1 becomes visible by age alone, with nothing else changed.
+    time.sleep(max(0.0, (young.upload_time + timedelta(seconds=2.05)).timestamp() - time.time()))
+    assert page(app, "six").get_json()["versions"] == ["1.0", "1.1"]
+    assert compare(app, "/simple/six/", headers)[0]
+    # Rules from the CLI: protected now, so not upstream's; then mixed with a local fork.
+    assert cli_run(app, capsys, "protect", "six")[0] == 0
+    answered, (status, _h, _b) = compare(app, "/simple/six/", headers)
+    assert not answered and status.startswith("404")
+    upload(app.test_client(), make_wheel(tmp_path, "six", "1.1.post1"), "alice")
+    assert page(app, "six").get_json()["versions"] == ["1.1.post1"]
+    assert cli_run(app, capsys, "project", "set", "six", "--upstream", "allow")[0] == 0
+    assert page(app, "six").get_json()["versions"] == ["1.0", "1.1", "1.1.post1"]
+    upload(app.test_client(), make_wheel(tmp_path, "six", "1.2"), "alice")
+    assert page(app, "six").get_json()["versions"] == ["1.0", "1.1", "1.1.post1", "1.2"]
+    assert compare(app, "/simple/six/", headers)[0]
+    # A new upstream copy: past the TTL the hot path leaves it to Flask, which revalidates.
+    fake_upstream.publish(tmp_path / "up", "six", "2.0")
+    app.extensions["teamindex"].upstream.pages.ttl = 0
+    assert not compare(app, "/simple/six/", headers)[0]
+    assert page(app, "six").get_json()["versions"][-1] == "2.0"

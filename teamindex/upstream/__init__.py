@@ -24,6 +24,7 @@ from .policy import (
     age_rule,
     is_protected,
     origin,
+    shown_mark,
     visibility,
 )
 from .rules import Rules, RulesStore
@@ -63,10 +64,6 @@ class Upstream:
             )
         )
 
-    def mixes(self, name: str) -> bool:
-        """Whether an admin opted the name into mixing (the hot path must not answer it)."""
-        return self.rules.current().rule(name).mode is Mode.ALLOW
-
     def age_rule(self, name: str, rules: Rules | None = None) -> AgeRule:
         return age_rule(
             timedelta(seconds=self.settings.upstream_min_age),
@@ -77,10 +74,16 @@ class Upstream:
     def visibility(self, name: str, found: UpstreamFile, rules: Rules | None = None) -> Visibility:
         return visibility(found.upload_time, datetime.now(timezone.utc), self.age_rule(name, rules))
 
-    def visible(self, page: UpstreamPage, rules: Rules | None = None) -> list[UpstreamFile]:
-        """The page's files a reader may see now (the cooldown applied)."""
-        rule, now = self.age_rule(page.name, rules), datetime.now(timezone.utc)
+    def visible(
+        self, page: UpstreamPage, rules: Rules | None = None, now: datetime | None = None
+    ) -> list[UpstreamFile]:
+        """The page's files a reader may see at `now` (the cooldown applied)."""
+        rule, now = self.age_rule(page.name, rules), now or datetime.now(timezone.utc)
         return [f for f in page.files if visibility(f.upload_time, now, rule) is Visibility.SHOWN]
+
+    def shown_mark(self, page: UpstreamPage, rules: Rules, now: datetime) -> int:
+        """policy.shown_mark for this page under the project's rule (see there)."""
+        return shown_mark(page.upload_times, now, self.age_rule(page.name, rules))
 
     def close(self) -> None:
         if self.client is not None:

@@ -13,6 +13,7 @@ process sees them; memory holds the parsed form.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -22,6 +23,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -74,9 +76,15 @@ class UpstreamPage:
     fetched: float  # when upstream last confirmed this copy (Unix time)
     etag: str | None = None
     missing: bool = False  # upstream has no such project
+    version: str = ""  # a digest of upstream's body: pages built from this copy key on it
 
     def file(self, filename: str) -> UpstreamFile | None:
         return next((f for f in self.files if f.filename == filename), None)
+
+    @cached_property
+    def upload_times(self) -> tuple[datetime, ...]:
+        """The files' upload-times, sorted (policy.shown_mark bisects them per request)."""
+        return tuple(sorted(f.upload_time for f in self.files if f.upload_time is not None))
 
 
 def _version_of(filename: str, project: str) -> str | None:
@@ -178,7 +186,8 @@ def parse_page(project: str, body: bytes, page_url: str, fetched: float) -> Upst
         clean_status = {"status": status["status"]}
         if isinstance(status.get("reason"), str) and status["reason"]:
             clean_status["reason"] = status["reason"]
-    return UpstreamPage(project, tuple(files.values()), clean_status, fetched)
+    version = hashlib.sha256(body).hexdigest()[:32]
+    return UpstreamPage(project, tuple(files.values()), clean_status, fetched, version=version)
 
 
 def entry_dict(found: UpstreamFile, url: str) -> dict[str, Any]:
@@ -242,6 +251,14 @@ class PageCache:
         finally:
             lock.release()
 
+    def peek(self, name: str) -> UpstreamPage | None:
+        """The page from memory if it may be used as it is (fresh, or offline): no disk, no
+        upstream, no wait. The hot path asks this; anything else goes to `get`."""
+        page = self._memory.get(name)
+        if page is None or (self.client is not None and not self._fresh(page)):
+            return None
+        return page
+
     def _refresh(self, name: str, cached: UpstreamPage | None) -> UpstreamPage:
         assert self.client is not None
         self.fetches += 1
@@ -250,16 +267,24 @@ class PageCache:
             reply = self.client.get_page(name, cached.etag if cached else None)
             if reply.status == 304 and cached is not None:
                 page = UpstreamPage(
-                    cached.name, cached.files, cached.status, now, cached.etag, cached.missing
+                    cached.name,
+                    cached.files,
+                    cached.status,
+                    now,
+                    cached.etag,
+                    cached.missing,
+                    cached.version,
                 )
                 self._store(name, page, None, "")
                 return page
             if reply.status in (304, 404):
-                page = UpstreamPage(name, (), None, now, None, missing=True)
+                page = UpstreamPage(name, (), None, now, None, missing=True, version="missing")
                 self._store(name, page, None, "")
                 return page
             parsed = parse_page(name, reply.body, reply.url, now)
-            page = UpstreamPage(name, parsed.files, parsed.status, now, reply.etag)
+            page = UpstreamPage(
+                name, parsed.files, parsed.status, now, reply.etag, version=parsed.version
+            )
             self._store(name, page, reply.body, reply.url)
             return page
         except UpstreamFailed as exc:
@@ -293,11 +318,18 @@ class PageCache:
             return None
         try:
             if stored.get("missing"):
-                page = UpstreamPage(name, (), None, stored["fetched"], None, missing=True)
+                page = UpstreamPage(
+                    name, (), None, stored["fetched"], None, missing=True, version="missing"
+                )
             else:
                 parsed = parse_page(name, stored["body"].encode(), stored["url"], stored["fetched"])
                 page = UpstreamPage(
-                    name, parsed.files, parsed.status, stored["fetched"], stored.get("etag")
+                    name,
+                    parsed.files,
+                    parsed.status,
+                    stored["fetched"],
+                    stored.get("etag"),
+                    version=parsed.version,
                 )
         except (UpstreamFailed, KeyError, TypeError, AttributeError):
             return None
