@@ -614,3 +614,47 @@ def test_a_cached_proxied_page_moves_with_everything_it_depends_on(
     app.extensions["teamindex"].upstream.pages.ttl = 0
     assert not compare(app, "/simple/six/", headers)[0]
     assert page(app, "six").get_json()["versions"][-1] == "2.0"
+
+
+# -- visible: metrics -----------------------------------------------------------------------
+
+
+def test_metrics_count_upstream_requests_hits_misses_errors_bytes_and_the_cache(
+    proxy, fake_upstream, tmp_path
+) -> None:
+    from test_ops_observability import scrape
+
+    wheel = fake_upstream.publish(tmp_path, "six", "1.0")
+    tampered = fake_upstream.publish(tmp_path, "bad", "1.0")
+    fake_upstream.tamper.add(tampered.filename)
+    app = proxy(upstream_ttl=3600)
+    client = app.test_client()
+    for _ in range(3):
+        assert page(app, "six").status_code == 200  # 1 miss, then hits (hot path too)
+    for _ in range(2):
+        assert get(client, f"/files/six/{wheel.filename}", basic("alice"))[1] == wheel.data
+    get(client, f"/files/six/{wheel.filename}.metadata", basic("alice"))
+    page(app, "bad")
+    get(client, f"/files/bad/{tampered.filename}", basic("alice"))
+    found = scrape(client)
+
+    def value(name: str, **labels: str) -> float:
+        return found.get((name, tuple(sorted(labels.items()))), 0.0)
+
+    assert value("teamindex_upstream_requests_total", kind="page") == 2
+    assert value("teamindex_upstream_requests_total", kind="file") == 2
+    assert value("teamindex_upstream_requests_total", kind="metadata") == 1
+    assert value("teamindex_upstream_page_total", result="miss") == 2
+    assert value("teamindex_upstream_page_total", result="hit") >= 2
+    assert value("teamindex_upstream_file_total", result="hit") == 1
+    assert value("teamindex_upstream_file_total", result="miss") == 2
+    assert value("teamindex_upstream_errors_total", kind="mismatch") == 1
+    assert value("teamindex_upstream_bytes_total", kind="file") == len(wheel.data) + len(
+        tampered.data
+    )
+    assert value("teamindex_upstream_cache_files") == 2  # the wheel and its .metadata
+    assert value("teamindex_upstream_cache_bytes") == len(wheel.data) + len(wheel.metadata)
+    fake_upstream.fail = 500
+    app.extensions["teamindex"].upstream.pages.stale_for = 0
+    assert page(app, "other").status_code == 502
+    assert scrape(client)[("teamindex_upstream_errors_total", (("kind", "page"),))] == 1

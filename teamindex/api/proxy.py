@@ -188,7 +188,9 @@ def locate(project: str, filename: str) -> Stored | Response | None:
             path = upstream.files.metadata(found)
             return Stored(path, found.metadata_sha256, "text/plain", found.upload_time)
         path = upstream.files.cached(found.sha256)
-        if path is None and _streamable(found):
+        if path is not None:
+            upstream.stats.add("file", "hit")
+        elif _streamable(found):
             relay = upstream.files.stream(found)
             if isinstance(relay, Relay):
                 return _streamed(relay, found)

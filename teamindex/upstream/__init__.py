@@ -28,6 +28,7 @@ from .policy import (
     visibility,
 )
 from .rules import Rules, RulesStore
+from .stats import Stats
 
 if TYPE_CHECKING:
     from ..db import Database
@@ -41,13 +42,15 @@ class Upstream:
         self.client = None if settings.offline else UpstreamClient(settings.upstream)
         base = settings.upstream_dir
         self.rules = RulesStore(db)
+        self.stats = Stats()
         self.pages = PageCache(
             self.client,
             base / "pages",
             ttl=settings.upstream_ttl,
             stale_for=settings.upstream_stale_for,
+            stats=self.stats,
         )
-        self.files = FileCache(self.client, base, settings.upstream_cache_size)
+        self.files = FileCache(self.client, base, settings.upstream_cache_size, self.stats)
 
     def ensure_dirs(self) -> None:
         (self.settings.upstream_dir / "pages").mkdir(parents=True, exist_ok=True)

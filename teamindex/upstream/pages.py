@@ -38,6 +38,7 @@ from packaging.utils import (
 
 from ..clock import utc_stamp
 from .client import UpstreamClient, UpstreamFailed
+from .stats import Stats
 
 log = logging.getLogger("teamindex")
 
@@ -220,8 +221,10 @@ class PageCache:
         ttl: float,
         stale_for: float,
         clock: Any = time.time,
+        stats: Stats | None = None,
     ) -> None:
         self.client = client  # None: offline
+        self.stats = stats or Stats()
         self.directory = directory
         self.ttl = ttl
         self.stale_for = stale_for
@@ -234,11 +237,11 @@ class PageCache:
     def get(self, name: str) -> UpstreamPage:
         """The page of a normalized name (missing=True: upstream has none), or raise."""
         cached = self._cached(name)
-        if cached is not None and self._fresh(cached):
+        if cached is not None and (self._fresh(cached) or self.client is None):
+            self.stats.add("page", "hit")
             return cached
+        self.stats.add("page", "miss")
         if self.client is None:
-            if cached is not None:
-                return cached
             raise PageUnavailable(503, f"offline: no cached upstream page for {name}")
         lock = self._lock_for(name)
         if not lock.acquire(timeout=LOCK_WAIT):
@@ -257,14 +260,17 @@ class PageCache:
         page = self._memory.get(name)
         if page is None or (self.client is not None and not self._fresh(page)):
             return None
+        self.stats.add("page", "hit")
         return page
 
     def _refresh(self, name: str, cached: UpstreamPage | None) -> UpstreamPage:
         assert self.client is not None
         self.fetches += 1
+        self.stats.add("requests", "page")
         now = self.clock()
         try:
             reply = self.client.get_page(name, cached.etag if cached else None)
+            self.stats.add("bytes", "page", len(reply.body))
             if reply.status == 304 and cached is not None:
                 page = UpstreamPage(
                     cached.name,
@@ -288,6 +294,7 @@ class PageCache:
             self._store(name, page, reply.body, reply.url)
             return page
         except UpstreamFailed as exc:
+            self.stats.add("errors", "page")
             log.warning("upstream page %s: %s", name, exc.message)
             return self._stale_or_raise(name, cached, PageUnavailable(exc.status, exc.message))
 
