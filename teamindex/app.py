@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         db.prune_audit(
             utc_stamp(datetime.now(timezone.utc) - timedelta(days=settings.audit_retention_days))
         )
-    upstream = Upstream(settings) if settings.upstream else None
+    upstream = Upstream(settings, db) if settings.upstream else None
     if upstream is not None:
         upstream.ensure_dirs()
     app.extensions[EXTENSION_KEY] = Services(

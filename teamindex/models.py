@@ -177,3 +177,21 @@ class ThrottleEntry:
     max_failures: int
     window_start: float
     blocked_until: float  # 0 or in the past: not blocked
+
+
+@dataclass(frozen=True)
+class UpstreamRule:
+    """An admin's origin control for one name (`project set NAME --upstream --min-age`)."""
+
+    name: str  # normalized
+    mode: str | None  # "allow" | "deny" | None (the default)
+    min_age: int | None  # seconds; None: the index default
+
+
+@dataclass(frozen=True)
+class UpstreamRules:
+    """Every origin control, tagged with the upstream serial it was read at."""
+
+    serial: int
+    protected: tuple[str, ...]
+    projects: tuple[UpstreamRule, ...]

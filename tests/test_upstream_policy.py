@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from teamindex.config import load_settings
+from teamindex.db import Database
 from teamindex.upstream.policy import (
     AgeRule,
     Mode,
@@ -16,9 +17,10 @@ from teamindex.upstream.policy import (
     age_rule,
     is_protected,
     origin,
+    shown_mark,
     visibility,
 )
-from teamindex.upstream.rules import RulesStore, with_project, with_protected
+from teamindex.upstream.rules import RulesStore
 
 A, D = Mode.ALLOW, Mode.DENY
 
@@ -108,21 +110,36 @@ def test_age_rule_project_replaces_default(
     assert age_rule(default, project, None).min_age == expected
 
 
-def test_rules_store_round_trip_and_sees_changes_from_another_process(tmp_path) -> None:
-    writer, reader = RulesStore(tmp_path), RulesStore(tmp_path)
+def test_rules_live_in_the_database_and_other_processes_see_changes(tmp_path) -> None:
+    """Two connections to one file stand for the CLI and a server: the reader re-reads only
+    when the upstream serial moved, and sees every change on its next call."""
+    writer, reading = Database(tmp_path / "db.sqlite3"), Database(tmp_path / "db.sqlite3")
+    writer.migrate()
+    reader = RulesStore(reading)
     assert reader.current().protected == ()
-    writer.edit(with_protected("acme-*", add=True))
-    writer.edit(with_project("six", mode=Mode.ALLOW))
-    writer.edit(with_project("six", min_age=timedelta(0)))
+    start = reading.upstream_serial()
+    assert writer.set_protected("acme-*", True)
+    assert not writer.set_protected("acme-*", True)  # already there: nothing changes
+    writer.set_upstream_rule("six", {"mode": "allow"})
+    writer.set_upstream_rule("six", {"min_age": 0})
     rules = reader.current()
     assert rules.protected == ("acme-*",)
     assert rules.rule("six").mode is Mode.ALLOW
     assert rules.rule("six").min_age == timedelta(0)
-    writer.edit(with_protected("acme-*", add=False))
-    writer.edit(with_project("six", mode=None))
+    assert rules.serial == start + 3
+    assert reader.at(rules.serial) is rules  # unchanged serial: nothing re-read
+    assert writer.set_protected("acme-*", False)
+    assert not writer.set_protected("acme-*", False)
+    writer.set_upstream_rule("six", {"mode": None})
     assert reader.current().protected == ()
     assert reader.current().rule("six").mode is None
     assert reader.current().rule("six").min_age == timedelta(0)
+    writer.set_upstream_rule("six", {"min_age": None})  # nothing left: the row goes
+    assert writer.upstream_rules().projects == ()
+    writer.set_upstream_rule("never", {"mode": None})  # clearing a missing rule: no row
+    assert writer.upstream_rules().projects == ()
+    with pytest.raises(ValueError, match="unknown upstream rule fields"):
+        writer.set_upstream_rule("six", {"visibility": "team"})
 
 
 @pytest.mark.parametrize(
@@ -173,3 +190,27 @@ def test_upstream_password_is_never_shown() -> None:
     from teamindex.config import redact_url
 
     assert redact_url(settings.upstream) == "https://bot:****@127.0.0.1/simple/"
+
+
+def test_the_mark_names_exactly_the_files_visibility_shows() -> None:
+    """shown_mark (what cached proxied pages key on) against visibility, over many
+    upload-times and rules: the first `mark` sorted dated files, or all when -1."""
+    import random
+
+    rng = random.Random(13)
+    for _ in range(500):
+        times = [NOW - timedelta(hours=rng.randint(0, 200)) for _ in range(rng.randint(0, 8))]
+        rule = AgeRule(
+            timedelta(hours=rng.choice([0, 1, 24, 72])),
+            rng.choice([None, NOW - timedelta(hours=rng.randint(0, 100))]),
+        )
+        dated = tuple(sorted(times))
+        mark = shown_mark(dated, NOW, rule)
+        shown = sorted(t for t in times if visibility(t, NOW, rule) is Visibility.SHOWN)
+        undated_shown = visibility(None, NOW, rule) is Visibility.SHOWN
+        if mark == -1:
+            assert shown == list(dated) and undated_shown
+        else:
+            assert shown == list(dated[:mark]) and not undated_shown
+        later = shown_mark(dated, NOW + timedelta(hours=rng.randint(0, 50)), rule)
+        assert later == -1 if mark == -1 else later >= mark  # the shown set only grows

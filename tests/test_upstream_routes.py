@@ -19,9 +19,6 @@ from flask import Flask
 from uploading import upload
 from upstream_support import JSON_TYPE, FakeUpstream, running_upstream
 
-from teamindex.upstream.policy import Mode
-from teamindex.upstream.rules import with_project, with_protected
-
 JSON = {"Accept": JSON_TYPE}
 
 
@@ -56,8 +53,14 @@ def filenames(response) -> list[str]:
     return sorted(f["filename"] for f in response.get_json()["files"])
 
 
-def rules(app: Flask):
-    return app.extensions["teamindex"].upstream.rules
+def protect(app: Flask, pattern: str, on: bool = True) -> None:
+    """As `teamindex protect` does it: a row in the database."""
+    app.extensions["teamindex"].db.set_protected(pattern, on)
+
+
+def set_rule(app: Flask, name: str, **changes: str | int | None) -> None:
+    """As `teamindex project set NAME --upstream/--min-age` does it."""
+    app.extensions["teamindex"].db.set_upstream_rule(name, changes)
 
 
 # -- pages ------------------------------------------------------------------------------------
@@ -118,16 +121,16 @@ def test_private_names_win_and_are_never_sent_upstream(
     fake_upstream.publish(tmp_path / "up", "acme-utils", "99.0")
     app = proxy()
     if how == "uploaded":
-        rules(app).edit(with_protected("acme-*", add=True))  # upload before it is upstream's
+        protect(app, "acme-*")  # upload before it is upstream's
         wheel = make_wheel(tmp_path, "acme-utils", "1.0")
         assert upload(app.test_client(), wheel, "alice").status_code == 200
-        rules(app).edit(with_protected("acme-*", add=False))
+        protect(app, "acme-*", on=False)
     elif how == "reserved":
         app.extensions["teamindex"].db.create_project("acme-utils", "acme-utils", "team", "now")
     elif how == "protected":
-        rules(app).edit(with_protected("acme-*", add=True))
+        protect(app, "acme-*")
     else:
-        rules(app).edit(with_project("acme-utils", mode=Mode.DENY))
+        set_rule(app, "acme-utils", mode="deny")
     response = page(app, "acme-utils")
     if how == "uploaded":
         assert filenames(response) == ["acme_utils-1.0-py3-none-any.whl"]
@@ -146,14 +149,14 @@ def test_an_admin_opts_a_project_into_mixing(proxy, fake_upstream, tmp_path) -> 
     fake_upstream.publish(tmp_path / "up", "forked", "1.0")
     fake_upstream.publish(tmp_path / "up", "forked", "2.0")
     app = proxy()
-    rules(app).edit(with_protected("forked", add=True))
+    protect(app, "forked")
     fork = make_wheel(tmp_path, "forked", "2.0.post1")
     assert upload(app.test_client(), fork, "alice").status_code == 200
     assert page(app, "forked").get_json()["versions"] == ["2.0.post1"]  # warm the hot path
-    rules(app).edit(with_project("forked", mode=Mode.ALLOW))  # next request: mixed
+    set_rule(app, "forked", mode="allow")  # next request: mixed
     data = page(app, "forked").get_json()
     assert data["versions"] == ["1.0", "2.0", "2.0.post1"]
-    rules(app).edit(with_project("forked", mode=None))
+    set_rule(app, "forked", mode=None)
     assert page(app, "forked").get_json()["versions"] == ["2.0.post1"]
 
 
@@ -171,7 +174,7 @@ def test_young_files_are_hidden_and_refused_until_exempted(proxy, fake_upstream,
         assert refused.status_code == 404
         assert "upstream policy" in refused.status
         refused.close()
-    rules(app).edit(with_project("fresh", min_age=timedelta(0)))
+    set_rule(app, "fresh", min_age=0)
     assert filenames(page(app, "fresh")) == sorted([old.filename, young.filename, undated.filename])
     got = get(app.test_client(), f"/files/fresh/{young.filename}", basic("alice"))
     assert got[0] == 200 and got[1] == young.data
@@ -328,7 +331,7 @@ def proxy_again(app: Flask, fake: FakeUpstream) -> Flask:
     from teamindex.upstream import Upstream
 
     services = app.extensions["teamindex"]
-    object.__setattr__(services, "upstream", Upstream(services.settings))
+    object.__setattr__(services, "upstream", Upstream(services.settings, services.db))
     return app
 
 
@@ -353,7 +356,7 @@ def proxy_again_with(app: Flask, **changes: object) -> Flask:
 
     services = app.extensions["teamindex"]
     settings = replace(services.settings, **changes)
-    object.__setattr__(services, "upstream", Upstream(settings))
+    object.__setattr__(services, "upstream", Upstream(settings, services.db))
     return app
 
 
@@ -452,7 +455,7 @@ def test_upload_of_a_new_private_name_is_allowed(proxy, fake_upstream, tmp_path)
     app = proxy()
     fresh = make_wheel(tmp_path, "team-new", "1.0")
     assert upload(app.test_client(), fresh, "alice").status_code == 200
-    rules(app).edit(with_protected("acme-*", add=True))
+    protect(app, "acme-*")
     private = make_wheel(tmp_path, "acme-new", "1.0")
     assert upload(app.test_client(), private, "alice").status_code == 200
     assert fake_upstream.count("acme") == 0
@@ -513,3 +516,145 @@ def test_protect_project_set_and_cache_commands_take_effect_and_are_audited(
     assert ("project_set", "upstream=allow") in actions
     assert ("project_set", "min-age=0") in actions
     assert any(action == "cache_prune" for action, _detail in actions)
+
+
+def test_backup_and_restore_carry_the_origin_controls(
+    proxy, fake_upstream, tmp_path, capsys
+) -> None:
+    """The rules are rows of the database (migration 0007), so a restored index keeps
+    protecting the team's names from the first request on."""
+    from teamindex.app import create_app
+
+    fake_upstream.publish(tmp_path / "up", "acme-lib", "9.0")
+    app = proxy()
+    assert cli_run(app, capsys, "protect", "acme-*")[0] == 0
+    assert cli_run(app, capsys, "project", "set", "six", "--min-age", "0")[0] == 0
+    assert cli_run(app, capsys, "backup", str(tmp_path / "backup"))[0] == 0
+    restored = tmp_path / "restored"
+    from teamindex import cli
+
+    assert cli.main(["restore", str(tmp_path / "backup"), "--data-dir", str(restored)]) == 0
+    capsys.readouterr()
+    settings = app.extensions["teamindex"].settings
+    twin = create_app(settings.__class__(**{**settings.__dict__, "data_dir": restored}))
+    rules = twin.extensions["teamindex"].upstream.rules.current()
+    assert rules.protected == ("acme-*",)
+    assert rules.rule("six").min_age == timedelta(0)
+    assert page(twin, "acme-lib").status_code == 404
+    assert fake_upstream.count("acme") == 0
+
+
+# -- rendered once: warm proxied pages ----------------------------------------------------------
+
+
+def test_a_warm_proxied_page_renders_nothing_and_the_hot_path_answers_it(
+    proxy, fake_upstream, tmp_path
+) -> None:
+    """Like a local page: built once per (upstream copy, local serial, rules, cooldown mark),
+    then answered from memory by the hot path, byte for byte what Flask sends."""
+    from test_hotpath import compare
+
+    fake_upstream.publish(tmp_path / "up", "six", "1.0")
+    fake_upstream.publish(tmp_path / "up", "forked", "1.0")
+    app = proxy(upstream_ttl=3600)
+    app.extensions["teamindex"].db.set_protected("forked", True)
+    upload(app.test_client(), make_wheel(tmp_path, "forked", "1.0.post1"), "alice")
+    set_rule(app, "forked", mode="allow")
+    pages = app.extensions["teamindex"].pages
+    for name in ("six", "forked"):
+        for accept in (JSON_TYPE, "text/html"):
+            headers = {"Accept": accept, **basic("alice")}
+            assert page(app, name, **headers).status_code == 200  # builds it
+            built = pages.builds
+            for _ in range(3):
+                answered, (status, _headers, _body) = compare(app, f"/simple/{name}/", headers)
+                assert answered and status == "200 OK"
+            gz = {**headers, "Accept-Encoding": "gzip"}
+            assert compare(app, f"/simple/{name}/", gz)[0]
+            assert pages.builds == built  # nothing rendered again
+    assert page(app, "forked").get_json()["versions"] == ["1.0", "1.0.post1"]
+    assert fake_upstream.count("/simple/six/") == 1
+    # Who may not read it gets Flask's refusal, not the cached page.
+    _id, narrow = add_token(app, "alice", scope="read", projects=["team-*"])
+    answered, (status, _h, _b) = compare(
+        app, "/simple/six/", {**JSON, **basic("__token__", narrow)}
+    )
+    assert not answered and status.startswith("404")
+
+
+def test_a_cached_proxied_page_moves_with_everything_it_depends_on(
+    proxy, fake_upstream, tmp_path, capsys
+) -> None:
+    """Rules changed by the CLI (another connection), a local upload into a mixed project,
+    a new upstream copy, and a held-back file coming of age: each shows on the next request."""
+    from test_hotpath import compare
+
+    fake_upstream.publish(tmp_path / "up", "six", "1.0")
+    young = fake_upstream.publish(tmp_path / "up", "six", "1.1", age=timedelta(0))
+    app = proxy(upstream_ttl=3600, upstream_min_age=2)
+    headers = {**JSON, **basic("alice")}
+    assert page(app, "six").get_json()["versions"] == ["1.0"]
+    # The cooldown boundary: 1.1 becomes visible by age alone, with nothing else changed.
+    time.sleep(max(0.0, (young.upload_time + timedelta(seconds=2.05)).timestamp() - time.time()))
+    assert page(app, "six").get_json()["versions"] == ["1.0", "1.1"]
+    assert compare(app, "/simple/six/", headers)[0]
+    # Rules from the CLI: protected now, so not upstream's; then mixed with a local fork.
+    assert cli_run(app, capsys, "protect", "six")[0] == 0
+    answered, (status, _h, _b) = compare(app, "/simple/six/", headers)
+    assert not answered and status.startswith("404")
+    upload(app.test_client(), make_wheel(tmp_path, "six", "1.1.post1"), "alice")
+    assert page(app, "six").get_json()["versions"] == ["1.1.post1"]
+    assert cli_run(app, capsys, "project", "set", "six", "--upstream", "allow")[0] == 0
+    assert page(app, "six").get_json()["versions"] == ["1.0", "1.1", "1.1.post1"]
+    upload(app.test_client(), make_wheel(tmp_path, "six", "1.2"), "alice")
+    assert page(app, "six").get_json()["versions"] == ["1.0", "1.1", "1.1.post1", "1.2"]
+    assert compare(app, "/simple/six/", headers)[0]
+    # A new upstream copy: past the TTL the hot path leaves it to Flask, which revalidates.
+    fake_upstream.publish(tmp_path / "up", "six", "2.0")
+    app.extensions["teamindex"].upstream.pages.ttl = 0
+    assert not compare(app, "/simple/six/", headers)[0]
+    assert page(app, "six").get_json()["versions"][-1] == "2.0"
+
+
+# -- visible: metrics -----------------------------------------------------------------------
+
+
+def test_metrics_count_upstream_requests_hits_misses_errors_bytes_and_the_cache(
+    proxy, fake_upstream, tmp_path
+) -> None:
+    from test_ops_observability import scrape
+
+    wheel = fake_upstream.publish(tmp_path, "six", "1.0")
+    tampered = fake_upstream.publish(tmp_path, "bad", "1.0")
+    fake_upstream.tamper.add(tampered.filename)
+    app = proxy(upstream_ttl=3600)
+    client = app.test_client()
+    for _ in range(3):
+        assert page(app, "six").status_code == 200  # 1 miss, then hits (hot path too)
+    for _ in range(2):
+        assert get(client, f"/files/six/{wheel.filename}", basic("alice"))[1] == wheel.data
+    get(client, f"/files/six/{wheel.filename}.metadata", basic("alice"))
+    page(app, "bad")
+    get(client, f"/files/bad/{tampered.filename}", basic("alice"))
+    found = scrape(client)
+
+    def value(name: str, **labels: str) -> float:
+        return found.get((name, tuple(sorted(labels.items()))), 0.0)
+
+    assert value("teamindex_upstream_requests_total", kind="page") == 2
+    assert value("teamindex_upstream_requests_total", kind="file") == 2
+    assert value("teamindex_upstream_requests_total", kind="metadata") == 1
+    assert value("teamindex_upstream_page_total", result="miss") == 2
+    assert value("teamindex_upstream_page_total", result="hit") >= 2
+    assert value("teamindex_upstream_file_total", result="hit") == 1
+    assert value("teamindex_upstream_file_total", result="miss") == 2
+    assert value("teamindex_upstream_errors_total", kind="mismatch") == 1
+    assert value("teamindex_upstream_bytes_total", kind="file") == len(wheel.data) + len(
+        tampered.data
+    )
+    assert value("teamindex_upstream_cache_files") == 2  # the wheel and its .metadata
+    assert value("teamindex_upstream_cache_bytes") == len(wheel.data) + len(wheel.metadata)
+    fake_upstream.fail = 500
+    app.extensions["teamindex"].upstream.pages.stale_for = 0
+    assert page(app, "other").status_code == 502
+    assert scrape(client)[("teamindex_upstream_errors_total", (("kind", "page"),))] == 1

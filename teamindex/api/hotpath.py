@@ -44,7 +44,8 @@ from ..access.permissions import (
 from ..context import Services
 from ..models import FileRecord
 from ..ops.requestlog import USER_KEY
-from . import render
+from ..upstream import Origin
+from . import proxy, render
 from .hotfiles import FILE_RULE, FILES_PREFIX, answer_download
 from .pagecache import CachedPage, page_reply, project_key, root_key
 
@@ -193,17 +194,43 @@ class HotReads:
         self, name: str, content_type: str, login: VerifiedLogin
     ) -> CachedPage | None:
         user = login.principal.user
+        if self.svc.upstream is not None:
+            return self._upstream_aware_page(name, content_type, login)
         auth_serial, project, role = self.svc.db.project_with_role_at(
             name, user.id if user else None
         )
         if auth_serial != login.auth_serial or project is None:
             return None
-        if self.svc.upstream is not None and self.svc.upstream.mixes(name):
-            return None  # a mixed page changes with upstream: Flask builds it (api/proxy)
         facts = ProjectFacts.of(name, project, role)
         if decide(login.principal, Action.READ, facts) is not Decision.ALLOW:
             return None
         return self.svc.pages.get(project_key(project.name, content_type), project.serial)
+
+    def _upstream_aware_page(
+        self, name: str, content_type: str, login: VerifiedLogin
+    ) -> CachedPage | None:
+        """With an upstream: the same one statement also reads the rules' serial, then the
+        pure origin decides between the local page and a proxied one (api/proxy.warm_page:
+        memory only; an upstream copy past its TTL goes to Flask, which revalidates it)."""
+        upstream = self.svc.upstream
+        assert upstream is not None
+        user = login.principal.user
+        auth_serial, upstream_serial, project, role = self.svc.db.proxy_facts_at(
+            name, user.id if user else None
+        )
+        if auth_serial != login.auth_serial:
+            return None
+        rules = upstream.rules.at(upstream_serial)
+        if upstream.origin(name, project is not None, rules) is Origin.LOCAL:
+            if project is None:
+                return None
+            facts = ProjectFacts.of(name, project, role)
+            if decide(login.principal, Action.READ, facts) is not Decision.ALLOW:
+                return None
+            return self.svc.pages.get(project_key(project.name, content_type), project.serial)
+        if not proxy.may_read(login.principal, name, project, role):
+            return None
+        return proxy.warm_page(upstream, self.svc.pages, name, project, rules, content_type)
 
     def _admit(self, login: VerifiedLogin, ip: str) -> None:
         """The per-request part of a login, as authenticate() does it for a login it

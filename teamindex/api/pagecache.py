@@ -11,7 +11,7 @@ import gzip
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 from werkzeug.http import parse_etags
@@ -82,15 +82,16 @@ def project_key(name: str, content_type: str) -> tuple[str, ...]:
 
 
 class PageCache:
-    """LRU of rendered pages keyed by (kind, name, content type), tagged with a serial."""
+    """LRU of rendered pages keyed by (kind, name, content type), tagged with a serial (or,
+    for a proxied page, a tuple of everything it depends on: api/proxy.page_tag)."""
 
     def __init__(self, max_entries: int = 4096) -> None:
         self.max_entries = max_entries
-        self._entries: OrderedDict[tuple[str, ...], tuple[int, CachedPage]] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, ...], tuple[Hashable, CachedPage]] = OrderedDict()
         self._lock = threading.Lock()
         self.builds = 0  # pages rendered; tests assert a hit renders nothing
 
-    def get(self, key: tuple[str, ...], serial: int) -> CachedPage | None:
+    def get(self, key: tuple[str, ...], serial: Hashable) -> CachedPage | None:
         """The page rendered at `serial`, or None (nothing is rendered here)."""
         with self._lock:
             hit = self._entries.get(key)
@@ -100,7 +101,7 @@ class PageCache:
             return hit[1]
 
     def get_or_build(
-        self, key: tuple[str, ...], serial: int, build: Callable[[], bytes]
+        self, key: tuple[str, ...], serial: Hashable, build: Callable[[], bytes]
     ) -> CachedPage:
         page = self.get(key, serial)
         if page is not None:

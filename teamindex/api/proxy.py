@@ -9,8 +9,9 @@ read, token scopes and token project lists apply unchanged (permissions.decide).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from urllib.parse import quote
 
 from flask import Response, g, request
@@ -25,7 +26,9 @@ from ..upstream import Origin, Upstream, UpstreamFile, UpstreamPage, Visibility
 from ..upstream.client import UpstreamFailed
 from ..upstream.files import Relay
 from ..upstream.pages import PageUnavailable, entry_dict
+from ..upstream.rules import Rules
 from . import render
+from .pagecache import CachedPage, PageCache
 
 FILE_CACHE_CONTROL = "private, max-age=31536000, immutable"
 
@@ -38,6 +41,7 @@ class Target:
     project: Project | None
     origin: Origin
     page: UpstreamPage
+    rules: Rules
 
 
 def _target(name: str, principal: Principal) -> Target | None:
@@ -48,18 +52,24 @@ def _target(name: str, principal: Principal) -> Target | None:
     assert upstream is not None
     user = principal.user
     project, role = svc.db.project_with_role(name, user.id if user else None)
-    where = upstream.origin(name, project is not None)
+    rules = upstream.rules.current()
+    where = upstream.origin(name, project is not None, rules)
     if where is Origin.LOCAL:
         return None
     # Decided before anything is sent upstream: a token that does not cover the name learns
     # nothing, and upstream never hears of it.
-    facts = ProjectFacts.of(name, project, role) if project else ProjectFacts(name, exists=True)
-    if decide(principal, Action.READ, facts) is not Decision.ALLOW:
+    if not may_read(principal, name, project, role):
         return None
     page = _page(upstream, name)
     if page.missing and project is None:
         return None
-    return Target(name, project, where, page)
+    return Target(name, project, where, page, rules)
+
+
+def may_read(principal: Principal, name: str, project: Project | None, role: str | None) -> bool:
+    """READ on a proxied name: a local row's facts, else a team-visible project that exists."""
+    facts = ProjectFacts.of(name, project, role) if project else ProjectFacts(name, exists=True)
+    return decide(principal, Action.READ, facts) is Decision.ALLOW
 
 
 def _page(upstream: Upstream, name: str) -> UpstreamPage:
@@ -69,19 +79,73 @@ def _page(upstream: Upstream, name: str) -> UpstreamPage:
         raise HTTPError(exc.status, f"Upstream unavailable: {exc.message}.") from None
 
 
-def project_dict(name: str, principal: Principal | None = None) -> dict | None:
-    """The PEP 691 dict of a proxied project page, or None (not the proxy's to answer)."""
+# -- rendered pages ---------------------------------------------------------------------------
+# A proxied page is kept in the same PageCache as local pages, under its own key and tagged
+# with everything its bytes depend on: upstream's copy (its body digest), the local project's
+# serial (MIXED), the rules' serial, and the cooldown's shown mark. A warm request, here or
+# in the hot path, compares the tag and renders nothing.
+
+
+def page_key(name: str, content_type: str) -> tuple[str, ...]:
+    return ("upstream", name, content_type)
+
+
+def page_tag(
+    upstream: Upstream, page: UpstreamPage, project: Project | None, rules: Rules, now: datetime
+) -> tuple[str, int, int, int]:
+    return (
+        page.version,
+        project.serial if project else -1,
+        rules.serial,
+        upstream.shown_mark(page, rules, now),
+    )
+
+
+def warm_page(
+    upstream: Upstream,
+    pages: PageCache,
+    name: str,
+    project: Project | None,
+    rules: Rules,
+    content_type: str,
+) -> CachedPage | None:
+    """The rendered page if one is cached for upstream's current copy (the hot path):
+    None when upstream's copy is stale, not in memory, or the tag moved."""
+    page = upstream.pages.peek(name)
+    if page is None or (page.missing and project is None):
+        return None
+    tag = page_tag(upstream, page, project, rules, datetime.now(timezone.utc))
+    return pages.get(page_key(name, content_type), tag)
+
+
+def project_page(
+    name: str, content_type: str, serialize: Callable[[dict], bytes]
+) -> CachedPage | None:
+    """A proxied project page, rendered once per tag, or None (not the proxy's to answer)."""
     svc = services()
     upstream = svc.upstream
     assert upstream is not None
-    target = _target(name, principal or current_principal())
+    target = _target(name, current_principal())
     if target is None:
         return None
+    now = datetime.now(timezone.utc)
+    tag = page_tag(upstream, target.page, target.project, target.rules, now)
+    return svc.pages.get_or_build(
+        page_key(name, content_type), tag, lambda: serialize(_project_dict(target, now))
+    )
+
+
+def _project_dict(target: Target, now: datetime) -> dict:
+    """The PEP 691 dict of a proxied project page."""
+    svc = services()
+    upstream = svc.upstream
+    assert upstream is not None
+    name = target.name
     local = svc.db.project_files(target.project) if target.project else []
     taken = {record.filename for record in local}
     entries = [
         (found.version, entry_dict(found, f"../../files/{name}/{quote(found.filename)}"))
-        for found in upstream.visible(target.page)
+        for found in upstream.visible(target.page, target.rules, now)
         if found.filename not in taken  # a local file always wins its filename
     ]
     display = target.project.display_name if target.project else name
@@ -112,7 +176,7 @@ def locate(project: str, filename: str) -> Stored | Response | None:
     found = target.page.file(dist_name)
     if found is None:
         return None
-    shown = upstream.visibility(project, found)
+    shown = upstream.visibility(project, found, target.rules)
     if shown is not Visibility.SHOWN:
         raise HTTPError(
             404, f"{dist_name} is held back by this index's upstream policy ({shown.value})."
@@ -124,7 +188,9 @@ def locate(project: str, filename: str) -> Stored | Response | None:
             path = upstream.files.metadata(found)
             return Stored(path, found.metadata_sha256, "text/plain", found.upload_time)
         path = upstream.files.cached(found.sha256)
-        if path is None and _streamable(found):
+        if path is not None:
+            upstream.stats.add("file", "hit")
+        elif _streamable(found):
             relay = upstream.files.stream(found)
             if isinstance(relay, Relay):
                 return _streamed(relay, found)

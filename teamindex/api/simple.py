@@ -104,10 +104,10 @@ def _project_page(name: str, endpoint: str) -> Response:
     svc = services()
     if svc.upstream is not None:
         content_type = negotiate()
-        proxied = proxy.project_dict(normalized)
-        if proxied is not None:  # never stored in svc.pages: it changes with upstream
-            serialize = _serializer(content_type, render.project_html)
-            return page_response(CachedPage.build(serialize(proxied)), content_type)
+        serialize = _serializer(content_type, render.project_html)
+        proxied = proxy.project_page(normalized, content_type, serialize)
+        if proxied is not None:
+            return page_response(proxied, content_type)
     found, _principal = authorize(Action.READ, normalized)
     assert found is not None
     content_type = negotiate()

@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 from dataclasses import asdict
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from packaging.utils import canonicalize_name
 
@@ -246,28 +246,18 @@ def _set_upstream_controls(db: Database, settings: Settings, args: argparse.Name
     """Origin control and cooldown exemption of one name (issue 13); the name need not
     exist here (an upstream project can be exempted from the cooldown)."""
     from ..config import parse_duration
-    from ..upstream.policy import Mode
-    from ..upstream.rules import RulesStore, with_project
 
+    changes: dict[str, str | int | None] = {}
     try:
         name = validate_project_name(args.name)
-        min_age = (
-            "keep"
-            if args.min_age is None
-            else None
-            if args.min_age == "default"
-            else timedelta(seconds=parse_duration(args.min_age))
-        )
+        if args.min_age is not None:
+            default = args.min_age == "default"
+            changes["min_age"] = None if default else int(parse_duration(args.min_age))
     except (DistributionError, ValueError) as exc:
         raise CommandError(str(exc)) from None
-    mode = (
-        "keep"
-        if args.upstream is None
-        else None
-        if args.upstream == "default"
-        else Mode(args.upstream)
-    )
-    RulesStore(settings.upstream_dir).edit(with_project(name, mode=mode, min_age=min_age))
+    if args.upstream is not None:
+        changes["mode"] = None if args.upstream == "default" else args.upstream
+    db.set_upstream_rule(name, changes)
     detail = " ".join(
         part
         for part in (

@@ -7,7 +7,6 @@ import argparse
 from ..config import Settings
 from ..index.dists import DistributionError, project_pattern
 from ..upstream.files import FileCache
-from ..upstream.rules import RulesStore, with_protected
 from .base import CommandError, command, open_database, record_cli_event
 
 
@@ -26,10 +25,9 @@ def cmd_protect(args: argparse.Namespace, settings: Settings) -> int:
     `protect remove 'acme-*'`. A protected name never shows upstream files, is never sent
     upstream, and may be uploaded here without a claim. Takes effect on the next request."""
     db = open_database(settings)
-    store = RulesStore(settings.upstream_dir)
     words = args.words
     if words == ["list"]:
-        for pattern in store.current().protected:
+        for pattern in db.upstream_rules().protected:
             print(pattern)
         return 0
     remove = words[0] == "remove"
@@ -41,9 +39,8 @@ def cmd_protect(args: argparse.Namespace, settings: Settings) -> int:
         pattern = project_pattern(words[0])
     except (DistributionError, ValueError) as exc:
         raise CommandError(str(exc)) from None
-    if remove and pattern not in store.current().protected:
+    if not db.set_protected(pattern, not remove) and remove:
         raise CommandError(f"{pattern!r} is not protected")
-    store.edit(with_protected(pattern, add=not remove))
     record_cli_event(db, "protect_remove" if remove else "protect_add", detail=pattern)
     print(f"{'no longer ' if remove else ''}protected: {pattern}")
     return 0

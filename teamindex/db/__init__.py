@@ -11,6 +11,7 @@ from .core import BUSY_TIMEOUT_MS, REQUEST_BUSY_TIMEOUT_MS, Busy, Conflict, Conn
 from .index import IndexQueries
 from .operations import OperationQueries
 from .throttle import ThrottleQueries
+from .upstream import UpstreamQueries
 from .users import UserQueries
 from .web import WebQueries
 
@@ -25,6 +26,12 @@ __all__ = [
 
 
 class Database(
-    UserQueries, AccessQueries, IndexQueries, OperationQueries, WebQueries, ThrottleQueries
+    UserQueries,
+    AccessQueries,
+    IndexQueries,
+    OperationQueries,
+    WebQueries,
+    ThrottleQueries,
+    UpstreamQueries,
 ):
     """Access to one SQLite file; every query of the application is a method here."""

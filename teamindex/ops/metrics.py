@@ -25,7 +25,7 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ..access.httpauth import client_ip, current_principal, login_required
 from ..access.netrules import ip_allowed
@@ -33,6 +33,7 @@ from ..context import EXTENSION_KEY as SERVICES_KEY
 from ..context import services
 from ..db import Database
 from ..errors import HTTPError
+from ..upstream import Upstream
 
 EXTENSION_KEY = "teamindex.metrics"
 bp = Blueprint("metrics", __name__)
@@ -57,10 +58,51 @@ class _StorageCollector:
         )
 
 
+class _UpstreamCollector:
+    """The proxy's counters (upstream/stats.py) and the file cache's size, at each scrape.
+    The size walks the cache directory: one stat per cached file, only when scraped."""
+
+    COUNTERS = (
+        ("requests", "Requests sent upstream, by kind (page, file, metadata)", "kind"),
+        ("errors", "Upstream failures by kind (page, file, metadata, mismatch)", "kind"),
+        ("bytes", "Bytes received from upstream, by kind", "kind"),
+        ("page", "Upstream page lookups answered from the cache (hit) or not (miss)", "result"),
+        ("file", "Upstream file downloads from the cache (hit) or fetched (miss)", "result"),
+        ("metadata", "Upstream .metadata from the cache (hit) or fetched (miss)", "result"),
+    )
+
+    def __init__(self, upstream: Upstream) -> None:
+        self.upstream = upstream
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        counts = self.upstream.stats.snapshot()
+        for name, text, label in self.COUNTERS:
+            family = CounterMetricFamily(f"teamindex_upstream_{name}", text, labels=[label])
+            for (counted, value), amount in sorted(counts.items()):
+                if counted == name:
+                    family.add_metric([value], amount)
+            yield family
+        status = self.upstream.files.status()
+        yield GaugeMetricFamily(
+            "teamindex_upstream_cache_bytes", "Bytes of cached upstream files", value=status.bytes
+        )
+        yield GaugeMetricFamily(
+            "teamindex_upstream_cache_files", "Cached upstream files", value=status.files
+        )
+        yield GaugeMetricFamily(
+            "teamindex_upstream_cache_limit_bytes",
+            "The cache's cap (--upstream-cache-size)",
+            value=status.limit,
+        )
+
+
 class Metrics:
     """The collectors of one app."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, upstream: Upstream | None = None) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "teamindex_http_requests",
@@ -100,6 +142,8 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_StorageCollector(db))
+        if upstream is not None:
+            self.registry.register(_UpstreamCollector(upstream))
         ProcessCollector(registry=self.registry)
 
     def count_request(self, rule: str, method: str, status: int, seconds: float | None) -> None:
@@ -164,7 +208,8 @@ def _metrics_for_admins() -> Response:
 
 def init_app(app: Flask) -> None:
     """Count every request of *app* and serve /metrics."""
-    collectors = Metrics(app.extensions[SERVICES_KEY].db)
+    svc = app.extensions[SERVICES_KEY]
+    collectors = Metrics(svc.db, svc.upstream)
     app.extensions[EXTENSION_KEY] = collectors
 
     @app.before_request

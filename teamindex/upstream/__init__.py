@@ -9,6 +9,7 @@ was uploaded. No Flask here: api/proxy.py turns it into HTTP.
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
 from ..config import Settings
 from .client import UpstreamClient
@@ -23,33 +24,41 @@ from .policy import (
     age_rule,
     is_protected,
     origin,
+    shown_mark,
     visibility,
 )
-from .rules import RulesStore
+from .rules import Rules, RulesStore
+from .stats import Stats
+
+if TYPE_CHECKING:
+    from ..db import Database
 
 __all__ = ["Mode", "Origin", "Upstream", "UpstreamFile", "UpstreamPage", "Visibility"]
 
 
 class Upstream:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, db: Database) -> None:
         self.settings = settings
         self.client = None if settings.offline else UpstreamClient(settings.upstream)
         base = settings.upstream_dir
-        self.rules = RulesStore(base)
+        self.rules = RulesStore(db)
+        self.stats = Stats()
         self.pages = PageCache(
             self.client,
             base / "pages",
             ttl=settings.upstream_ttl,
             stale_for=settings.upstream_stale_for,
+            stats=self.stats,
         )
-        self.files = FileCache(self.client, base, settings.upstream_cache_size)
+        self.files = FileCache(self.client, base, settings.upstream_cache_size, self.stats)
 
     def ensure_dirs(self) -> None:
         (self.settings.upstream_dir / "pages").mkdir(parents=True, exist_ok=True)
         self.files.ensure_dirs()
 
-    def origin(self, name: str, local: bool) -> Origin:
-        rules = self.rules.current()
+    def origin(self, name: str, local: bool, rules: Rules | None = None) -> Origin:
+        """`rules`: a snapshot the caller already holds (one read per request)."""
+        rules = rules or self.rules.current()
         return origin(
             NameFacts(
                 local=local,
@@ -58,24 +67,26 @@ class Upstream:
             )
         )
 
-    def mixes(self, name: str) -> bool:
-        """Whether an admin opted the name into mixing (the hot path must not answer it)."""
-        return self.rules.current().rule(name).mode is Mode.ALLOW
-
-    def age_rule(self, name: str) -> AgeRule:
+    def age_rule(self, name: str, rules: Rules | None = None) -> AgeRule:
         return age_rule(
             timedelta(seconds=self.settings.upstream_min_age),
-            self.rules.current().rule(name).min_age,
+            (rules or self.rules.current()).rule(name).min_age,
             self.settings.upstream_exclude_newer,
         )
 
-    def visibility(self, name: str, found: UpstreamFile, now: datetime | None = None) -> Visibility:
-        return visibility(found.upload_time, now or datetime.now(timezone.utc), self.age_rule(name))
+    def visibility(self, name: str, found: UpstreamFile, rules: Rules | None = None) -> Visibility:
+        return visibility(found.upload_time, datetime.now(timezone.utc), self.age_rule(name, rules))
 
-    def visible(self, page: UpstreamPage) -> list[UpstreamFile]:
-        """The page's files a reader may see now (the cooldown applied)."""
-        rule, now = self.age_rule(page.name), datetime.now(timezone.utc)
+    def visible(
+        self, page: UpstreamPage, rules: Rules | None = None, now: datetime | None = None
+    ) -> list[UpstreamFile]:
+        """The page's files a reader may see at `now` (the cooldown applied)."""
+        rule, now = self.age_rule(page.name, rules), now or datetime.now(timezone.utc)
         return [f for f in page.files if visibility(f.upload_time, now, rule) is Visibility.SHOWN]
+
+    def shown_mark(self, page: UpstreamPage, rules: Rules, now: datetime) -> int:
+        """policy.shown_mark for this page under the project's rule (see there)."""
+        return shown_mark(page.upload_times, now, self.age_rule(page.name, rules))
 
     def close(self) -> None:
         if self.client is not None:

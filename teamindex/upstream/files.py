@@ -32,6 +32,7 @@ import urllib3
 
 from .client import UpstreamClient, UpstreamFailed, chunks
 from .pages import UpstreamFile
+from .stats import Stats
 
 log = logging.getLogger("teamindex")
 
@@ -55,8 +56,15 @@ class CacheStatus:
 
 
 class FileCache:
-    def __init__(self, client: UpstreamClient | None, directory: Path, limit: int) -> None:
+    def __init__(
+        self,
+        client: UpstreamClient | None,
+        directory: Path,
+        limit: int,
+        stats: Stats | None = None,
+    ) -> None:
         self.client = client  # None: offline
+        self.stats = stats or Stats()
         self.files_dir = directory / "files"
         self.tmp_dir = directory / "tmp"
         self.limit = limit
@@ -108,7 +116,9 @@ class FileCache:
         try:
             path = self.cached(found.sha256)
             if path is not None:
+                self.stats.add("file", "hit")
                 return path
+            self.stats.add("file", "miss")
             relay = Relay(self, found, self._open(found), None)
             for _chunk in relay:
                 pass
@@ -129,9 +139,11 @@ class FileCache:
         try:
             path = self.cached(found.sha256)
             if path is not None:
+                self.stats.add("file", "hit")
                 if acquired:
                     lock.release()
                 return path
+            self.stats.add("file", "miss")
             response = self._open(found)
         except BaseException:
             if acquired:
@@ -142,7 +154,12 @@ class FileCache:
     def _open(self, found: UpstreamFile) -> urllib3.BaseHTTPResponse:
         client = self._client()
         self.fetches += 1
-        return client.open(found.url)
+        self.stats.add("requests", "file")
+        try:
+            return client.open(found.url)
+        except UpstreamFailed:
+            self.stats.add("errors", "file")
+            raise
 
     def metadata(self, found: UpstreamFile) -> Path:
         """The wheel's PEP 658 metadata, fetched once and checked against its own hash."""
@@ -150,9 +167,18 @@ class FileCache:
         path = self.metadata_path(found.metadata_sha256)
         if path.exists():
             os.utime(path)
+            self.stats.add("metadata", "hit")
             return path
-        data = self._client().get_small(found.url + ".metadata", MAX_METADATA_BYTES)
+        self.stats.add("metadata", "miss")
+        self.stats.add("requests", "metadata")
+        try:
+            data = self._client().get_small(found.url + ".metadata", MAX_METADATA_BYTES)
+        except UpstreamFailed:
+            self.stats.add("errors", "metadata")
+            raise
+        self.stats.add("bytes", "metadata", len(data))
         if hashlib.sha256(data).hexdigest() != found.metadata_sha256:
+            self.stats.add("errors", "mismatch")
             self.rejected += 1
             log.error("upstream metadata of %s does not match its sha256: refused", found.filename)
             raise Mismatch(f"upstream metadata of {found.filename} does not match its hash")
@@ -256,12 +282,14 @@ class Relay:
                 yield held
         except UpstreamFailed as exc:
             # Headers are sent: the only honest signal left is a short body.
+            cache.stats.add("errors", "mismatch" if isinstance(exc, Mismatch) else "file")
             if isinstance(exc, Mismatch):
                 cache.rejected += 1
                 log.error("%s: not stored, not served", exc.message)
             else:
                 log.warning("upstream file %s: %s", found.filename, exc.message)
         finally:
+            cache.stats.add("bytes", "file", size)
             if not kept:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(temp)

@@ -13,6 +13,7 @@ process sees them; memory holds the parsed form.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -22,6 +23,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -36,6 +38,7 @@ from packaging.utils import (
 
 from ..clock import utc_stamp
 from .client import UpstreamClient, UpstreamFailed
+from .stats import Stats
 
 log = logging.getLogger("teamindex")
 
@@ -74,9 +77,15 @@ class UpstreamPage:
     fetched: float  # when upstream last confirmed this copy (Unix time)
     etag: str | None = None
     missing: bool = False  # upstream has no such project
+    version: str = ""  # a digest of upstream's body: pages built from this copy key on it
 
     def file(self, filename: str) -> UpstreamFile | None:
         return next((f for f in self.files if f.filename == filename), None)
+
+    @cached_property
+    def upload_times(self) -> tuple[datetime, ...]:
+        """The files' upload-times, sorted (policy.shown_mark bisects them per request)."""
+        return tuple(sorted(f.upload_time for f in self.files if f.upload_time is not None))
 
 
 def _version_of(filename: str, project: str) -> str | None:
@@ -178,7 +187,8 @@ def parse_page(project: str, body: bytes, page_url: str, fetched: float) -> Upst
         clean_status = {"status": status["status"]}
         if isinstance(status.get("reason"), str) and status["reason"]:
             clean_status["reason"] = status["reason"]
-    return UpstreamPage(project, tuple(files.values()), clean_status, fetched)
+    version = hashlib.sha256(body).hexdigest()[:32]
+    return UpstreamPage(project, tuple(files.values()), clean_status, fetched, version=version)
 
 
 def entry_dict(found: UpstreamFile, url: str) -> dict[str, Any]:
@@ -211,8 +221,10 @@ class PageCache:
         ttl: float,
         stale_for: float,
         clock: Any = time.time,
+        stats: Stats | None = None,
     ) -> None:
         self.client = client  # None: offline
+        self.stats = stats or Stats()
         self.directory = directory
         self.ttl = ttl
         self.stale_for = stale_for
@@ -225,11 +237,11 @@ class PageCache:
     def get(self, name: str) -> UpstreamPage:
         """The page of a normalized name (missing=True: upstream has none), or raise."""
         cached = self._cached(name)
-        if cached is not None and self._fresh(cached):
+        if cached is not None and (self._fresh(cached) or self.client is None):
+            self.stats.add("page", "hit")
             return cached
+        self.stats.add("page", "miss")
         if self.client is None:
-            if cached is not None:
-                return cached
             raise PageUnavailable(503, f"offline: no cached upstream page for {name}")
         lock = self._lock_for(name)
         if not lock.acquire(timeout=LOCK_WAIT):
@@ -242,27 +254,47 @@ class PageCache:
         finally:
             lock.release()
 
+    def peek(self, name: str) -> UpstreamPage | None:
+        """The page from memory if it may be used as it is (fresh, or offline): no disk, no
+        upstream, no wait. The hot path asks this; anything else goes to `get`."""
+        page = self._memory.get(name)
+        if page is None or (self.client is not None and not self._fresh(page)):
+            return None
+        self.stats.add("page", "hit")
+        return page
+
     def _refresh(self, name: str, cached: UpstreamPage | None) -> UpstreamPage:
         assert self.client is not None
         self.fetches += 1
+        self.stats.add("requests", "page")
         now = self.clock()
         try:
             reply = self.client.get_page(name, cached.etag if cached else None)
+            self.stats.add("bytes", "page", len(reply.body))
             if reply.status == 304 and cached is not None:
                 page = UpstreamPage(
-                    cached.name, cached.files, cached.status, now, cached.etag, cached.missing
+                    cached.name,
+                    cached.files,
+                    cached.status,
+                    now,
+                    cached.etag,
+                    cached.missing,
+                    cached.version,
                 )
                 self._store(name, page, None, "")
                 return page
             if reply.status in (304, 404):
-                page = UpstreamPage(name, (), None, now, None, missing=True)
+                page = UpstreamPage(name, (), None, now, None, missing=True, version="missing")
                 self._store(name, page, None, "")
                 return page
             parsed = parse_page(name, reply.body, reply.url, now)
-            page = UpstreamPage(name, parsed.files, parsed.status, now, reply.etag)
+            page = UpstreamPage(
+                name, parsed.files, parsed.status, now, reply.etag, version=parsed.version
+            )
             self._store(name, page, reply.body, reply.url)
             return page
         except UpstreamFailed as exc:
+            self.stats.add("errors", "page")
             log.warning("upstream page %s: %s", name, exc.message)
             return self._stale_or_raise(name, cached, PageUnavailable(exc.status, exc.message))
 
@@ -293,11 +325,18 @@ class PageCache:
             return None
         try:
             if stored.get("missing"):
-                page = UpstreamPage(name, (), None, stored["fetched"], None, missing=True)
+                page = UpstreamPage(
+                    name, (), None, stored["fetched"], None, missing=True, version="missing"
+                )
             else:
                 parsed = parse_page(name, stored["body"].encode(), stored["url"], stored["fetched"])
                 page = UpstreamPage(
-                    name, parsed.files, parsed.status, stored["fetched"], stored.get("etag")
+                    name,
+                    parsed.files,
+                    parsed.status,
+                    stored["fetched"],
+                    stored.get("etag"),
+                    version=parsed.version,
                 )
         except (UpstreamFailed, KeyError, TypeError, AttributeError):
             return None

@@ -13,6 +13,7 @@ project.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
@@ -95,3 +96,18 @@ def visibility(upload_time: datetime | None, now: datetime, rule: AgeRule) -> Vi
     if now - upload_time < rule.min_age:
         return Visibility.TOO_YOUNG
     return Visibility.SHOWN
+
+
+def shown_mark(upload_times: tuple[datetime, ...], now: datetime, rule: AgeRule) -> int:
+    """Which of a page's files `visibility` shows at `now`, as one number: -1 when no age
+    rule applies (all of them), else how many of the sorted upload-times lie at or before
+    the cut (min(now - min-age, exclude-newer)). The shown set only grows with that count
+    (a file's age only grows), so for one copy of a page and one rule the mark names the
+    set exactly: a page built under a mark stays right until the mark moves, which is
+    when a held-back file comes of age. O(log n) per request instead of a rebuild."""
+    if not rule.applies:
+        return -1
+    cut = now - rule.min_age
+    if rule.exclude_newer is not None and rule.exclude_newer < cut:
+        cut = rule.exclude_newer
+    return bisect_right(upload_times, cut)

@@ -1,6 +1,6 @@
-"""pip and uv with teamindex as their ONLY index, proxying a PEP 691 index on loopback
-(issue 13): mixed private and public dependencies, dependency confusion, cooldown, an
-upstream outage and a tampered upstream file."""
+"""pip, uv and poetry with teamindex as their ONLY index, proxying a PEP 691 index on
+loopback (issue 13): mixed private and public dependencies, dependency confusion, cooldown,
+an upstream outage and a tampered upstream file."""
 
 from __future__ import annotations
 
@@ -10,13 +10,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import tomllib
 from builders import make_wheel
-from conftest import LiveServer, start_server
+from conftest import PASSWORD, LiveServer, start_server
 from flask import Flask
 from tools import client, output, run, uv
 from upstream_support import FakeUpstream, running_upstream
-
-from teamindex.upstream.rules import with_project, with_protected
 
 from .conftest import seed
 
@@ -59,7 +58,7 @@ def test_private_and_public_dependencies_from_one_url(
     proxied.upstream.publish(tmp_path / "up", "pubdep", "2.0")
     # The recommended set-up: the team's prefix is protected, so its names never go upstream
     # (not even the first upload's "does upstream have it?" check).
-    proxied.app.extensions["teamindex"].upstream.rules.edit(with_protected("team-*", add=True))
+    proxied.app.extensions["teamindex"].db.set_protected("team-*", True)
     seed(proxied.app, make_wheel(tmp_path, "team-app", "1.0", requires_dist=["pubdep>=2"]))
     run(install(installer, venv_python, proxied.live.index_url(), "team-app"), env=env)
     assert versions(venv_python, env, "team_app", "pubdep") == ["1.0", "2.0"]
@@ -73,7 +72,7 @@ def test_dependency_confusion_installs_the_private_project(
     installer: str, proxied: Proxied, env: dict[str, str], venv_python: Path, tmp_path: Path
 ) -> None:
     proxied.upstream.publish(tmp_path / "up", "acme-utils", "99.0")
-    proxied.app.extensions["teamindex"].upstream.rules.edit(with_protected("acme-*", add=True))
+    proxied.app.extensions["teamindex"].db.set_protected("acme-*", True)
     seed(proxied.app, make_wheel(tmp_path, "acme-utils", "1.0"))
     run(install(installer, venv_python, proxied.live.index_url(), "acme-utils"), env=env)
     assert versions(venv_python, env, "acme_utils") == ["1.0"]
@@ -87,9 +86,7 @@ def test_young_release_is_skipped_until_the_project_is_exempted(
     proxied.upstream.publish(tmp_path / "up", "fresh", "2.0", age=timedelta(hours=1))
     run(install("uv", venv_python, proxied.live.index_url(), "fresh"), env=env)
     assert versions(venv_python, env, "fresh") == ["1.0"]
-    proxied.app.extensions["teamindex"].upstream.rules.edit(
-        with_project("fresh", min_age=timedelta(0))
-    )
+    proxied.app.extensions["teamindex"].db.set_upstream_rule("fresh", {"min_age": 0})
     run(install("pip", venv_python, proxied.live.index_url(), "--upgrade", "fresh"), env=env)
     assert versions(venv_python, env, "fresh") == ["2.0"]
 
@@ -122,3 +119,61 @@ def test_a_tampered_upstream_file_is_refused(
     assert "pubdep" not in run([venv_python, "-m", "pip", "list"], env=env, check=False).stdout
     assert proxied.app.extensions["teamindex"].upstream.files.status().files == 0
     print(output(result))
+
+
+POETRY_CONSUMER = """\
+[project]
+name = "consumer"
+version = "0.1.0"
+requires-python = ">=3.9"
+dependencies = []
+
+[tool.poetry]
+package-mode = false
+"""
+
+
+def test_poetry_with_teamindex_as_its_only_source(
+    proxied: Proxied, env: dict[str, str], tmp_path: Path
+) -> None:
+    """poetry with one primary source (which turns its implicit PyPI off) and no explicit
+    ones: a private project with a public and a private dependency resolves and installs,
+    and the private name upstream also has (at 99.0) comes from here, at 1.0."""
+    up = tmp_path / "up"
+    proxied.upstream.publish(up, "pubdep", "2.0")
+    proxied.upstream.publish(up, "acme-utils", "99.0")  # the dependency-confusion bait
+    db = proxied.app.extensions["teamindex"].db
+    db.set_protected("team-*", True)
+    db.set_protected("acme-*", True)
+    seed(
+        proxied.app,
+        make_wheel(tmp_path, "acme-utils", "1.0"),
+        make_wheel(tmp_path, "team-app", "1.0", requires_dist=["pubdep>=2", "acme-utils>=1"]),
+    )
+    poetry = client("poetry")
+    consumer = tmp_path / "consumer"
+    consumer.mkdir()
+    (consumer / "pyproject.toml").write_text(POETRY_CONSUMER)
+    team_env = env | {
+        "POETRY_HTTP_BASIC_TEAM_USERNAME": "alice",
+        "POETRY_HTTP_BASIC_TEAM_PASSWORD": PASSWORD,
+        "POETRY_VIRTUALENVS_IN_PROJECT": "true",
+    }
+    index_url = proxied.live.index_url(user=None)
+    run([poetry, "source", "add", "team", index_url, "--priority", "primary"], env=team_env,
+        cwd=consumer)  # fmt: skip
+    result = run([poetry, "add", "team-app"], env=team_env, cwd=consumer, timeout=300)
+    assert "Installing team-app (1.0)" in output(result), output(result)
+    lock = tomllib.loads((consumer / "poetry.lock").read_text())
+    locked = {package["name"]: package for package in lock["package"]}
+    assert {name: package["version"] for name, package in locked.items()} == {
+        "team-app": "1.0",
+        "pubdep": "2.0",
+        "acme-utils": "1.0",
+    }
+    for package in locked.values():  # every package from the one URL
+        assert package["source"]["url"] == index_url.rstrip("/")
+    python = consumer / ".venv" / "bin" / "python"
+    assert versions(python, env, "team_app", "pubdep", "acme_utils") == ["1.0", "2.0", "1.0"]
+    assert proxied.upstream.count("acme") == 0
+    assert proxied.upstream.count("team-app") == 0
