@@ -12,7 +12,7 @@ from conftest import add_token, basic
 from flask import Flask
 from uploading import upload
 from upstream_support import JSON_TYPE, FakeUpstream, running_upstream
-from web_support import login
+from web_support import csrf_of, login, post_form
 
 from teamindex.upstream.policy import Mode
 from teamindex.upstream.rules import with_project, with_protected
@@ -168,3 +168,131 @@ def test_pages_without_an_upstream_say_nothing_about_origins(app, client, tmp_pa
     login(client, "alice")
     body = client.get("/project/plain/").get_data(as_text=True)
     assert "Private: this name" not in body and "upstream" not in body.lower()
+
+
+# -- /admin/upstream --------------------------------------------------------------------------
+
+
+def _young_six(fake_upstream: FakeUpstream, tmp_path) -> str:
+    fake_upstream.publish(tmp_path, "six", "1.0")
+    return fake_upstream.publish(tmp_path, "six", "2.0", age=timedelta(hours=1)).filename
+
+
+def test_admin_edits_origin_controls_audited_like_the_cli_next_request(
+    proxy, fake_upstream, tmp_path
+) -> None:
+    young = _young_six(fake_upstream, tmp_path)
+    fake_upstream.publish(tmp_path, "acme-utils", "99.0")
+    app = proxy()
+    app.extensions["teamindex"].db.create_project("team-lib", "team-lib", "team", "now")
+    admin = app.test_client()
+    login(admin, "root")
+    page = admin.get("/admin/upstream")
+    assert page.status_code == 200 and "team-lib" in page.get_data(as_text=True)
+    assert simple(app, "acme-utils") == ["acme_utils-99.0-py3-none-any.whl"]
+    # protect: the next proxied request no longer goes upstream
+    done = post_form(
+        admin, "/admin/upstream/protect", {"pattern": "Acme-*"}, page="/admin/upstream"
+    )
+    assert done.status_code == 303
+    before = fake_upstream.count("acme-utils")
+    assert simple(app, "acme-utils") == ["404"]
+    assert fake_upstream.count("acme-utils") == before
+    assert "acme-*" in admin.get("/admin/upstream").get_data(as_text=True)
+    # exempt six from the cooldown: its young file shows on the next request
+    assert young not in simple(app, "six")
+    form = {"name": "Six", "upstream": "keep", "min_age": "0"}
+    assert (
+        post_form(admin, "/admin/upstream/project", form, page="/admin/upstream").status_code == 303
+    )
+    assert young in simple(app, "six")
+    # deny, then back to the default
+    form = {"name": "six", "upstream": "deny", "min_age": ""}
+    assert (
+        post_form(admin, "/admin/upstream/project", form, page="/admin/upstream").status_code == 303
+    )
+    assert simple(app, "six") == ["404"]
+    form = {"name": "six", "upstream": "default", "min_age": "default"}
+    assert (
+        post_form(admin, "/admin/upstream/project", form, page="/admin/upstream").status_code == 303
+    )
+    assert young not in simple(app, "six") and len(simple(app, "six")) == 1
+    # unprotect
+    form = {"pattern": "acme-*", "remove": "yes"}
+    assert (
+        post_form(admin, "/admin/upstream/protect", form, page="/admin/upstream").status_code == 303
+    )
+    assert simple(app, "acme-utils") == ["acme_utils-99.0-py3-none-any.whl"]
+    # the audit log says what the CLI would have said, with the admin's name and address
+    assert _audit(app, "protect_add") == [("root", "", "acme-*")]
+    assert _audit(app, "protect_remove") == [("root", "", "acme-*")]
+    assert sorted(_audit(app, "project_set")) == sorted(
+        [
+            ("root", "six", "min-age=0"),
+            ("root", "six", "upstream=deny"),
+            ("root", "six", "upstream=default min-age=default"),
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "form", "status"),
+    [
+        ("/admin/upstream/protect", {"pattern": ""}, 400),
+        ("/admin/upstream/protect", {"pattern": "bad name!"}, 400),
+        ("/admin/upstream/protect", {"pattern": "\u212aelvin-*"}, 400),
+        ("/admin/upstream/protect", {"pattern": "never-added", "remove": "yes"}, 404),
+        ("/admin/upstream/project", {"name": "six", "upstream": "maybe"}, 400),
+        ("/admin/upstream/project", {"name": "six", "upstream": "keep", "min_age": "soon"}, 400),
+        ("/admin/upstream/project", {"name": "six", "upstream": "keep", "min_age": ""}, 400),
+        ("/admin/upstream/project", {"name": "-bad-", "upstream": "allow"}, 400),
+    ],
+)
+def test_admin_upstream_refusals_change_nothing(app, client, path, form, status) -> None:
+    login(client, "root")
+    response = post_form(client, path, form, page="/admin/upstream")
+    assert response.status_code == status, response.status
+    assert "Traceback" not in response.get_data(as_text=True)
+    rules_now = app.extensions["teamindex"].settings.upstream_dir / "rules.json"
+    assert not rules_now.exists()
+    assert _audit(app, "protect_add") == [] and _audit(app, "project_set") == []
+
+
+CHANGES = [
+    ("/admin/upstream/protect", {"pattern": "six"}),
+    ("/admin/upstream/project", {"name": "six", "upstream": "allow", "min_age": "0"}),
+]
+
+
+@pytest.mark.parametrize("who", ["user", "user-basic", "admin-token", "user-token", "anonymous"])
+def test_only_an_admin_with_a_password_may_edit_origin_controls(app, who: str) -> None:
+    client = app.test_client()
+    headers: dict[str, str] = {}
+    if who == "user":
+        login(client, "alice")
+    elif who == "user-basic":
+        headers = basic("alice")
+    elif who.endswith("token"):
+        _id, secret = add_token(app, "root" if who == "admin-token" else "alice")
+        headers = basic("__token__", secret)
+    page = client.get("/admin/upstream", headers=headers)
+    assert page.status_code in ((302,) if who == "anonymous" else (403,)), page.status
+    csrf = csrf_of(client.get("/" if who == "user" else "/login"))
+    for path, form in CHANGES:
+        response = client.post(path, headers=headers, data={**form, "csrf_token": csrf})
+        assert response.status_code in (302, 403), (path, response.status)
+    assert not (app.extensions["teamindex"].settings.upstream_dir / "rules.json").exists()
+
+
+def test_admin_forms_need_the_csrf_token(app, client) -> None:
+    login(client, "root")
+    response = client.post("/admin/upstream/protect", data={"pattern": "six"})
+    assert response.status_code == 400
+    assert not (app.extensions["teamindex"].settings.upstream_dir / "rules.json").exists()
+
+
+def test_upstream_project_pages_link_admins_to_the_controls(proxy, fake_upstream, tmp_path):
+    fake_upstream.publish(tmp_path, "six", "1.0")
+    client = proxy().test_client()
+    login(client, "root")
+    assert 'href="/admin/upstream"' in client.get("/project/six/").get_data(as_text=True)
