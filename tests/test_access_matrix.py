@@ -297,6 +297,7 @@ WEB_GETS = (
     "/admin/allowlists",
     "/admin/audit",
     "/admin/project/restricted-proj/",
+    "/admin/upstream",
     "/account/",
     "/metrics",  # not a page, but for administrators too
 )
@@ -310,6 +311,8 @@ WEB_POSTS = (
     ("/admin/allowlists", {"cidr": "10.0.0.0/8", "user": "reader"}, 303),
     ("/admin/project/restricted-proj/yank", {"version": "1.0"}, 200),
     ("/admin/users/outsider/delete", {}, 200),
+    ("/admin/upstream/protect", {"pattern": "acme-*"}, 303),
+    ("/admin/upstream/project", {"name": "restricted-proj", "upstream": "deny"}, 303),
     ("/account/tokens", {"scope": "read"}, 200),
 )
 
@@ -372,4 +375,4 @@ def _assert_no_session_for_tokens(response, cred: str) -> None:
 
 def test_web_matrix_covers_every_combination() -> None:
     assert len(WEB_CELLS) == 5 * 6 * 2
-    assert len(WEB_GETS) + len(WEB_POSTS) == 16
+    assert len(WEB_GETS) + len(WEB_POSTS) == 19

@@ -217,3 +217,39 @@ def _streamed(relay: Relay, found: UpstreamFile) -> Response:
     if found.upload_time is not None:
         response.last_modified = found.upload_time
     return response
+
+
+@dataclass(frozen=True)
+class WebListing:
+    """What the web project page shows of upstream for one name (issue 13): its origin, and
+    upstream's files the viewer may see now (cooldown applied, local filenames win)."""
+
+    origin: Origin
+    files: list[UpstreamFile]
+    held_back: int  # files upstream lists that the cooldown hides
+    status: dict[str, str] | None
+    unavailable: str = ""  # why upstream's files could not be listed (MIXED pages only)
+
+
+def web_listing(name: str, principal: Principal, local: list[str]) -> WebListing | None:
+    """The upstream part of the web page of `name`, or None when there is none: the name is
+    LOCAL (never sent upstream), the viewer may not read it (decided before any request),
+    or upstream has no such project. `local` are the filenames hosted here. An upstream
+    failure is an HTTP error for an upstream-only page; a mixed page keeps its local files
+    and says why upstream's are missing."""
+    try:
+        target = _target(name, principal)
+    except HTTPError as exc:
+        project = services().db.get_project(name)
+        if project is None:
+            raise
+        return WebListing(Origin.MIXED, [], 0, None, exc.message)
+    if target is None or target.page.missing:
+        return None
+    upstream = services().upstream
+    assert upstream is not None
+    shown = upstream.visible(target.page)
+    taken = set(local)
+    files = [found for found in shown if found.filename not in taken]
+    held_back = len(target.page.files) - len(shown)
+    return WebListing(target.origin, files, held_back, target.page.status)

@@ -96,6 +96,11 @@ class IndexQueries(Connections):
         ).fetchall()
         return [(row[0], row[1]) for row in rows]
 
+    def project_names(self) -> list[str]:
+        """Every project name here, reserved ones (no files yet) included: the names that
+        shadow upstream (issue 13)."""
+        return [row[0] for row in self.conn.execute("SELECT name FROM projects ORDER BY name")]
+
     def project_files(self, project: Project) -> list[FileRecord]:
         """Every file of a project in one indexed query (a page never costs a query per file)."""
         rows = self.conn.execute(

@@ -13,8 +13,10 @@ from packaging.version import InvalidVersion, Version
 
 from ..access.httpauth import authorize, project_in_url
 from ..access.permissions import Action, Principal, ProjectFacts, can_see, listing_view
+from ..api import proxy
 from ..context import services
 from ..models import FileRecord, Project, ReleaseInfo
+from ..upstream import Origin, UpstreamFile
 from .base import page
 from .hosting import latest_docs
 from .session import viewer
@@ -129,9 +131,13 @@ def project(name: str) -> Response:
     if normalized != name:
         return redirect(url_for("web.pages.project", name=normalized), code=301)
     principal = viewer()
+    svc = services()
+    if svc.upstream is not None and svc.db.get_project(normalized) is None:
+        listing = proxy.web_listing(normalized, principal, [])
+        if listing is not None:
+            return _upstream_page(normalized, listing)
     found, _principal = authorize(Action.READ, normalized, principal)
     assert found is not None
-    svc = services()
     user = principal.user
     releases = svc.db.release_infos(user.id if user else None, found.id)
     releases.sort(key=lambda r: version_key(r.version), reverse=True)
@@ -149,6 +155,7 @@ def project(name: str) -> Response:
     return page(
         "project.html",
         project=found,
+        origin=_origin(principal, found.name, files),
         latest=latest,
         releases=releases,
         files_by_version=_group_files(files),
@@ -163,6 +170,27 @@ def project(name: str) -> Response:
         ),
         docs=latest_docs(found),
     )
+
+
+def _origin(principal: Principal, name: str, files: list[FileRecord]) -> proxy.WebListing | None:
+    """The upstream part of a local project's page: None without an upstream; LOCAL (the
+    name is never sent upstream) or MIXED with upstream's files beside the local ones."""
+    upstream = services().upstream
+    if upstream is None:
+        return None
+    if upstream.origin(name, True) is Origin.LOCAL:
+        return proxy.WebListing(Origin.LOCAL, [], 0, None)
+    return proxy.web_listing(name, principal, [f.filename for f in files])
+
+
+def _upstream_page(name: str, listing: proxy.WebListing) -> Response:
+    """The page of a project only upstream has: its versions and the files the viewer may
+    download through this index now (the cooldown applied), newest first."""
+    by_version: dict[str, list[UpstreamFile]] = {}
+    ordered = sorted(listing.files, key=lambda f: (version_key(f.version), f.filename))
+    for found in reversed(ordered):
+        by_version.setdefault(found.version, []).append(found)
+    return page("upstream_project.html", name=name, listing=listing, files_by_version=by_version)
 
 
 def _text(value: object) -> str:
