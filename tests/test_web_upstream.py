@@ -15,7 +15,6 @@ from upstream_support import JSON_TYPE, FakeUpstream, running_upstream
 from web_support import csrf_of, login, post_form
 
 from teamindex.upstream.policy import Mode
-from teamindex.upstream.rules import with_project, with_protected
 
 
 @pytest.fixture
@@ -32,8 +31,13 @@ def proxy(make_app: Callable[..., Flask], fake_upstream: FakeUpstream) -> Callab
     return factory
 
 
-def rules(app: Flask):
-    return app.extensions["teamindex"].upstream.rules
+def rules_db(app: Flask):
+    return app.extensions["teamindex"].db
+
+
+def no_rules(app: Flask) -> bool:
+    stored = rules_db(app).upstream_rules()
+    return stored.protected == () and stored.projects == ()
 
 
 def _audit(app: Flask, action: str) -> list[tuple]:
@@ -74,7 +78,7 @@ def test_an_upstream_project_has_a_page_with_what_the_viewer_may_install(
     assert download.status_code == 200 and download.get_data() == old.data
     download.close()
     # An exemption takes effect on the next page view.
-    rules(app).edit(with_project("six", min_age=timedelta(0)))
+    rules_db(app).set_upstream_rule("six", {"min_age": 0})
     assert young.filename in client.get("/project/six/").get_data(as_text=True)
 
 
@@ -94,12 +98,12 @@ def test_private_names_are_never_looked_up_upstream_from_the_web(
     if how == "reserved":
         db.create_project("acme-utils", "acme-utils", "team", "now")
     elif how == "protected":
-        rules(app).edit(with_protected("acme-*", add=True))
+        rules_db(app).set_protected("acme-*", True)
     elif how == "denied":
-        rules(app).edit(with_project("acme-utils", mode=Mode.DENY))
+        rules_db(app).set_upstream_rule("acme-utils", {"mode": Mode.DENY.value})
     else:  # mixing allowed, but restricted: bob (no role) must not make it go upstream
         db.create_project("acme-utils", "acme-utils", "restricted", "now")
-        rules(app).edit(with_project("acme-utils", mode=Mode.ALLOW))
+        rules_db(app).set_upstream_rule("acme-utils", {"mode": Mode.ALLOW.value})
     client = app.test_client()
     login(client, "bob")
     response = client.get("/project/acme-utils/")
@@ -139,7 +143,7 @@ def test_anonymous_reads_upstream_pages_only_where_anonymous_read_is_on(
 def test_local_pages_say_private_or_mixed(proxy, fake_upstream, tmp_path) -> None:
     public = fake_upstream.publish(tmp_path / "up", "patched", "1.0")
     app = proxy()
-    rules(app).edit(with_protected("patched", add=True))
+    rules_db(app).set_protected("patched", True)
     assert (
         upload(app.test_client(), make_wheel(tmp_path, "patched", "2.0"), "alice").status_code
         == 200
@@ -149,7 +153,7 @@ def test_local_pages_say_private_or_mixed(proxy, fake_upstream, tmp_path) -> Non
     body = client.get("/project/patched/").get_data(as_text=True)
     assert "Private: this name is never looked up upstream" in body
     assert public.filename not in body and fake_upstream.count("patched") == 0
-    rules(app).edit(with_project("patched", mode=Mode.ALLOW))
+    rules_db(app).set_upstream_rule("patched", {"mode": Mode.ALLOW.value})
     body = client.get("/project/patched/").get_data(as_text=True)
     assert "mixes upstream files" in body and "Files from upstream" in body
     assert public.filename in body and "patched-2.0-py3-none-any.whl" in body
@@ -253,8 +257,7 @@ def test_admin_upstream_refusals_change_nothing(app, client, path, form, status)
     response = post_form(client, path, form, page="/admin/upstream")
     assert response.status_code == status, response.status
     assert "Traceback" not in response.get_data(as_text=True)
-    rules_now = app.extensions["teamindex"].settings.upstream_dir / "rules.json"
-    assert not rules_now.exists()
+    assert no_rules(app)
     assert _audit(app, "protect_add") == [] and _audit(app, "project_set") == []
 
 
@@ -281,14 +284,14 @@ def test_only_an_admin_with_a_password_may_edit_origin_controls(app, who: str) -
     for path, form in CHANGES:
         response = client.post(path, headers=headers, data={**form, "csrf_token": csrf})
         assert response.status_code in (302, 403), (path, response.status)
-    assert not (app.extensions["teamindex"].settings.upstream_dir / "rules.json").exists()
+    assert no_rules(app)
 
 
 def test_admin_forms_need_the_csrf_token(app, client) -> None:
     login(client, "root")
     response = client.post("/admin/upstream/protect", data={"pattern": "six"})
     assert response.status_code == 400
-    assert not (app.extensions["teamindex"].settings.upstream_dir / "rules.json").exists()
+    assert no_rules(app)
 
 
 def test_upstream_project_pages_link_admins_to_the_controls(proxy, fake_upstream, tmp_path):

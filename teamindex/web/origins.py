@@ -4,8 +4,9 @@ Lists the protected patterns, the per-project rules (upstream allow|deny, min-ag
 local projects that shadow upstream, and edits them with the same checks and the same audit
 actions as `teamindex protect` and `teamindex project set --upstream/--min-age`
 (protect_add, protect_remove, project_set). Nested in the admin blueprint: administrators
-with a password only, tokens refused, CSRF checked. The rules file is re-read by every
-process when it changes, so an edit takes effect on the next proxied request. Nothing here
+with a password only, tokens refused, CSRF checked. The rules live in the database, and
+every process re-reads them when their serial moves, so an edit takes effect on the next
+proxied request. Nothing here
 asks upstream anything: which local names also exist upstream would cost one request per
 project, so the page lists what policy shadows instead.
 """
@@ -23,7 +24,7 @@ from ..context import services
 from ..errors import HTTPError
 from ..index.dists import DistributionError, project_pattern, validate_project_name
 from ..upstream.policy import Mode, NameFacts, Origin, is_protected, origin
-from ..upstream.rules import Rules, RulesStore, with_project, with_protected
+from ..upstream.rules import Rules, RulesStore
 from .base import page, require_admin
 
 bp = Blueprint("upstream", __name__)
@@ -40,12 +41,12 @@ class Shadow:
 
 
 def _store() -> RulesStore:
-    """The server's own store when it proxies (its cache sees the edit at once), else one
-    over the same file (the rules apply once --upstream is set)."""
+    """The server's own store when it proxies (its cache is the one to see the edit), else
+    one over the same database (the rules apply once --upstream is set)."""
     svc = services()
     if svc.upstream is not None:
         return svc.upstream.rules
-    return RulesStore(svc.settings.upstream_dir)
+    return RulesStore(svc.db)
 
 
 def _shadows(rules: Rules, names: list[str]) -> list[Shadow]:
@@ -106,10 +107,9 @@ def protect() -> Response:
         pattern = project_pattern(request.form.get("pattern", "").strip())
     except (DistributionError, ValueError) as exc:
         raise HTTPError(400, f"Not {'removed' if remove else 'protected'}: {exc}") from None
-    store = _store()
-    if remove and pattern not in store.current().protected:
+    if remove and pattern not in _store().current().protected:
         raise HTTPError(404, f"{pattern!r} is not protected.")
-    store.edit(with_protected(pattern, add=not remove))
+    services().db.set_protected(pattern, not remove)
     _record("protect_remove" if remove else "protect_add", detail=pattern)
     return _back(f"{'No longer protected' if remove else 'Protected'}: {pattern}.")
 
@@ -127,17 +127,15 @@ def project_set() -> Response:
         raise HTTPError(400, "Nothing to change: choose an upstream mode or give a min-age.")
     try:
         name = validate_project_name(form.get("name", "").strip())
-        min_age = (
-            "keep"
-            if not min_age_text
-            else None
-            if min_age_text == "default"
-            else timedelta(seconds=parse_duration(min_age_text))
-        )
+        changes: dict[str, str | int | None] = {}
+        if min_age_text:
+            default = min_age_text == "default"
+            changes["min_age"] = None if default else parse_duration(min_age_text)
     except (DistributionError, ValueError) as exc:
         raise HTTPError(400, f"Not changed: {exc}") from None
-    mode = "keep" if upstream == "keep" else None if upstream == "default" else Mode(upstream)
-    _store().edit(with_project(name, mode=mode, min_age=min_age))
+    if upstream != "keep":
+        changes["mode"] = None if upstream == "default" else Mode(upstream).value
+    services().db.set_upstream_rule(name, changes)
     detail = " ".join(
         part
         for part in (
