@@ -165,6 +165,10 @@ class Settings:
     upstream_exclude_newer: datetime | None = None
     upstream_cache_size: int = 20 << 30
     offline: bool = False
+    # Trusted publishing (issue 15); no audience: derived from the instance (see README).
+    oidc_audience: str = ""
+    oidc_ca_file: Path | None = None
+    oidc_jwks_file: Path | None = None
     # Where each value came from ("default", "env TEAMINDEX_PORT", "flag --port").
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -302,6 +306,24 @@ OPTIONS: tuple[Option, ...] = (
         "bytes of cached upstream files kept; least recently downloaded go first",
     ),
     Option("offline", _parse_bool, "never contact upstream: serve only what is cached"),
+    Option(
+        "oidc_audience",
+        str,
+        "the audience CI jobs ask their OIDC token for (trusted publishing); default: "
+        "teamindex- and 16 hex digits derived from this instance's secret key",
+    ),
+    Option(
+        "oidc_ca_file",
+        Path,
+        "PEM file of CAs trusted for OIDC issuers' https (e.g. a self-managed GitLab with an "
+        "internal CA); default: the system's",
+    ),
+    Option(
+        "oidc_jwks_file",
+        Path,
+        "JSON file {issuer URL: JWKS} with issuers' signing keys, so no issuer is contacted "
+        "(air-gapped installs; update it when an issuer rotates keys)",
+    ),
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
@@ -177,3 +178,19 @@ class ThrottleEntry:
     max_failures: int
     window_start: float
     blocked_until: float  # 0 or in the past: not blocked
+
+
+@dataclass(frozen=True)
+class Publisher:
+    """A CI identity allowed to trade its OIDC token for a short-lived upload token."""
+
+    id: int
+    project: str  # normalized name
+    pending: bool  # registered before the project existed (its first upload creates it)
+    kind: str  # "github", "gitlab" or "oidc"
+    issuer: str
+    claims: Mapping[str, str]  # claim name -> the value the token must carry
+    user_id: int  # whose rights minted tokens narrow
+    user_name: str
+    created: str
+    project_id: int | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 from .access import AccessQueries
 from .core import BUSY_TIMEOUT_MS, REQUEST_BUSY_TIMEOUT_MS, Busy, Conflict, Connections
 from .index import IndexQueries
+from .oidc import OidcQueries
 from .operations import OperationQueries
 from .throttle import ThrottleQueries
 from .users import UserQueries
@@ -25,6 +26,12 @@ __all__ = [
 
 
 class Database(
-    UserQueries, AccessQueries, IndexQueries, OperationQueries, WebQueries, ThrottleQueries
+    UserQueries,
+    AccessQueries,
+    IndexQueries,
+    OperationQueries,
+    WebQueries,
+    ThrottleQueries,
+    OidcQueries,
 ):
     """Access to one SQLite file; every query of the application is a method here."""
