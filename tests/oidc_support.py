@@ -6,7 +6,9 @@ Claims are shaped like GitHub's and GitLab's documented example tokens."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import ssl
 import threading
 import time
@@ -196,3 +198,55 @@ def running_issuer(tmp_path: Path, ca: trustme.CA | None = None) -> Iterator[Iss
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+@contextmanager
+def tls_proxy(ca: trustme.CA, backend_port: int) -> Iterator[str]:
+    """https://127.0.0.1:PORT in front of a plain-http server on `backend_port`: waitress
+    has no TLS, and uv's trusted publishing only ever speaks https (it builds
+    https://HOST/_/oidc/... itself). One thread per connection, bytes pumped both ways."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def serve(raw: socket.socket) -> None:
+        try:
+            client = context.wrap_socket(raw, server_side=True)
+        except OSError:
+            raw.close()
+            return
+        client.settimeout(60)
+        with client, socket.create_connection(("127.0.0.1", backend_port), timeout=60) as up:
+            back = threading.Thread(target=pump, args=(up, client), daemon=True)
+            back.start()
+            pump(client, up)
+            back.join(timeout=60)
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                raw, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            raw.settimeout(60)
+            threading.Thread(target=serve, args=(raw,), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        listener.close()
