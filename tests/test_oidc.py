@@ -136,14 +136,19 @@ def test_matching_github_token_mints_an_upload_token_that_uploads(
     )
     db = services_of(oidc_app).db
     assert db.project_with_role("octo-app", db.get_user("root").id)[1] == "owner"
-    (minted,) = [t for t in db.list_tokens() if t.id in db.minted_details()]
+    # The next release through the same publisher: it now belongs to the project it created.
+    again = mint(client, issuer.sign(github_claims(issuer.url, audience(client)), alg=alg), path)
+    assert again.status_code == 200, again.data
+    (publisher,) = db.list_publishers()
+    assert not publisher.pending and publisher.project_id is not None
+    minted = min(db.list_tokens(), key=lambda t: t.id)
     assert minted.scope == "upload" and minted.projects == ("octo-app",)
     lifetime = datetime.fromisoformat(minted.expires) - datetime.fromisoformat(minted.created)
     assert lifetime <= timedelta(seconds=MAX_MINTED_SECONDS)
     listing = cli(oidc_app, "token", "list")
     assert "trusted publishing: repository octo-org/octo-repo workflow release.yml" in listing
     assert "ref refs/tags/v1.0.0 run 2069436016" in listing
-    (event,) = db.query_audit(since="2000-01-01", action="oidc_mint")
+    event = db.query_audit(since="2000-01-01", action="oidc_mint")[0]
     assert event.token_id == minted.id and event.project == "octo-app"
     assert "run 2069436016" in event.detail
 
