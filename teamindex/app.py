@@ -13,7 +13,7 @@ from .access.auth import CredentialCache, UsageRecorder
 from .access.httpauth import answer_early_refusal
 from .access.logincache import LoginCache
 from .access.netrules import Throttle, ThrottlePolicy
-from .api import files, jsonapi, simple, upload, yank
+from .api import files, jsonapi, oidc, simple, upload, yank
 from .api.hotpath import HotReads
 from .api.pagecache import PageCache
 from .clock import utc_stamp
@@ -86,6 +86,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.before_request(answer_early_refusal)
     for blueprint in (simple.bp, jsonapi.bp, files.bp, upload.bp, yank.bp, health_bp):
         app.register_blueprint(blueprint)
+    oidc.init_app(app, settings)  # trusted publishing: /_/oidc/
     app.teardown_request(upload.discard_upload_temps)
     register_error_handlers(app)
     metrics.init_app(app)  # /metrics and its counters

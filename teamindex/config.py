@@ -180,6 +180,10 @@ class Settings:
     # The front server's internal location for files (nginx X-Accel-Redirect), e.g.
     # "/_protected/"; empty: teamindex sends the bytes itself. README: "behind TLS".
     accel_redirect: str = ""
+    # Trusted publishing (issue 15); no audience: derived from the instance (see README).
+    oidc_audience: str = ""
+    oidc_ca_file: Path | None = None
+    oidc_jwks_file: Path | None = None
     # Where each value came from ("default", "env TEAMINDEX_PORT", "flag --port").
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -323,6 +327,24 @@ OPTIONS: tuple[Option, ...] = (
         "let the front server send files: after the usual checks a download is answered "
         "with `X-Accel-Redirect: PREFIX<project>/<file>` and no body (nginx; e.g. "
         "/_protected/, see `teamindex nginx-config`)",
+    ),
+    Option(
+        "oidc_audience",
+        str,
+        "the audience CI jobs ask their OIDC token for (trusted publishing); default: "
+        "teamindex- and 16 hex digits derived from this instance's secret key",
+    ),
+    Option(
+        "oidc_ca_file",
+        Path,
+        "PEM file of CAs trusted for OIDC issuers' https (e.g. a self-managed GitLab with an "
+        "internal CA); default: the system's",
+    ),
+    Option(
+        "oidc_jwks_file",
+        Path,
+        "JSON file {issuer URL: JWKS} with issuers' signing keys, so no issuer is contacted "
+        "(air-gapped installs; update it when an issuer rotates keys)",
     ),
 )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
@@ -195,3 +196,19 @@ class UpstreamRules:
     serial: int
     protected: tuple[str, ...]
     projects: tuple[UpstreamRule, ...]
+
+
+@dataclass(frozen=True)
+class Publisher:
+    """A CI identity allowed to trade its OIDC token for a short-lived upload token."""
+
+    id: int
+    project: str  # normalized name
+    pending: bool  # registered before the project existed (its first upload creates it)
+    kind: str  # "github", "gitlab" or "oidc"
+    issuer: str
+    claims: Mapping[str, str]  # claim name -> the value the token must carry
+    user_id: int  # whose rights minted tokens narrow
+    user_name: str
+    created: str
+    project_id: int | None = None

@@ -300,6 +300,7 @@ WEB_GETS = (
     "/admin/upstream",
     "/account/",
     "/metrics",  # not a page, but for administrators too
+    "/publishers/restricted-proj/",  # trusted publishers (issue 15): owners and admins
 )
 # (path, form, status for an administrator's password): changes an admin could make with a
 # stolen read token before issue 10; confirmations (200) change nothing yet.
@@ -314,7 +315,19 @@ WEB_POSTS = (
     ("/admin/upstream/protect", {"pattern": "acme-*"}, 303),
     ("/admin/upstream/project", {"name": "restricted-proj", "upstream": "deny"}, 303),
     ("/account/tokens", {"scope": "read"}, 200),
+    (
+        "/publishers/restricted-proj/",
+        {
+            "kind": "github",
+            "repository": "o/r-{n}",
+            "repository_owner_id": "1",
+            "workflow": "r.yml",
+        },
+        303,
+    ),
 )
+# Oracle 4: who manages a project's trusted publishers (issue 15); others see no project.
+PUBLISHER_MANAGERS = {"admin", "owner"}
 
 
 def expected_web_status(user: str, cred: str, ip: str, path: str, admin_status: int) -> int:
@@ -326,6 +339,8 @@ def expected_web_status(user: str, cred: str, ip: str, path: str, admin_status: 
         return 403  # every token, whatever its scope, project list or owner
     if path.startswith("/account/"):
         return admin_status
+    if path.startswith("/publishers/"):
+        return admin_status if user in PUBLISHER_MANAGERS else 404
     return admin_status if user == "admin" else 403
 
 
@@ -375,4 +390,4 @@ def _assert_no_session_for_tokens(response, cred: str) -> None:
 
 def test_web_matrix_covers_every_combination() -> None:
     assert len(WEB_CELLS) == 5 * 6 * 2
-    assert len(WEB_GETS) + len(WEB_POSTS) == 19
+    assert len(WEB_GETS) + len(WEB_POSTS) == 21

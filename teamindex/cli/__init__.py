@@ -227,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
         access,  # noqa: F401 - token, grant, project, allow, audit
         docs,  # noqa: F401 - upload-docs
         ops,  # noqa: F401 - yank, unyank, delete, backup, restore, check, config
+        publisher,  # noqa: F401 - trusted publishers
         throttle,  # noqa: F401 - throttle list, throttle clear
         upstream,  # noqa: F401 - protect, cache
     )

@@ -21,7 +21,7 @@ from ..clock import utc_now
 from ..config import Settings
 from ..db import Conflict, Database
 from ..index.dists import DistributionError, project_pattern, validate_project_name
-from ..models import Project, User
+from ..models import Project, Token, User
 from .base import CommandError, command, open_database, record_cli_event
 
 
@@ -109,10 +109,15 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
     elif args.verb == "list":
         user_id = _user(db, args.user).id if args.user else None
         tokens = db.list_tokens(user_id)
+        minted = db.minted_details()
         if args.json:
-            print(json.dumps([asdict(token) for token in tokens], indent=2))
+            print(json.dumps([_token_json(token, minted) for token in tokens], indent=2))
         for token in [] if args.json else tokens:
             state = "revoked" if token.revoked else f"expires {token.expires or 'never'}"
+            if token.id in minted:
+                state += " trusted publishing: repository {} workflow {} ref {} run {}".format(
+                    *minted[token.id]
+                )
             print(
                 f"{token.id:>4}  {token.user_name:<16} {token.scope:<6} {state:<40} "
                 f"projects={','.join(token.projects) or '*'} "
@@ -133,6 +138,15 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
         print(f"token {args.id} has a new secret (the old one stopped working):")
         print(secret)
     return 0
+
+
+def _token_json(token: Token, minted: dict[int, tuple[str, str, str, str]]) -> dict:
+    """A token as JSON; one minted by trusted publishing says from which CI run."""
+    fields = asdict(token)
+    if token.id in minted:
+        keys = ("repository", "workflow", "ref", "run_id")
+        fields["trusted_publishing"] = dict(zip(keys, minted[token.id], strict=True))
+    return fields
 
 
 def _project_pattern(text: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from .access import AccessQueries
 from .core import BUSY_TIMEOUT_MS, REQUEST_BUSY_TIMEOUT_MS, Busy, Conflict, Connections
 from .index import IndexQueries
+from .oidc import OidcQueries
 from .operations import OperationQueries
 from .throttle import ThrottleQueries
 from .upstream import UpstreamQueries
@@ -33,5 +34,6 @@ class Database(
     WebQueries,
     ThrottleQueries,
     UpstreamQueries,
+    OidcQueries,
 ):
     """Access to one SQLite file; every query of the application is a method here."""

@@ -12,7 +12,7 @@ from flask import Flask
 
 from ..context import EXTENSION_KEY as SERVICES_KEY
 from ..index.docstore import DocsStore
-from . import account, admin, hosting, login, origins, pages, session, throttle
+from . import account, admin, hosting, login, origins, pages, publishers, session, throttle
 from .base import bp
 from .readme import ReadmeCache
 from .state import EXTENSION_KEY, WebState
@@ -20,6 +20,7 @@ from .state import EXTENSION_KEY, WebState
 bp.register_blueprint(login.bp)
 bp.register_blueprint(pages.bp)
 bp.register_blueprint(account.bp)
+bp.register_blueprint(publishers.bp)  # owners' and admins' trusted publishers
 admin.bp.register_blueprint(throttle.bp)  # /admin/throttle, behind the admin check
 admin.bp.register_blueprint(origins.bp)  # /admin/upstream, behind the admin check
 bp.register_blueprint(admin.bp)
