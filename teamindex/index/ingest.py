@@ -14,9 +14,11 @@ import contextlib
 import errno
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from typing import Protocol
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -203,21 +205,33 @@ def ingest_batch(
     the write lock, then each directory touched is fsynced once, then the one COMMIT lists
     them. A crash before the COMMIT leaves files without rows, which a re-run imports (the
     rename replaces them) and `check` reports meanwhile; never a row without its file.
-    Temp files are consumed in every case."""
+    Temp files are consumed in every case.
+
+    The duplicate rules read what they need for a whole group of files in a few statements
+    (_BatchFacts; the write lock keeps it true), and the group's rows are written together
+    (insert_files): ~13 statements per file held an import under 500 files/s. A group holds
+    no two files with the same bytes or the same normalized name, so each file's checks
+    see exactly what they would see one file at a time."""
     results: list[Outcome | IngestError] = []
     published: list[Path] = []
     try:
         with db.transaction():
-            for item in batch:
-                mine: list[Path] = []
-                try:
-                    with db.savepoint():
+            for group in _independent_groups(batch):
+                facts = _BatchFacts(db, [item.new for item in group])
+                stored: list[NewFile] = []
+                for item in group:
+                    mine: list[Path] = []
+                    try:
                         results.append(
-                            _place(db, storage, item.temp, item.meta_temp, item.new, mine, False)
-                        )
-                except IngestError as refused:
-                    results.append(refused)
-                published.extend(mine)
+                            _place(
+                                facts, storage, item.temp, item.meta_temp, item.new, mine,
+                                False, stored.append,
+                            )
+                        )  # fmt: skip
+                    except IngestError as refused:
+                        results.append(refused)
+                    published.extend(mine)
+                db.insert_files(stored)
             touched = {storage.packages_dir} | {
                 storage.file_path(item.new.project, item.new.filename).parent
                 for item, outcome in zip(batch, results, strict=True)
@@ -235,6 +249,68 @@ def ingest_batch(
     finally:
         for item in batch:
             _unlink_leftovers(item.temp, item.meta_temp)
+
+
+def _independent_groups(batch: list[Prepared]) -> list[list[Prepared]]:
+    """The batch in order, cut wherever a file has the bytes or the normalized name of an
+    earlier file of the same group (rare: one import holding two spellings of a file)."""
+    groups: list[list[Prepared]] = [[]]
+    seen: set[str | None] = set()
+    for item in batch:
+        marks = {"sha256:" + item.new.sha256, "name:" + str(_key(item.new.filename))}
+        if marks & seen:
+            groups.append([])
+            seen = set()
+        groups[-1].append(item)
+        seen |= marks
+    return [group for group in groups if group]
+
+
+class Facts(Protocol):
+    """What the duplicate rules read: the Database, or _BatchFacts for a group of files."""
+
+    def get_file(self, filename: str) -> FileRecord | None: ...
+    def filename_by_sha256(self, sha256: str) -> str | None: ...
+    def deleted_file_sha256(self, filename: str) -> str | None: ...
+    def release_filenames(self, project: str, canonical_version: str) -> list[tuple[str, str]]: ...
+    def deleted_filenames_like(self, pattern: str) -> list[tuple[str, str]]: ...
+
+
+class _BatchFacts:
+    """The Database's answers to the duplicate rules for a group of new files, read in a
+    few statements: by filename and sha256 up front, per project on first use. Valid only
+    under the write lock taken for the group, before its rows are written."""
+
+    def __init__(self, db: Database, news: list[NewFile]) -> None:
+        self._db = db
+        names = [new.filename for new in news]
+        self._files = db.files_named(names)
+        self._by_sha256 = db.filenames_by_sha256([new.sha256 for new in news])
+        self._deleted = db.deleted_sha256s(names)
+        self._wanted = set(names)
+        self._releases: dict[str, dict[str, list[tuple[str, str]]]] = {}
+        self._deleted_like: dict[str, list[tuple[str, str]]] = {}
+
+    def get_file(self, filename: str) -> FileRecord | None:
+        if filename in self._wanted:
+            return self._files.get(filename)
+        return self._db.get_file(filename)  # another spelling's row: rare
+
+    def filename_by_sha256(self, sha256: str) -> str | None:
+        return self._by_sha256.get(sha256)
+
+    def deleted_file_sha256(self, filename: str) -> str | None:
+        return self._deleted.get(filename)
+
+    def release_filenames(self, project: str, canonical_version: str) -> list[tuple[str, str]]:
+        if project not in self._releases:
+            self._releases[project] = self._db.project_release_filenames(project)
+        return self._releases[project].get(canonical_version, [])
+
+    def deleted_filenames_like(self, pattern: str) -> list[tuple[str, str]]:
+        if pattern not in self._deleted_like:
+            self._deleted_like[pattern] = self._db.deleted_filenames_like(pattern)
+        return self._deleted_like[pattern]
 
 
 def _listed(db: Database, storage: Storage, path: Path) -> bool:
@@ -274,20 +350,22 @@ def _record_locked(
     published: list[Path],
 ) -> Outcome:
     with db.transaction():
-        return _place(db, storage, temp, meta_temp, new, published, True)
+        return _place(db, storage, temp, meta_temp, new, published, True, db.insert_file)
 
 
 def _place(
-    db: Database,
+    db: Facts,
     storage: Storage,
     temp: Path,
     meta_temp: Path | None,
     new: NewFile,
     published: list[Path],
     sync: bool,
+    insert: Callable[[NewFile], None],
 ) -> Outcome:
     """The duplicate rules, the renames and the rows, inside the caller's transaction;
-    `sync=False` leaves the directory fsyncs to the caller (ingest_batch)."""
+    `sync=False` leaves the directory fsyncs to the caller (ingest_batch), and `insert`
+    records the row (ingest_batch collects them and writes the group's rows at once)."""
     final = storage.file_path(new.project, new.filename)
     meta_final = storage.metadata_path(new.project, new.filename)
     existing = db.get_file(new.filename) or _other_spelling(db, new)
@@ -333,7 +411,7 @@ def _place(
         if meta_temp is not None:
             published.append(meta_final)
             storage.publish(meta_temp, meta_final, sync=sync)
-        db.insert_file(new)
+        insert(new)
     except BaseException as exc:
         # Still under the write lock, so no other upload is using these paths.
         _discard(storage, published)
@@ -344,7 +422,7 @@ def _place(
     return Outcome.STORED
 
 
-def _other_spelling(db: Database, new: NewFile) -> FileRecord | None:
+def _other_spelling(db: Facts, new: NewFile) -> FileRecord | None:
     """The stored file that is this one under another spelling (`Django-3.2.25-…whl` for
     `django-3.2.25-…whl`): installers see one candidate in both, so the index keeps one
     file per normalized filename, as the first upload spelled it."""
@@ -355,7 +433,7 @@ def _other_spelling(db: Database, new: NewFile) -> FileRecord | None:
     return None
 
 
-def _deleted_spelling(db: Database, new: NewFile) -> str | None:
+def _deleted_spelling(db: Facts, new: NewFile) -> str | None:
     """The sha256 of a deleted file that was this one under another spelling: a deleted
     filename never comes back with other bytes, whatever its spelling."""
     key = _key(new.filename)

@@ -10,9 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
-import urllib3
+if TYPE_CHECKING:
+    import urllib3
+
+# urllib3 is imported where it is used: without --upstream no client is ever made, and its
+# ~20 ms of imports would only delay every cold start (issue 14).
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 # Every wait is bounded: connecting, and each read of the socket (not the whole body: a
@@ -43,6 +48,8 @@ class PageReply:
 
 class UpstreamClient:
     def __init__(self, base_url: str, pool_size: int = 8) -> None:
+        import urllib3
+
         parts = urlsplit(base_url)
         netloc = parts.hostname or ""
         if ":" in netloc:
@@ -75,6 +82,8 @@ class UpstreamClient:
 
     def get_page(self, name: str, etag: str | None) -> PageReply:
         """GET the PEP 691 JSON page of `name`, revalidating with If-None-Match."""
+        import urllib3
+
         url = self.page_url(name)
         headers = {"Accept": JSON_TYPE}
         if etag:
@@ -106,6 +115,8 @@ class UpstreamClient:
 
     def get_small(self, url: str, limit: int) -> bytes:
         """A small file (a .metadata) in full, at most `limit` bytes."""
+        import urllib3
+
         response = self.open(url)
         try:
             return _read_bounded(response, limit)
@@ -116,6 +127,8 @@ class UpstreamClient:
 
     def open(self, url: str) -> urllib3.BaseHTTPResponse:
         """Start streaming a file; the caller reads it with `chunks` and releases it."""
+        import urllib3
+
         try:
             response = self._pool.request(
                 "GET",
@@ -139,6 +152,8 @@ class UpstreamClient:
 
 def chunks(response: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
     """The body in pieces; a stalled or broken transfer raises UpstreamFailed."""
+    import urllib3
+
     try:
         yield from response.stream(CHUNK, decode_content=False)
     except urllib3.exceptions.HTTPError as exc:
@@ -156,6 +171,8 @@ def _read_bounded(response: urllib3.BaseHTTPResponse, limit: int) -> bytes:
 
 
 def _failure(exc: BaseException) -> UpstreamFailed:
+    import urllib3
+
     if isinstance(exc, urllib3.exceptions.TimeoutError):
         return UpstreamFailed(504, "upstream did not answer in time")
     # The exception text may hold the URL; name only its kind.

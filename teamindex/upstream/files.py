@@ -27,12 +27,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-import urllib3
+from typing import TYPE_CHECKING
 
 from .client import UpstreamClient, UpstreamFailed, chunks
 from .pages import UpstreamFile
 from .stats import Stats
+
+if TYPE_CHECKING:
+    import urllib3
 
 log = logging.getLogger("teamindex")
 

@@ -12,11 +12,12 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-import urllib3
+from typing import TYPE_CHECKING, Any
 
 from .claims import PublisherError, check_issuer
+
+if TYPE_CHECKING:
+    import urllib3
 
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 10.0
@@ -36,12 +37,8 @@ class KeyStore:
     """Signing keys per issuer; thread-safe; one fetch per issuer at a time."""
 
     def __init__(self, ca_file: Path | None = None, static_file: Path | None = None) -> None:
-        self._pool = urllib3.PoolManager(
-            cert_reqs="CERT_REQUIRED",
-            ca_certs=str(ca_file) if ca_file else None,
-            timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT),
-            retries=urllib3.Retry(total=0, redirect=0, raise_on_redirect=True),
-        )
+        self._ca_file = ca_file
+        self._pool: urllib3.PoolManager | None = None  # made on the first fetch
         self._static = _load_static(static_file) if static_file else {}
         self._cache: dict[str, tuple[float, dict[str, Jwk]]] = {}
         self._last_fetch: dict[str, float] = {}
@@ -76,16 +73,32 @@ class KeyStore:
             raise IssuerKeysError(f"{issuer}'s jwks_uri is not an https URL") from None
         return _keys_by_kid(self._get_json(jwks_uri), issuer)
 
+    def _pool_manager(self) -> urllib3.PoolManager:
+        """The HTTP pool, made on first use: most servers never register a publisher, and
+        urllib3 is left out of the server's cold start (tests/test_coldstart.py)."""
+        import urllib3
+
+        if self._pool is None:
+            self._pool = urllib3.PoolManager(
+                cert_reqs="CERT_REQUIRED",
+                ca_certs=str(self._ca_file) if self._ca_file else None,
+                timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT),
+                retries=urllib3.Retry(total=0, redirect=0, raise_on_redirect=True),
+            )
+        return self._pool
+
     def _get_json(self, url: str) -> dict[str, Any]:
+        from urllib3.exceptions import HTTPError
+
         try:
-            response = self._pool.request(
+            response = self._pool_manager().request(
                 "GET", url, headers={"Accept": "application/json"}, preload_content=False
             )
             try:
                 body = response.read(MAX_DOCUMENT + 1)
             finally:
                 response.release_conn()
-        except urllib3.exceptions.HTTPError as exc:
+        except HTTPError as exc:
             raise IssuerKeysError(f"cannot fetch {url}: {type(exc).__name__}") from None
         if response.status != 200 or len(body) > MAX_DOCUMENT:
             raise IssuerKeysError(f"cannot fetch {url}: HTTP {response.status}")
