@@ -1,0 +1,340 @@
+"""Peer mode of bench/proxy.py: one loopback upstream, several proxies, one table.
+
+Per server, in one run and with the same load generator: the cold page (first request of a
+project, median over N projects never asked before), the cold file (first download of that
+project's wheel), the warm page rate (a 60-file page already cached) and the warm file rate
+(a wheel already cached). teamindex adds its hosted page and hosted file as the "local"
+reference. Reports go to bench/results/proxy-latest.md and proxy-<timestamp>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from builders import make_wheel
+from load import LoadConfig, LoadResult, have_wrk, run_load
+from peers import BenchError
+from proxypeers import (
+    DevpiMirror,
+    PeryxPeer,
+    ProxpiPeer,
+    ProxyHandle,
+    ProxyPeer,
+    TeamindexProxy,
+    bulk_up,
+    fetch_ok,
+    first_file_url,
+    serve_upstream,
+)
+from upstream_support import FakeUpstream
+
+PIP_ACCEPT = (
+    "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, "
+    "text/html; q=0.01"
+)
+PAGE_PROJECT = "pubproj"
+LOCAL_PROJECT = "localproj"
+COLD_SLACK_MS = 20.0
+
+
+@dataclass
+class ServerResult:
+    """What one proxy achieved (None where a step failed; the reason is in ``error``)."""
+
+    version: str = ""
+    cold_page_ms: float | None = None
+    cold_file_ms: float | None = None
+    warm_page: LoadResult | None = None
+    warm_file: LoadResult | None = None
+    local_page: LoadResult | None = None
+    local_file: LoadResult | None = None
+    page_type: str = ""
+    load_before: float = 0.0
+    error: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def timed(url: str, headers: dict[str, str]) -> tuple[float, dict[str, str], bytes]:
+    """One GET on a new connection that must answer 200: (ms, headers, body)."""
+    started = time.perf_counter()
+    hdrs, body = fetch_ok(url, headers)
+    return (time.perf_counter() - started) * 1000, hdrs, body
+
+
+def load1() -> float:
+    """The one-minute load average (the machine is shared)."""
+    return os.getloadavg()[0]
+
+
+def build_upstream(work: Path, files: int, cold: int, padding: int) -> FakeUpstream:
+    """The synthetic upstream: one page of ``files`` wheels and ``cold`` one-wheel projects."""
+    fake = FakeUpstream()
+    names = [(PAGE_PROJECT, f"1.{n}") for n in range(files)]
+    names += [(f"cold-{n}", "1.0") for n in range(cold)]
+    for name, version in names:
+        item = fake.publish(work / "up", name, version)
+        item.data = bulk_up(work / "up" / item.filename, padding)
+    return fake
+
+
+def measure_cold(handle: ProxyHandle, names: list[str], result: ServerResult) -> None:
+    """First page request of each never-seen project, then the first download of its file."""
+    headers = {**handle.headers, "Accept": PIP_ACCEPT}
+    pages, files = [], []
+    for name in names:
+        url = handle.page_url(name)
+        ms, hdrs, body = timed(url, headers)
+        pages.append(ms)
+        result.page_type = hdrs.get("content-type", "").split(";")[0]
+        file_ms, _, _ = timed(
+            first_file_url(url, hdrs.get("content-type", ""), body), handle.headers
+        )
+        files.append(file_ms)
+    result.cold_page_ms = statistics.median(pages)
+    result.cold_file_ms = statistics.median(files)
+
+
+def measure_warm(
+    handle: ProxyHandle, cfg: LoadConfig, expected_size: int, result: ServerResult
+) -> None:
+    """Warm page and warm file rates: each fetched twice first so that both are cached."""
+    page_headers = {**handle.headers, "Accept": PIP_ACCEPT, "Accept-Encoding": "gzip, deflate"}
+    url = handle.page_url(PAGE_PROJECT)
+    timed(url, page_headers)
+    _, hdrs, body = timed(url, {**handle.headers, "Accept": PIP_ACCEPT})
+    result.warm_page = run_load(url, page_headers, cfg)
+    file_url = first_file_url(url, hdrs.get("content-type", ""), body)
+    timed(file_url, handle.headers)
+    _, _, data = timed(file_url, handle.headers)
+    if len(data) != expected_size:
+        raise BenchError(f"{file_url}: {len(data)} bytes, expected {expected_size}")
+    time.sleep(0.5)  # let a background cache write finish before the load
+    result.warm_file = run_load(file_url, handle.headers, cfg)
+
+
+def measure_local(handle: ProxyHandle, cfg: LoadConfig, result: ServerResult) -> None:
+    """teamindex's hosted page and hosted file: the 'local' reference of the targets."""
+    page_headers = {**handle.headers, "Accept": PIP_ACCEPT, "Accept-Encoding": "gzip, deflate"}
+    url = handle.page_url(LOCAL_PROJECT)
+    timed(url, page_headers)
+    _, hdrs, body = timed(url, {**handle.headers, "Accept": PIP_ACCEPT})
+    result.local_page = run_load(url, page_headers, cfg)
+    result.local_file = run_load(
+        first_file_url(url, hdrs.get("content-type", ""), body), handle.headers, cfg
+    )
+
+
+def make_peers(keys: list[str]) -> list[ProxyPeer]:
+    """The requested peers, in the order given."""
+    python = Path(sys.executable)
+    repo_python = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "python"
+    known: dict[str, ProxyPeer] = {
+        "teamindex": TeamindexProxy(
+            "teamindex", python=repo_python if repo_python.exists() else python
+        ),
+        "devpi": DevpiMirror("devpi"),
+        "proxpi": ProxpiPeer("proxpi"),
+        "peryx": PeryxPeer("peryx"),
+    }
+    unknown = [key for key in keys if key not in known]
+    if unknown:
+        raise SystemExit(f"unknown peers: {', '.join(unknown)} (known: {', '.join(known)})")
+    return [known[key] for key in keys]
+
+
+def run_one(
+    peer: ProxyPeer, upstream_url: str, work: Path, args: argparse.Namespace, size: int
+) -> ServerResult:
+    """Install, start, measure and stop one proxy; a failure is recorded, not raised."""
+    result = ServerResult(load_before=load1())
+    cfg = LoadConfig(args.threads, args.connections, args.duration)
+    handle = None
+    try:
+        result.version = peer.install()
+        peer_work = work / peer.key
+        peer_work.mkdir()
+        if isinstance(peer, TeamindexProxy):
+            local = peer_work / "local"
+            local.mkdir()
+            for number in range(args.files):
+                bulk_up(make_wheel(local, LOCAL_PROJECT, f"1.{number}"), args.padding)
+            peer.prepare(peer_work, local)
+        handle = peer.start(upstream_url, peer_work)
+        measure_cold(handle, [f"cold-{n}" for n in range(args.cold)], result)
+        measure_warm(handle, cfg, size, result)
+        if isinstance(peer, TeamindexProxy):
+            measure_local(handle, cfg, result)
+    except (BenchError, OSError, ValueError, KeyError) as exc:
+        result.error = f"{type(exc).__name__}: {str(exc)[-600:]}"
+    finally:
+        if handle is not None:
+            handle.stop()
+    result.notes = peer.notes
+    return result
+
+
+def rps(load: LoadResult | None) -> float | None:
+    """Requests per second of a load result, if any."""
+    return None if load is None else load.rps
+
+
+def fmt(value: float | None, unit: str = "") -> str:
+    """A table cell."""
+    if value is None:
+        return "—"
+    text = f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
+    return text + unit
+
+
+def targets(results: dict[str, ServerResult], upstream_ms: float) -> list[tuple[str, str, bool]]:
+    """The issue's targets for teamindex, each as (what, figures, met)."""
+    team = results.get("teamindex")
+    rows: list[tuple[str, str, bool]] = []
+    if team is None or team.error:
+        return rows
+    warm, local = rps(team.warm_page), rps(team.local_page)
+    if warm and local:
+        figures = f"{warm:,.0f} / {local:,.0f} = {warm / local:.0%}"
+        rows.append(("warm proxied page >= 80% of a local page", figures, warm >= 0.8 * local))
+    peers = [rps(r.warm_page) for k, r in results.items() if k != "teamindex"]
+    best = max((p for p in peers if p), default=None)
+    if warm and best:
+        figures = f"{warm:,.0f} / {best:,.0f} = {warm / best:.1f}x"
+        rows.append(("warm proxied page >= 3x the best peer", figures, warm >= 3 * best))
+    cached, hosted = rps(team.warm_file), rps(team.local_file)
+    if cached and hosted:
+        figures = f"{cached:,.0f} / {hosted:,.0f} = {cached / hosted:.0%}"
+        what = "warm cached file at local download speed (>= 90% of hosted)"
+        rows.append((what, figures, cached >= 0.9 * hosted))
+    if team.cold_page_ms is not None:
+        limit = upstream_ms + COLD_SLACK_MS
+        figures = f"{team.cold_page_ms:.1f} ms vs {upstream_ms:.1f} + 20 = {limit:.1f} ms"
+        what = "cold page <= upstream round trip + 20 ms"
+        rows.append((what, figures, team.cold_page_ms <= limit))
+    return rows
+
+
+def render(
+    results: dict[str, ServerResult],
+    upstream: dict[str, float],
+    meta: dict[str, str],
+) -> str:
+    """The Markdown report."""
+    keys = list(results)
+    head = "| metric | " + " | ".join(keys) + " |\n|---|" + "---|" * len(keys)
+    lines = [f"# teamindex proxy benchmark — {meta['stamp']}", "", f"Command: `{meta['command']}`",
+             "", head]  # fmt: skip
+
+    def row(label: str, values: list[str]) -> None:
+        lines.append(f"| {label} | " + " | ".join(values) + " |")
+
+    get = results.__getitem__
+    row("version", [get(k).version or "—" for k in keys])
+    row("cold page, first request, median ms ↓", [fmt(get(k).cold_page_ms) for k in keys])
+    row("cold file, first download, median ms ↓", [fmt(get(k).cold_file_ms) for k in keys])
+    row("warm page (60 files) req/s ↑", [fmt(rps(get(k).warm_page)) for k in keys])
+    row("warm page p99 ms ↓", [fmt(get(k).warm_page and get(k).warm_page.p99_ms) for k in keys])
+    row("warm cached file req/s ↑", [fmt(rps(get(k).warm_file)) for k in keys])
+    row(
+        "warm cached file p99 ms ↓",
+        [fmt(get(k).warm_file and get(k).warm_file.p99_ms) for k in keys],
+    )
+    row("local (hosted) page req/s ↑", [fmt(rps(get(k).local_page)) for k in keys])
+    row("local (hosted) file req/s ↑", [fmt(rps(get(k).local_file)) for k in keys])
+    row("page type served to pip's Accept", [get(k).page_type or "—" for k in keys])
+    errors = []
+    for k in keys:
+        loads = [get(k).warm_page, get(k).warm_file, get(k).local_page, get(k).local_file]
+        errors.append(str(sum(x.errors for x in loads if x)))
+    row("load errors (non-2xx, socket)", errors)
+    row("1-min load average before", [f"{get(k).load_before:.2f}" for k in keys])
+    lines += ["", "↑ higher is better, ↓ lower is better.", "",
+              f"Upstream round trip (direct, new connection, median): page "
+              f"{upstream['page_ms']:.1f} ms, file {upstream['file_ms']:.1f} ms.", "",
+              "## Targets (teamindex)", "", "| target | figures | met |",
+              "|---|---|---|"]  # fmt: skip
+    for what, figures, met in targets(results, upstream["page_ms"]):
+        lines.append(f"| {what} | {figures} | {'yes' if met else '**no**'} |")
+    lines += ["", "## Setup", ""]
+    lines += [f"- {line}" for line in meta["setup"].splitlines()]
+    failures = [(k, r.error) for k, r in results.items() if r.error]
+    if failures:
+        lines += ["", "## Failures", ""]
+        lines += [f"- {k}: `{err.splitlines()[0] if err else ''}`" for k, err in failures]
+    notes = [(k, n) for k, r in results.items() for n in r.notes]
+    if notes:
+        lines += ["", "## Notes", ""] + [f"- {k}: {n}" for k, n in notes]
+    return "\n".join(lines) + "\n"
+
+
+def run_peer_mode(args: argparse.Namespace) -> int:
+    """Entry point from bench/proxy.py --peers."""
+    keys = [k.strip() for k in args.peers.split(",") if k.strip()]
+    peers = make_peers(keys)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    work = Path(tempfile.mkdtemp(prefix="teamindex-proxy-peers-"))
+    started = time.perf_counter()
+    results: dict[str, ServerResult] = {}
+    load_start = load1()
+    try:
+        fake = build_upstream(work, args.files, args.cold, args.padding)
+        served = serve_upstream(fake)
+        try:
+            accept = {"Accept": PIP_ACCEPT}
+            page_ms = statistics.median(
+                timed(f"{served.url}cold-{n}/", accept)[0] for n in range(args.cold)
+            )
+            wheels = [fake.projects[f"cold-{n}"][0].filename for n in range(args.cold)]
+            base = served.url.removesuffix("simple/")
+            file_ms = statistics.median(timed(f"{base}files/{w}", {})[0] for w in wheels)
+            size = len(fake.projects[PAGE_PROJECT][0].data)
+            for peer in peers:
+                print(f"[proxy-bench] {peer.key} …", file=sys.stderr, flush=True)
+                results[peer.key] = run_one(peer, served.url, work, args, size)
+                if results[peer.key].error:
+                    print(f"[proxy-bench] {peer.key} failed: {results[peer.key].error}",
+                          file=sys.stderr)  # fmt: skip
+        finally:
+            served.stop()
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    tool = "wrk" if have_wrk() else "python load generator (bench/load.py)"
+    setup = (
+        f"upstream: a static PEP 691/503 index on loopback (waitress, 8 threads, in the bench "
+        f"process); {args.files} wheels of {size:,} bytes on the warm page, {args.cold} cold "
+        f"projects\n"
+        f"load: {tool} -t{args.threads} -c{args.connections} -d{args.duration:g}s per figure; "
+        f"cold figures on a new connection each\n"
+        f"teamindex needs HTTP Basic auth (alice) on every request; the peers are read "
+        f"anonymously (their default)\n"
+        f"1-min load average at start {load_start:.2f}, at end {load1():.2f} "
+        f"(nproc {os.cpu_count()}; the machine is shared with other jobs: compare within this run)"
+    )
+    command = "python bench/proxy.py " + " ".join(sys.argv[1:])
+    meta = {"stamp": stamp, "command": command, "setup": setup}
+    upstream = {"page_ms": page_ms, "file_ms": file_ms}
+    report = render(results, upstream, meta)
+    args.out.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "stamp": stamp,
+        "command": command,
+        "total_s": round(time.perf_counter() - started, 1),
+        "upstream": upstream,
+        "load_average": {"start": load_start, "end": load1()},
+        "results": {k: asdict(r) for k, r in results.items()},
+        "targets": [{"what": w, "figures": f, "met": m} for w, f, m in targets(results, page_ms)],
+    }
+    (args.out / f"proxy-{stamp}.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (args.out / "proxy-latest.md").write_text(report)
+    print(report)
+    return 0
