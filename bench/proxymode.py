@@ -59,6 +59,7 @@ class ServerResult:
     local_page: LoadResult | None = None
     local_file: LoadResult | None = None
     page_type: str = ""
+    upstream_during_warm: int | None = None
     load_before: float = 0.0
     error: str = ""
     notes: list[str] = field(default_factory=list)
@@ -170,7 +171,7 @@ def make_peers(keys: list[str]) -> list[ProxyPeer]:
 
 
 def run_one(
-    peer: ProxyPeer, upstream_url: str, work: Path, args: argparse.Namespace, size: int
+    peer: ProxyPeer, upstream: FakeUpstream, work: Path, args: argparse.Namespace, size: int
 ) -> ServerResult:
     """Install, start, measure and stop one proxy; a failure is recorded, not raised."""
     result = ServerResult(load_before=load1())
@@ -186,9 +187,12 @@ def run_one(
             for number in range(args.files):
                 bulk_up(make_wheel(local, LOCAL_PROJECT, f"1.{number}"), args.padding)
             peer.prepare(peer_work, local)
-        handle = peer.start(upstream_url, peer_work)
+        handle = peer.start(upstream.url, peer_work)
         measure_cold(handle, [f"cold-{n}" for n in range(args.cold)], result)
+        asked = len(upstream.seen)
         measure_warm(handle, cfg, size, result)
+        # the first page and file request are misses; anything more was not served from cache
+        result.upstream_during_warm = len(upstream.seen) - asked
         if isinstance(peer, TeamindexProxy):
             measure_local(handle, cfg, result)
     except (BenchError, OSError, ValueError, KeyError) as exc:
@@ -270,6 +274,10 @@ def render(
     )
     row("local (hosted) page req/s ↑", [fmt(rps(get(k).local_page)) for k in keys])
     row("local (hosted) file req/s ↑", [fmt(rps(get(k).local_file)) for k in keys])
+    row(
+        "upstream requests during the warm runs (2 are the misses)",
+        [str(get(k).upstream_during_warm) for k in keys],
+    )
     row("page type served to pip's Accept", [get(k).page_type or "—" for k in keys])
     errors = []
     for k in keys:
@@ -319,7 +327,7 @@ def run_peer_mode(args: argparse.Namespace) -> int:
             size = len(fake.projects[PAGE_PROJECT][0].data)
             for peer in peers:
                 print(f"[proxy-bench] {peer.key} …", file=sys.stderr, flush=True)
-                results[peer.key] = run_one(peer, served.url, work, args, size)
+                results[peer.key] = run_one(peer, fake, work, args, size)
                 if results[peer.key].error:
                     print(f"[proxy-bench] {peer.key} failed: {results[peer.key].error}",
                           file=sys.stderr)  # fmt: skip
