@@ -60,6 +60,7 @@ class ServerResult:
     local_file: LoadResult | None = None
     page_type: str = ""
     upstream_during_warm: int | None = None
+    page_wire: str = ""
     load_before: float = 0.0
     error: str = ""
     notes: list[str] = field(default_factory=list)
@@ -128,7 +129,8 @@ def measure_warm(
     """Warm page and warm file rates: each fetched twice first so that both are cached."""
     page_headers = {**handle.headers, "Accept": PIP_ACCEPT, "Accept-Encoding": "gzip, deflate"}
     url = handle.page_url(PAGE_PROJECT)
-    timed(url, page_headers)
+    _, wire_hdrs, wire = timed(url, page_headers)
+    result.page_wire = f"{len(wire):,} B {wire_hdrs.get('content-encoding', 'identity')}"
     _, hdrs, body = timed(url, {**handle.headers, "Accept": PIP_ACCEPT})
     result.warm_page = loaded(url, page_headers, cfg)
     file_url = first_file_url(url, hdrs.get("content-type", ""), body)
@@ -278,6 +280,7 @@ def render(
         "upstream requests during the warm runs (2 are the misses)",
         [str(get(k).upstream_during_warm) for k in keys],
     )
+    row("warm page on the wire (Accept-Encoding: gzip)", [get(k).page_wire or "—" for k in keys])
     row("page type served to pip's Accept", [get(k).page_type or "—" for k in keys])
     errors = []
     for k in keys:
