@@ -88,6 +88,7 @@ def main() -> int:
         default="",
         help="peer mode: comma list of teamindex,devpi,proxpi,peryx (see bench/proxypeers.py)",
     )
+    parser.add_argument("--rounds", type=int, default=3, help="peer mode: load rounds (median)")
     parser.add_argument("--padding", type=int, default=100_000, help="peer mode: bytes per wheel")
     parser.add_argument("--out", type=Path, default=BENCH / "results", help="peer-mode reports")
     args = parser.parse_args()

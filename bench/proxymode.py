@@ -42,7 +42,6 @@ PIP_ACCEPT = (
     "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, "
     "text/html; q=0.01"
 )
-PAGE_PROJECT = "pubproj"
 LOCAL_PROJECT = "localproj"
 COLD_SLACK_MS = 20.0
 
@@ -95,15 +94,29 @@ def load1() -> float:
     return os.getloadavg()[0]
 
 
-def build_upstream(work: Path, files: int, cold: int, padding: int) -> FakeUpstream:
-    """The synthetic upstream: one page of ``files`` wheels and ``cold`` one-wheel projects."""
+def warm_name(key: str) -> str:
+    """Each server's own warm project, so that upstream requests can be told apart."""
+    return f"warm-{key}"
+
+
+def build_upstream(
+    work: Path, keys: list[str], files: int, cold: int, padding: int
+) -> FakeUpstream:
+    """The synthetic upstream: a page of ``files`` wheels per server, ``cold`` one-wheel
+    projects shared by all (each server starts with an empty cache)."""
     fake = FakeUpstream()
-    names = [(PAGE_PROJECT, f"1.{n}") for n in range(files)]
+    names = [(warm_name(key), f"1.{n}") for key in keys for n in range(files)]
     names += [(f"cold-{n}", "1.0") for n in range(cold)]
     for name, version in names:
         item = fake.publish(work / "up", name, version)
         item.data = bulk_up(work / "up" / item.filename, padding)
     return fake
+
+
+def upstream_asked(fake: FakeUpstream, key: str) -> int:
+    """Requests upstream saw for one server's warm project (page path or wheel filename)."""
+    name = warm_name(key)
+    return fake.count(name) + fake.count(name.replace("-", "_"))
 
 
 def measure_cold(handle: ProxyHandle, names: list[str], result: ServerResult) -> None:
@@ -123,35 +136,40 @@ def measure_cold(handle: ProxyHandle, names: list[str], result: ServerResult) ->
     result.cold_file_ms = statistics.median(files)
 
 
-def measure_warm(
-    handle: ProxyHandle, cfg: LoadConfig, expected_size: int, result: ServerResult
-) -> None:
-    """Warm page and warm file rates: each fetched twice first so that both are cached."""
+Job = tuple[str, str, dict[str, str]]  # (metric, url, headers)
+
+
+def prime(
+    handle: ProxyHandle, project: str, sizes: dict[str, int], result: ServerResult
+) -> list[Job]:
+    """Fetch a page and its first file twice (so both are cached); the two load jobs. The
+    file must be whole: the size the page lists (PEP 700), else upstream's."""
     page_headers = {**handle.headers, "Accept": PIP_ACCEPT, "Accept-Encoding": "gzip, deflate"}
-    url = handle.page_url(PAGE_PROJECT)
+    url = handle.page_url(project)
     _, wire_hdrs, wire = timed(url, page_headers)
-    result.page_wire = f"{len(wire):,} B {wire_hdrs.get('content-encoding', 'identity')}"
+    if project != LOCAL_PROJECT:
+        result.page_wire = f"{len(wire):,} B {wire_hdrs.get('content-encoding', 'identity')}"
     _, hdrs, body = timed(url, {**handle.headers, "Accept": PIP_ACCEPT})
-    result.warm_page = loaded(url, page_headers, cfg)
     file_url = first_file_url(url, hdrs.get("content-type", ""), body)
     timed(file_url, handle.headers)
     _, _, data = timed(file_url, handle.headers)
-    if len(data) != expected_size:
-        raise BenchError(f"{file_url}: {len(data)} bytes, expected {expected_size}")
-    time.sleep(0.5)  # let a background cache write finish before the load
-    result.warm_file = loaded(file_url, handle.headers, cfg)
+    size = sizes.get(file_url.rsplit("/", 1)[-1])
+    if "json" in hdrs.get("content-type", ""):
+        size = json.loads(body)["files"][0].get("size", size)
+    if len(data) != size:
+        raise BenchError(f"{file_url}: {len(data)} bytes, expected {size}")
+    kind = "local" if project == LOCAL_PROJECT else "warm"
+    return [(f"{kind}_page", url, page_headers), (f"{kind}_file", file_url, handle.headers)]
 
 
-def measure_local(handle: ProxyHandle, cfg: LoadConfig, result: ServerResult) -> None:
-    """teamindex's hosted page and hosted file: the 'local' reference of the targets."""
-    page_headers = {**handle.headers, "Accept": PIP_ACCEPT, "Accept-Encoding": "gzip, deflate"}
-    url = handle.page_url(LOCAL_PROJECT)
-    timed(url, page_headers)
-    _, hdrs, body = timed(url, {**handle.headers, "Accept": PIP_ACCEPT})
-    result.local_page = loaded(url, page_headers, cfg)
-    result.local_file = loaded(
-        first_file_url(url, hdrs.get("content-type", ""), body), handle.headers, cfg
-    )
+def median_load(runs: list[LoadResult]) -> LoadResult:
+    """The round with the median rate (p99 and errors from that same round; errors summed)."""
+    ordered = sorted(runs, key=lambda r: r.rps)
+    middle = ordered[len(ordered) // 2]
+    return LoadResult(
+        middle.rps, middle.p50_ms, middle.p99_ms, middle.requests,
+        sum(r.errors for r in runs), middle.tool,
+    )  # fmt: skip
 
 
 def make_peers(keys: list[str]) -> list[ProxyPeer]:
@@ -172,13 +190,21 @@ def make_peers(keys: list[str]) -> list[ProxyPeer]:
     return [known[key] for key in keys]
 
 
-def run_one(
-    peer: ProxyPeer, upstream: FakeUpstream, work: Path, args: argparse.Namespace, size: int
-) -> ServerResult:
-    """Install, start, measure and stop one proxy; a failure is recorded, not raised."""
+def failed(result: ServerResult, exc: Exception) -> None:
+    """Record a step's failure with the bench frames it came through."""
+    where = [f for f in traceback.extract_tb(exc.__traceback__) if "bench" in f.filename]
+    frames = " < ".join(f"{f.name}:{f.lineno}" for f in reversed(where))
+    result.error = f"{type(exc).__name__}: {str(exc)[-600:]} (at {frames})"
+
+
+STEP_ERRORS = (BenchError, OSError, ValueError, KeyError)
+
+
+def start_one(
+    peer: ProxyPeer, upstream: FakeUpstream, work: Path, args: argparse.Namespace
+) -> tuple[ServerResult, ProxyHandle | None]:
+    """Install and start one proxy with an empty cache; a failure is recorded, not raised."""
     result = ServerResult(load_before=load1())
-    cfg = LoadConfig(args.threads, args.connections, args.duration)
-    handle = None
     try:
         result.version = peer.install()
         peer_work = work / peer.key
@@ -189,23 +215,65 @@ def run_one(
             for number in range(args.files):
                 bulk_up(make_wheel(local, LOCAL_PROJECT, f"1.{number}"), args.padding)
             peer.prepare(peer_work, local)
-        handle = peer.start(upstream.url, peer_work)
-        measure_cold(handle, [f"cold-{n}" for n in range(args.cold)], result)
-        asked = len(upstream.seen)
-        measure_warm(handle, cfg, size, result)
-        # the first page and file request are misses; anything more was not served from cache
-        result.upstream_during_warm = len(upstream.seen) - asked
-        if isinstance(peer, TeamindexProxy):
-            measure_local(handle, cfg, result)
-    except (BenchError, OSError, ValueError, KeyError) as exc:
-        where = [f for f in traceback.extract_tb(exc.__traceback__) if "bench" in f.filename]
-        frames = " < ".join(f"{f.name}:{f.lineno}" for f in reversed(where))
-        result.error = f"{type(exc).__name__}: {str(exc)[-600:]} (at {frames})"
+        return result, peer.start(upstream.url, peer_work)
+    except STEP_ERRORS as exc:
+        failed(result, exc)
+        return result, None
+
+
+def measure_all(
+    peers: list[ProxyPeer], upstream: FakeUpstream, work: Path, args: argparse.Namespace
+) -> dict[str, ServerResult]:
+    """All servers run at once; cold figures one server after the other, then the load runs
+    in rounds (every server's page and file once per round), so that a shared machine's
+    changing load falls on all of them alike; each figure is the median round."""
+    cfg = LoadConfig(args.threads, args.connections, args.duration)
+    sizes = {f.filename: len(f.data) for files in upstream.projects.values() for f in files}
+    results: dict[str, ServerResult] = {}
+    handles: dict[str, ProxyHandle] = {}
+    try:
+        for peer in peers:
+            print(f"[proxy-bench] starting {peer.key}", file=sys.stderr, flush=True)
+            results[peer.key], handle = start_one(peer, upstream, work, args)
+            if handle is not None:
+                handles[peer.key] = handle
+        jobs: dict[str, list[Job]] = {}
+        for key, handle in handles.items():
+            try:
+                if key == "teamindex":  # its first Basic auth hashes the password: not timed
+                    timed(handle.page_url(LOCAL_PROJECT), handle.headers)
+                measure_cold(handle, [f"cold-{n}" for n in range(args.cold)], results[key])
+                before = upstream_asked(upstream, key)
+                jobs[key] = prime(handle, warm_name(key), sizes, results[key])
+                if key == "teamindex":
+                    jobs[key] += prime(handle, LOCAL_PROJECT, sizes, results[key])
+                results[key].upstream_during_warm = -before
+            except STEP_ERRORS as exc:
+                failed(results[key], exc)
+        time.sleep(0.5)  # a background cache write finishes before the load
+        runs: dict[tuple[str, str], list[LoadResult]] = {}
+        for number in range(args.rounds):
+            print(f"[proxy-bench] round {number + 1}/{args.rounds}", file=sys.stderr, flush=True)
+            for key, key_jobs in jobs.items():
+                if results[key].error:
+                    continue
+                results[key].load_before = max(results[key].load_before, load1())
+                for metric, url, headers in key_jobs:
+                    try:
+                        runs.setdefault((key, metric), []).append(loaded(url, headers, cfg))
+                    except STEP_ERRORS as exc:
+                        failed(results[key], exc)
+        for (key, metric), loads in runs.items():
+            setattr(results[key], metric, median_load(loads))
+        for key in jobs:
+            asked = results[key].upstream_during_warm or 0
+            results[key].upstream_during_warm = asked + upstream_asked(upstream, key)
     finally:
-        if handle is not None:
+        for handle in handles.values():
             handle.stop()
-    result.notes = peer.notes
-    return result
+    for peer in peers:
+        results[peer.key].notes = peer.notes
+    return results
 
 
 def rps(load: LoadResult | None) -> float | None:
@@ -277,7 +345,7 @@ def render(
     row("local (hosted) page req/s ↑", [fmt(rps(get(k).local_page)) for k in keys])
     row("local (hosted) file req/s ↑", [fmt(rps(get(k).local_file)) for k in keys])
     row(
-        "upstream requests during the warm runs (2 are the misses)",
+        "upstream requests for the warm project (2 are the misses)",
         [str(get(k).upstream_during_warm) for k in keys],
     )
     row("warm page on the wire (Accept-Encoding: gzip)", [get(k).page_wire or "—" for k in keys])
@@ -287,7 +355,7 @@ def render(
         loads = [get(k).warm_page, get(k).warm_file, get(k).local_page, get(k).local_file]
         errors.append(str(sum(x.errors for x in loads if x)))
     row("load errors (non-2xx, socket)", errors)
-    row("1-min load average before", [f"{get(k).load_before:.2f}" for k in keys])
+    row("highest 1-min load average seen", [f"{get(k).load_before:.2f}" for k in keys])
     lines += ["", "↑ higher is better, ↓ lower is better.", "",
               f"Upstream round trip (direct, new connection, median): page "
               f"{upstream['page_ms']:.1f} ms, file {upstream['file_ms']:.1f} ms.", "",
@@ -314,10 +382,9 @@ def run_peer_mode(args: argparse.Namespace) -> int:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     work = Path(tempfile.mkdtemp(prefix="teamindex-proxy-peers-"))
     started = time.perf_counter()
-    results: dict[str, ServerResult] = {}
     load_start = load1()
     try:
-        fake = build_upstream(work, args.files, args.cold, args.padding)
+        fake = build_upstream(work, keys, args.files, args.cold, args.padding)
         served = serve_upstream(fake)
         try:
             accept = {"Accept": PIP_ACCEPT}
@@ -327,13 +394,8 @@ def run_peer_mode(args: argparse.Namespace) -> int:
             wheels = [fake.projects[f"cold-{n}"][0].filename for n in range(args.cold)]
             base = served.url.removesuffix("simple/")
             file_ms = statistics.median(timed(f"{base}files/{w}", {})[0] for w in wheels)
-            size = len(fake.projects[PAGE_PROJECT][0].data)
-            for peer in peers:
-                print(f"[proxy-bench] {peer.key} …", file=sys.stderr, flush=True)
-                results[peer.key] = run_one(peer, fake, work, args, size)
-                if results[peer.key].error:
-                    print(f"[proxy-bench] {peer.key} failed: {results[peer.key].error}",
-                          file=sys.stderr)  # fmt: skip
+            size = len(fake.projects[warm_name(keys[0])][0].data)
+            results = measure_all(peers, fake, work, args)
         finally:
             served.stop()
     finally:
@@ -344,8 +406,9 @@ def run_peer_mode(args: argparse.Namespace) -> int:
         f"upstream: a static PEP 691/503 index on loopback (waitress, 8 threads, in the bench "
         f"process); {args.files} wheels of {size:,} bytes on the warm page, {args.cold} cold "
         f"projects\n"
-        f"load: {tool} -t{args.threads} -c{args.connections} -d{args.duration:g}s per figure; "
-        f"cold figures on a new connection each\n"
+        f"load: {tool} -t{args.threads} -c{args.connections} -d{args.duration:g}s per figure, "
+        f"{args.rounds} rounds over all servers (running at once), median round; cold figures "
+        f"on a new connection each, one server after the other\n"
         f"teamindex needs HTTP Basic auth (alice) on every request; the peers are read "
         f"anonymously (their default)\n"
         f"1-min load average at start {load_start:.2f}, at end {load1():.2f} "
