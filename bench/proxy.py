@@ -83,7 +83,19 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument(
+        "--peers",
+        default="",
+        help="peer mode: comma list of teamindex,devpi,proxpi,peryx (see bench/proxypeers.py)",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="peer mode: load rounds (median)")
+    parser.add_argument("--padding", type=int, default=100_000, help="peer mode: bytes per wheel")
+    parser.add_argument("--out", type=Path, default=BENCH / "results", help="peer-mode reports")
     args = parser.parse_args()
+    if args.peers:
+        from proxymode import run_peer_mode
+
+        return run_peer_mode(args)
     work = Path(tempfile.mkdtemp(prefix="teamindex-proxy-bench-"))
     cfg = LoadConfig(args.threads, args.connections, args.duration)
     auth = {"Authorization": basic_auth_header("alice", PASSWORD)}

@@ -99,3 +99,48 @@ def test_special_projects() -> None:
 )
 def test_dist_info(fname: str, expected: peers.DistInfo) -> None:
     assert peers.dist_info(Path(fname)) == expected
+
+
+def test_proxy_upstream_pages_in_both_formats() -> None:
+    import proxypeers
+
+    page = {
+        "name": "demo",
+        "files": [
+            {
+                "filename": "demo-1.0-py3-none-any.whl",
+                "url": "../../files/demo-1.0-py3-none-any.whl",
+                "hashes": {"sha256": "ab" * 32},
+                "requires-python": ">=3.9",
+                "core-metadata": {"sha256": "cd" * 32},
+            }
+        ],
+    }
+    text = proxypeers.render_html(page)
+    assert 'data-requires-python="&gt;=3.9"' in text
+    assert f'data-core-metadata="sha256={"cd" * 32}"' in text
+    url = "http://127.0.0.1:1/simple/demo/"
+    want = "http://127.0.0.1:1/files/demo-1.0-py3-none-any.whl"
+    assert proxypeers.first_file_url(url, "text/html", text.encode()) == want
+    body = proxypeers.json.dumps(page).encode()
+    assert proxypeers.first_file_url(url, proxypeers.JSON_TYPE, body) == want
+    assert proxypeers.wants_json(f"{proxypeers.JSON_TYPE}, text/html; q=0.01")
+    assert not proxypeers.wants_json(f"text/html, {proxypeers.JSON_TYPE}; q=0")
+    assert not proxypeers.wants_json("text/html")
+
+
+def test_proxy_targets() -> None:
+    import proxymode
+
+    def res(rps: float) -> load.LoadResult:
+        return load.LoadResult(rps, 1.0, 2.0, 100, 0, "wrk")
+
+    team = proxymode.ServerResult(
+        cold_page_ms=10.0, warm_page=res(900), local_page=res(1000),
+        warm_file=res(500), local_file=res(1000),
+    )  # fmt: skip
+    rows = proxymode.targets(
+        {"teamindex": team, "devpi": proxymode.ServerResult(warm_page=res(200))}, 1.0
+    )
+    assert [met for _, _, met in rows] == [True, True, False, True]
+    assert rows[1][1] == "900 / 200 = 4.5x"
