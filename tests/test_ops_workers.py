@@ -206,3 +206,19 @@ def test_workers_die_with_a_killed_parent(data_dir, servers, tmp_path):
     assert wait_for(lambda: not [pid for pid in pids if alive(pid)], 15)
     with pytest.raises(ConnectionRefusedError):
         get(server.url, "/healthz")
+
+
+def test_workers_that_keep_dying_stop_the_parent_with_exit_1(monkeypatch):
+    """A worker that cannot start (a broken data dir, say) is not restarted forever: after
+    MAX_CRASHES within CRASH_WINDOW the parent gives up, for systemd's Restart= to act."""
+    from teamindex.ops import workers
+
+    monkeypatch.setattr(workers, "FIRST_BACKOFF", 0.01)
+    gone: list[int] = []
+    supervisor = workers.Supervisor(2, serve=lambda: 3, on_exit=gone.append)
+    started = time.monotonic()
+    assert supervisor.run([]) == 1
+    assert time.monotonic() - started < 10
+    assert workers.MAX_CRASHES + 1 <= len(gone) <= workers.MAX_CRASHES + 2
+    assert not supervisor.children
+    assert not [pid for pid in gone if alive(pid)]
