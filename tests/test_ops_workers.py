@@ -222,3 +222,31 @@ def test_workers_that_keep_dying_stop_the_parent_with_exit_1(monkeypatch):
     assert workers.MAX_CRASHES + 1 <= len(gone) <= workers.MAX_CRASHES + 2
     assert not supervisor.children
     assert not [pid for pid in gone if alive(pid)]
+
+
+def test_metrics_dirs_of_dead_parents_are_swept_and_live_ones_kept(tmp_path):
+    """A parent killed with -9 leaves its metrics directory; the next start removes it,
+    never the directory of a server still running, nor anything it did not make."""
+    import fcntl
+
+    from teamindex.ops.workers import METRICS_LOCK, METRICS_PREFIX, metrics_dir
+
+    dead = tmp_path / f"{METRICS_PREFIX}dead"
+    dead.mkdir()
+    (dead / METRICS_LOCK).touch()
+    (dead / "counter_1.db").touch()
+    other = tmp_path / f"{METRICS_PREFIX}other"  # no lock file: not made by a parent
+    other.mkdir()
+    with metrics_dir(tmp_path) as live:
+        assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == live
+        assert not dead.exists() and other.exists()
+        with metrics_dir(tmp_path) as second:  # a second server's start keeps the first's
+            assert Path(live).exists() and second != live
+        probe = os.open(Path(live) / METRICS_LOCK, os.O_RDONLY)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(probe)
+    assert not Path(live).exists()
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ

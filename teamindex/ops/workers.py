@@ -20,7 +20,8 @@ The parent:
   (prctl PR_SET_PDEATHSIG; elsewhere a thread watches the parent's pid).
 
 /metrics: the children count in prometheus-client's multiprocess mode, in a private
-directory the parent creates fresh and removes at exit (see metrics_dir).
+directory the parent creates fresh and removes at exit (see metrics_dir); the directories
+of parents killed with -9 go at the next start.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import fcntl
 import logging
 import os
 import shutil
@@ -38,12 +40,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .serving import GRACE_SECONDS
 
 log = logging.getLogger("teamindex")
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client reads it
+METRICS_PREFIX = "teamindex-metrics-"
+METRICS_LOCK = "parent.lock"
 MAX_CRASHES = 5
 CRASH_WINDOW = 60.0
 FIRST_BACKOFF = 0.5
@@ -94,10 +99,16 @@ def bind(host: str, port: int, backlog: int) -> list[socket.socket]:
 
 
 @contextlib.contextmanager
-def metrics_dir() -> Iterator[str]:
+def metrics_dir(parent: Path | None = None) -> Iterator[str]:
     """A fresh private directory for prometheus-client's multiprocess files, named in the
-    environment the children inherit, removed when the parent is done."""
-    path = tempfile.mkdtemp(prefix="teamindex-metrics-")  # 0700
+    environment the children inherit, removed when the parent is done.
+
+    The parent holds a lock on a file in it while it lives; a parent killed with -9 cannot
+    remove its directory, so each start first removes those whose lock is free (like the
+    owner locks of index/inflight.py)."""
+    parent = Path(parent or tempfile.gettempdir())
+    sweep_metrics_dirs(parent)
+    path, lock = _locked_dir(parent)
     previous = os.environ.get(MULTIPROC_ENV)
     os.environ[MULTIPROC_ENV] = path
     try:
@@ -108,6 +119,41 @@ def metrics_dir() -> Iterator[str]:
         else:
             os.environ[MULTIPROC_ENV] = previous
         shutil.rmtree(path, ignore_errors=True)
+        os.close(lock)
+
+
+def _locked_dir(parent: Path) -> tuple[str, int]:
+    """A new metrics directory and the fd of its lock, held. Another start's sweep may take
+    the lock between creating and locking it and remove the directory: then try again."""
+    for _attempt in range(10):
+        path = tempfile.mkdtemp(prefix=METRICS_PREFIX, dir=parent)  # 0700
+        lock_path = Path(path) / METRICS_LOCK
+        lock = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with contextlib.suppress(FileNotFoundError):
+            if lock_path.stat().st_ino == os.fstat(lock).st_ino:
+                return path, lock
+        os.close(lock)
+    raise OSError(f"could not make a metrics directory in {parent}")
+
+
+def sweep_metrics_dirs(parent: Path) -> None:
+    """Remove the metrics directories of dead parents in `parent` (their lock is free)."""
+    for path in parent.glob(METRICS_PREFIX + "*"):
+        try:
+            if path.is_symlink() or path.stat().st_uid != os.getuid():
+                continue
+            fd = os.open(path / METRICS_LOCK, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:
+            continue  # not ours, or not made by this code
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # a running server's
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+        finally:
+            os.close(fd)
 
 
 def die_with_parent(parent: int) -> None:
