@@ -128,3 +128,31 @@ def _sweep_crash_debris(storage: Storage) -> None:
             ", ".join(path.name for path, _size in swept[:SWEPT_NAMES_LOGGED])
             + (", ..." if len(swept) > SWEPT_NAMES_LOGGED else ""),
         )
+
+
+def prepare(settings: Settings) -> int:
+    """The start-up work of create_app that must run once before `serve --workers N` forks:
+    private data dir, crash debris swept, database migrated and audit pruned, session key
+    made (each child's create_app repeats these harmlessly: all idempotent, and the sweep
+    spares live owners). The number of users, for the first-start hint."""
+    from .web.session import load_secret_key
+
+    _tighten(settings)
+    storage = Storage(settings.packages_dir, settings.tmp_dir)
+    storage.ensure_dirs()
+    _sweep_crash_debris(storage)
+    db = Database(settings.db_path)
+    try:
+        with db.waiting(BUSY_TIMEOUT_MS):
+            db.migrate()
+            db.prune_audit(
+                utc_stamp(
+                    datetime.now(timezone.utc) - timedelta(days=settings.audit_retention_days)
+                )
+            )
+        users = db.count_users()
+    finally:
+        db.close()  # no connection may cross the fork
+    load_secret_key(settings.data_dir)  # before the children race to create it
+    make_private(settings.data_dir)
+    return users

@@ -154,6 +154,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     threads: int = 4
+    workers: int = 0  # 0: one per core (ops/workers.py)
     max_upload_size: int = 1 << 30
     anonymous_read: bool = False
     trusted_proxy: str = ""
@@ -237,6 +238,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("host", str, "address to listen on"),
     Option("port", int, "TCP port to listen on"),
     Option("threads", int, "waitress worker threads"),
+    Option(
+        "workers",
+        int,
+        "server processes sharing the port (0, the default: one per core; 1: one process)",
+    ),
     Option("max_upload_size", _parse_size, "largest accepted distribution file (e.g. 1G, 200M)"),
     Option("anonymous_read", _parse_bool, "let unauthenticated clients read the index"),
     Option(

@@ -178,12 +178,23 @@ class ServerProcess:
 
 
 def start_server(
-    data_dir: Path, log: Path, *, threads: int = 8, timeout: float = 20.0
+    data_dir: Path, log: Path, *, threads: int = 8, workers: int = 1, timeout: float = 20.0
 ) -> ServerProcess:
     handle = log.open("ab")
     start = log.stat().st_size
     process = subprocess.Popen(
-        [sys.executable, "-m", "teamindex", "serve", "--port", "0", "--threads", str(threads)],
+        [
+            sys.executable,
+            "-m",
+            "teamindex",
+            "serve",
+            "--port",
+            "0",
+            "--threads",
+            str(threads),
+            "--workers",
+            str(workers),
+        ],
         env=cli_env(data_dir),
         stdin=subprocess.DEVNULL,
         stdout=handle,

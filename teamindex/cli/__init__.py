@@ -74,8 +74,12 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     """Run the index with waitress (migrates the database first)."""
     from ..app import FORM_OVERHEAD, create_app
     from ..ops.serving import make_server
+    from ..ops.workers import resolve_workers
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    workers = resolve_workers(settings.workers)
+    if workers > 1:
+        return _serve_workers(settings, workers)
     app = create_app(settings)
     server = make_server(app, settings.waitress_options(FORM_OVERHEAD))
     host, port = server.socket.getsockname()[:2]  # type: ignore[union-attr]
@@ -89,18 +93,75 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         settings.threads,
     )
     if db.count_users() == 0:
-        log.warning(
-            "no users yet: nobody can read or upload. Create the first admin with:\n"
-            "    %s adduser NAME --admin --data-dir %s",
-            launcher(),
-            settings.data_dir,
-        )
+        _no_users_hint(settings)
     from ..ops.serving import serve_until_stopped, tune_for_serving
 
     tune_for_serving()  # quiet queue warnings, frozen start-up objects, GIL switch interval
     serve_until_stopped(server)  # SIGTERM: stop accepting, finish in-flight requests
     # Download counts (and --audit-downloads rows) are batched in memory: write the last ones.
     app.extensions["teamindex"].audit.flush()
+    return 0
+
+
+def _no_users_hint(settings: Settings) -> None:
+    log.warning(
+        "no users yet: nobody can read or upload. Create the first admin with:\n"
+        "    %s adduser NAME --admin --data-dir %s",
+        launcher(),
+        settings.data_dir,
+    )
+
+
+def _serve_workers(settings: Settings, workers: int) -> int:
+    """The parent of `serve --workers N` (N > 1): start-up work once, the socket bound,
+    then N children supervised (ops/workers.py)."""
+    from prometheus_client import multiprocess
+
+    from ..app import FORM_OVERHEAD, prepare
+    from ..ops import workers as pool
+
+    for handler in logging.getLogger().handlers:  # which worker wrote each line
+        handler.setFormatter(logging.Formatter(pool.LOG_FORMAT))
+    users = prepare(settings)
+    options = settings.waitress_options(FORM_OVERHEAD)
+    host, port = options.pop("host"), options.pop("port")
+    listening = pool.bind(host, port, backlog=1024)
+    bound_host, bound_port = listening[0].getsockname()[:2]
+    log.info(
+        "teamindex %s serving http://%s:%s/simple/ (data dir %s, %d workers of %d threads)",
+        __version__,
+        bound_host,
+        bound_port,
+        settings.data_dir.resolve(),
+        workers,
+        settings.threads,
+    )
+    if users == 0:
+        _no_users_hint(settings)
+    with pool.metrics_dir() as shared:
+        supervisor = pool.Supervisor(
+            workers,
+            lambda: _serve_worker(settings, {**options, "sockets": listening}),
+            on_exit=lambda pid: multiprocess.mark_process_dead(pid, shared),
+        )
+        return supervisor.run(listening)
+
+
+def _serve_worker(settings: Settings, options: dict[str, Any]) -> int:
+    """One child of `serve --workers N`: today's server on the inherited socket(s)."""
+    from ..app import create_app
+    from ..ops.metrics import count_in_shared_dir
+    from ..ops.serving import make_server, serve_until_stopped, tune_for_serving
+
+    count_in_shared_dir()
+    app = create_app(settings)
+    server = make_server(app, options)
+    tune_for_serving()
+    log.info("worker ready")
+    serve_until_stopped(server)
+    svc = app.extensions["teamindex"]
+    svc.audit.flush()
+    svc.storage.owner.release()  # the child ends with os._exit: no atexit handlers
     return 0
 
 

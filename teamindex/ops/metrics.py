@@ -6,6 +6,10 @@ status; downloads by kind; authentication failures. Read at scrape time from SQL
 the disk): number and bytes of stored files. Plus the process collector (memory, CPU,
 open files).
 
+Under `serve --workers N` each worker counts into prometheus-client's multiprocess files
+(ops/workers.py names the directory) and a scrape, answered by any worker, sums them all;
+the process collector is left out then (it would describe only the worker that answered).
+
 Who may read it: administrators (Basic auth with their password, not a token), or any
 client whose address is in the `metrics_allow` setting, so a Prometheus server needs no
 password in its config.
@@ -13,6 +17,7 @@ password in its config.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 
@@ -36,6 +41,7 @@ from ..errors import HTTPError
 from ..upstream import Upstream
 
 EXTENSION_KEY = "teamindex.metrics"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's own variable
 bp = Blueprint("metrics", __name__)
 
 
@@ -141,10 +147,20 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
-        self.registry.register(_StorageCollector(db))
+        shared = os.environ.get(MULTIPROC_ENV)
+        # What a scrape reads: this registry, or every worker's files plus the collectors
+        # that read the database (the same from any worker).
+        self.exposed = self.registry
+        if shared:
+            from prometheus_client import multiprocess
+
+            self.exposed = CollectorRegistry()
+            multiprocess.MultiProcessCollector(self.exposed, shared)
+        self.exposed.register(_StorageCollector(db))
         if upstream is not None:
-            self.registry.register(_UpstreamCollector(upstream))
-        ProcessCollector(registry=self.registry)
+            self.exposed.register(_UpstreamCollector(upstream))
+        if not shared:
+            ProcessCollector(registry=self.registry)
 
     def count_request(self, rule: str, method: str, status: int, seconds: float | None) -> None:
         """One request and how long it took (the hot path counts its answers here too)."""
@@ -176,6 +192,15 @@ class Metrics:
             self.auth_failures.labels("throttled").inc()
 
 
+def count_in_shared_dir() -> None:
+    """Make metrics created from now on count in the multiprocess files of MULTIPROC_ENV.
+    prometheus-client chooses at import; a forked worker imported it before the variable
+    was set (the parent loads the app's modules once, for all its children)."""
+    from prometheus_client import values
+
+    values.ValueClass = values.get_value_class()
+
+
 def collectors(app: Flask) -> Metrics:
     return app.extensions[EXTENSION_KEY]
 
@@ -185,7 +210,7 @@ def _metrics() -> Metrics:
 
 
 def _exposition() -> Response:
-    body = generate_latest(_metrics().registry)
+    body = generate_latest(_metrics().exposed)
     return Response(body, content_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})
 
 

@@ -1,0 +1,145 @@
+"""`/simple/` and the 300-file project page at 1 and N `serve --workers`, in one run.
+
+    python bench/workers.py [--workers N] [--rounds 3] [--duration 10]
+
+Uses bench/run.py's corpus (1,012 projects, 6,311 files; cached in bench/.cache), one
+data dir imported once, and the same wrk load (-t2 -c16, Basic auth on every request). The
+machine is shared, so the 1- and N-worker servers take turns, round after round, and the
+table gives each one's median and the load average around the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import corpus
+import load
+import peers
+
+BENCH_DIR = Path(__file__).resolve().parent
+CACHE_DIR = BENCH_DIR / ".cache"
+USER, PASSWORD = "alice", "bench-password-1"
+HTML = "text/html"
+
+
+def teamindex(*args: str | Path, data_dir: Path, stdin: str | None = None) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "teamindex", *map(str, args), "--data-dir", str(data_dir)],
+        input=stdin,
+        text=True,
+        check=True,
+        capture_output=True,
+        timeout=3600,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start(data_dir: Path, workers: int, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "teamindex", "serve", "--data-dir", str(data_dir),
+             "--port", str(port), "--workers", str(workers)],
+            stdout=out, stderr=out, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/simple/"
+    headers = auth()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
+        try:
+            if peers.http_get(url, headers)[0] == 200:
+                time.sleep(1.0)  # every worker past its start-up
+                return process, url
+        except OSError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("server did not answer in 60 s")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
+def auth() -> dict[str, str]:
+    token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    return {"Authorization": f"Basic {token}", "Accept": HTML}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--connections", type=int, default=16)
+    args = parser.parse_args()
+    spec = corpus.CorpusSpec()
+    main_corpus = corpus.generate(
+        corpus.main_corpus_dists(spec), CACHE_DIR / "corpus" / f"main-{spec.key()}"
+    )
+    cfg = load.LoadConfig(2, args.connections, args.duration)
+    rates: dict[tuple[str, int], list[float]] = {}
+    with tempfile.TemporaryDirectory(prefix="teamindex-bench-workers-") as tmp:
+        data_dir, log = Path(tmp) / "data", Path(tmp) / "server.log"
+        data_dir.mkdir()
+        teamindex("adduser", USER, "--password-stdin", data_dir=data_dir, stdin=PASSWORD + "\n")
+        peers.link_tree(main_corpus.paths, Path(tmp) / "src")
+        teamindex("import", "--quiet", Path(tmp) / "src", data_dir=data_dir)
+        before = os.getloadavg()
+        for round_ in range(args.rounds):
+            for workers in (1, args.workers) if round_ % 2 == 0 else (args.workers, 1):
+                process, url = start(data_dir, workers, log)
+                try:
+                    for name, target in (
+                        ("/simple/", url),
+                        ("project page", f"{url}{corpus.BIG_PROJECT}/"),
+                    ):
+                        result = load.run_load(target, auth(), cfg)
+                        rates.setdefault((name, workers), []).append(result.rps)
+                        print(
+                            f"round {round_ + 1}, {workers} worker(s), {name}: "
+                            f"{result.rps:,.0f} req/s, p99 {result.p99_ms:.1f} ms, "
+                            f"{result.errors} errors",
+                            flush=True,
+                        )
+                finally:
+                    stop(process)
+        after = os.getloadavg()
+    print(f"\n| endpoint | 1 worker, req/s | {args.workers} workers, req/s | ratio |")
+    print("| --- | --- | --- | --- |")
+    for name in ("/simple/", "project page"):
+        one = statistics.median(rates[(name, 1)])
+        many = statistics.median(rates[(name, args.workers)])
+        print(f"| {name} | {one:,.0f} | {many:,.0f} | {many / one:.2f}x |")
+    print(
+        f"\nmedians of {args.rounds} alternating rounds, wrk -t2 -c{args.connections} "
+        f"-d{args.duration:g}s; load average (1/5/15 min) before "
+        f"{' '.join(f'{x:.2f}' for x in before)}, after {' '.join(f'{x:.2f}' for x in after)}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
