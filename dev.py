@@ -162,48 +162,33 @@ def ensure_clients() -> list[str]:
     return failed
 
 
-# -- the browser for tests/browser (web UI) -----------------------------------------------------
+# -- Debian packages the tests drive -----------------------------------------------------------
 
-CHROMIUM = Path("/usr/bin/chromium")
-
-
-def ensure_chromium() -> bool:
-    """Debian's chromium drives the browser tests through Playwright (`playwright install`
-    downloads a browser build, which cannot work here). Installed with apt when missing and
-    we are root; False when it is still unavailable."""
-    if CHROMIUM.exists():
-        return True
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        return False
-    say("installing chromium for the browser tests: apt-get install -y chromium")
-    os.environ.setdefault("DEBIAN_FRONTEND", "noninteractive")
-    try:
-        run(["apt-get", "update", "-qq"], quiet=True)
-        run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"], quiet=True)
-    except SetupError as exc:
-        say(f"could not install chromium: {exc}")
-    return CHROMIUM.exists()
+# package -> (the binary that proves it is there, the tests that need it). Debian's chromium
+# drives tests/browser through Playwright (`playwright install` downloads a browser build,
+# which cannot work here); Debian's nginx runs the config `teamindex nginx-config` prints in
+# front of teamindex (tests/e2e/test_nginx_front.py), from a temp dir.
+DEBIAN_TOOLS: dict[str, tuple[Path, str]] = {
+    "chromium": (Path("/usr/bin/chromium"), "the browser tests"),
+    "nginx": (Path("/usr/sbin/nginx"), "the front-server tests"),
+}
 
 
-NGINX = Path("/usr/sbin/nginx")
-
-
-def ensure_nginx() -> bool:
-    """Debian's nginx runs in front of teamindex in tests/e2e/test_nginx_front.py (the
-    config `teamindex nginx-config` prints), from a temp dir. Installed with apt when
-    missing and we are root; False when it is still unavailable."""
-    if NGINX.exists():
-        return True
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        return False
-    say("installing nginx for the front-server tests: apt-get install -y nginx")
-    os.environ.setdefault("DEBIAN_FRONTEND", "noninteractive")
-    try:
-        run(["apt-get", "update", "-qq"], quiet=True)
-        run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "nginx"], quiet=True)
-    except SetupError as exc:
-        say(f"could not install nginx: {exc}")
-    return NGINX.exists()
+def ensure_debian_tools() -> list[str]:
+    """Install the missing DEBIAN_TOOLS with apt (one update, one install) when we are
+    root; return the packages still missing."""
+    missing = [name for name, (binary, _tests) in DEBIAN_TOOLS.items() if not binary.exists()]
+    if missing and os.geteuid() == 0 and shutil.which("apt-get") is not None:
+        say(f"installing {' '.join(missing)} for the tests: apt-get install -y {' '.join(missing)}")
+        os.environ.setdefault("DEBIAN_FRONTEND", "noninteractive")
+        try:
+            run(["apt-get", "update", "-qq"], quiet=True)
+            run(
+                ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], quiet=True
+            )
+        except SetupError as exc:
+            say(f"could not install {' '.join(missing)}: {exc}")
+    return [name for name in missing if not DEBIAN_TOOLS[name][0].exists()]
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -233,14 +218,11 @@ def cmd_test(args: Sequence[str]) -> int:
         if in_ci():
             raise SetupError(f"clients not installed in CI: {', '.join(failed)}")
         say(f"end-to-end tests needing {', '.join(failed)} will be skipped")
-    if not ensure_chromium():
+    for name in ensure_debian_tools():
+        binary, tests = DEBIAN_TOOLS[name]
         if in_ci():
-            raise SetupError(f"{CHROMIUM} not installed in CI: the browser tests need it")
-        say(f"browser tests will be skipped: no {CHROMIUM}")
-    if not ensure_nginx():
-        if in_ci():
-            raise SetupError(f"{NGINX} not installed in CI: the front-server tests need it")
-        say(f"front-server tests will be skipped: no {NGINX}")
+            raise SetupError(f"{binary} not installed in CI: {tests} need it")
+        say(f"{tests} will be skipped: no {binary}")
     lint_ok = True
     for check in (["check", "."], ["format", "--check", "."]):
         say(f"ruff {' '.join(check)}")
