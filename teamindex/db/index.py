@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from ..models import (
     FileRecord,
@@ -218,38 +218,30 @@ class IndexQueries(Connections):
 
     def files_named(self, filenames: Sequence[str]) -> dict[str, FileRecord]:
         """get_file() for many names at once: the ones stored, by filename."""
-        found: dict[str, FileRecord] = {}
-        for chunk in _chunks(filenames):
-            rows = self.conn.execute(
-                FILE_SELECT.replace("FROM files f", ", p.name AS project FROM files f")
-                + " JOIN projects p ON p.id = r.project_id"
-                + f" WHERE f.filename IN ({_marks(chunk)})",
-                chunk,
-            ).fetchall()
-            found.update((row["filename"], file_from(row, row["project"])) for row in rows)
-        return found
+        select = (
+            FILE_SELECT.replace("FROM files f", ", p.name AS project FROM files f")
+            + " JOIN projects p ON p.id = r.project_id WHERE f.filename IN"
+        )
+        return {
+            row["filename"]: file_from(row, row["project"])
+            for row in self._rows_in(select, filenames)
+        }
 
     def filenames_by_sha256(self, digests: Sequence[str]) -> dict[str, str]:
         """filename_by_sha256() for many digests: sha256 -> the filename holding it."""
-        found: dict[str, str] = {}
-        for chunk in _chunks(digests):
-            rows = self.conn.execute(
-                f"SELECT sha256, filename FROM files WHERE sha256 IN ({_marks(chunk)})",  # noqa: S608
-                chunk,
-            ).fetchall()
-            found.update((row[0], row[1]) for row in rows)
-        return found
+        select = "SELECT sha256, filename FROM files WHERE sha256 IN"
+        return {row[0]: row[1] for row in self._rows_in(select, digests)}
 
     def deleted_sha256s(self, filenames: Sequence[str]) -> dict[str, str]:
         """deleted_file_sha256() for many names: filename -> the sha256 it had."""
-        found: dict[str, str] = {}
-        for chunk in _chunks(filenames):
-            rows = self.conn.execute(
-                f"SELECT filename, sha256 FROM deleted_files WHERE filename IN ({_marks(chunk)})",  # noqa: S608
-                chunk,
-            ).fetchall()
-            found.update((row[0], row[1]) for row in rows)
-        return found
+        select = "SELECT filename, sha256 FROM deleted_files WHERE filename IN"
+        return {row[0]: row[1] for row in self._rows_in(select, filenames)}
+
+    def _rows_in(self, select: str, values: Sequence[str]) -> Iterator[sqlite3.Row]:
+        """The rows of `select` (which ends in `IN`) for every value, asked in chunks that
+        stay under SQLite's limit on host parameters."""
+        for chunk in _chunks(values):
+            yield from self.conn.execute(f"{select} ({_marks(chunk)})", chunk)
 
     def project_release_filenames(self, project: str) -> dict[str, list[tuple[str, str]]]:
         """release_filenames() of every release of a project: canonical version ->
