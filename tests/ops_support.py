@@ -78,6 +78,44 @@ def post_upload(
         conn.close()
 
 
+@dataclass
+class HalfUpload:
+    """An upload whose multipart body is half sent (a graceful-stop test signals the server
+    in between); finish() sends the rest and returns the status."""
+
+    conn: http.client.HTTPConnection
+    rest: bytes
+
+    def finish(self) -> int:
+        self.conn.send(self.rest)
+        response = self.conn.getresponse()
+        response.read()
+        self.conn.close()
+        return response.status
+
+
+def start_half_upload(url: str, wheel: Path, user: str = "alice") -> HalfUpload:
+    """POST /legacy/ like twine with half of `wheel`'s body sent."""
+    data = wheel.read_bytes()
+    boundary = "sigtermboundary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name=":action"\r\n\r\nfile_upload\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="sha256_digest"\r\n\r\n'
+        f"{hashlib.sha256(data).hexdigest()}\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="content"; '
+        f'filename="{wheel.name}"\r\n\r\n'
+    ).encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    conn = _connection(url, timeout=20)
+    conn.putrequest("POST", "/legacy/")
+    conn.putheader("Authorization", auth_header(user))
+    conn.putheader("Content-Type", f"multipart/form-data; boundary={boundary}")
+    conn.putheader("Content-Length", str(len(head) + len(data) + len(tail)))
+    conn.endheaders()
+    conn.send(head + data[: len(data) // 2])
+    return HalfUpload(conn, data[len(data) // 2 :] + tail)
+
+
 def get(
     url: str,
     path: str,

@@ -22,12 +22,12 @@ from builders import make_wheel
 from ops_support import (
     ServerProcess,
     add_users,
-    auth_header,
     big_wheel,
     downloaded_sha256,
     get,
     post_upload,
     run_cli,
+    start_half_upload,
     start_server,
     visible_files,
 )
@@ -254,35 +254,14 @@ def test_sigterm_lets_an_upload_being_received_finish(data_dir, servers, tmp_pat
     """SIGTERM while the request body is still arriving: the upload completes (200 and
     present), new connections are refused, and the server exits 0."""
     wheel = big_wheel(tmp_path, "inflight", "1.0", 2 << 20)
-    data = wheel.read_bytes()
     server = serve(servers, data_dir, tmp_path)
-    boundary = "sigtermboundary"
-    head = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name=":action"\r\n\r\nfile_upload\r\n'
-        f'--{boundary}\r\nContent-Disposition: form-data; name="sha256_digest"\r\n\r\n'
-        f"{hashlib.sha256(data).hexdigest()}\r\n"
-        f'--{boundary}\r\nContent-Disposition: form-data; name="content"; '
-        f'filename="{wheel.name}"\r\n\r\n'
-    ).encode()
-    tail = f"\r\n--{boundary}--\r\n".encode()
-    host, port = server.url.removeprefix("http://").split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=20)
-    conn.putrequest("POST", "/legacy/")
-    conn.putheader("Authorization", auth_header("alice"))
-    conn.putheader("Content-Type", f"multipart/form-data; boundary={boundary}")
-    conn.putheader("Content-Length", str(len(head) + len(data) + len(tail)))
-    conn.endheaders()
-    conn.send(head + data[: len(data) // 2])
+    upload = start_half_upload(server.url, wheel)
     time.sleep(0.5)  # waitress has accepted the connection and parsed the headers
     server.process.send_signal(signal.SIGTERM)
     assert wait_for(lambda: "stopping:" in server.log_text(), 10)
     with pytest.raises(ConnectionRefusedError):  # the listener is closed: no new requests
         get(server.url, "/healthz")
-    conn.send(data[len(data) // 2 :] + tail)
-    response = conn.getresponse()
-    response.read()
-    conn.close()
-    assert response.status == 200
+    assert upload.finish() == 200
     assert server.process.wait(15) == 0
     assert "stopping: no new connections; waiting for 1 request(s)" in server.log_text()
 

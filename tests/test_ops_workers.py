@@ -12,7 +12,6 @@ and its workers are killed in teardown whatever happened.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import os
 import re
 import signal
@@ -24,9 +23,9 @@ import pytest
 from ops_support import (
     ServerProcess,
     add_users,
-    auth_header,
     big_wheel,
     get,
+    start_half_upload,
     start_server,
     visible_files,
 )
@@ -163,33 +162,13 @@ def test_sigterm_drains_an_upload_and_leaves_no_worker(data_dir, servers, tmp_pa
     data = wheel.read_bytes()
     server = serve(servers, data_dir, tmp_path)
     pids = worker_pids(server)
-    boundary = "sigtermboundary"
-    head = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name=":action"\r\n\r\nfile_upload\r\n'
-        f'--{boundary}\r\nContent-Disposition: form-data; name="sha256_digest"\r\n\r\n'
-        f"{hashlib.sha256(data).hexdigest()}\r\n"
-        f'--{boundary}\r\nContent-Disposition: form-data; name="content"; '
-        f'filename="{wheel.name}"\r\n\r\n'
-    ).encode()
-    tail = f"\r\n--{boundary}--\r\n".encode()
-    host, port = server.url.removeprefix("http://").split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=20)
-    conn.putrequest("POST", "/legacy/")
-    conn.putheader("Authorization", auth_header("alice"))
-    conn.putheader("Content-Type", f"multipart/form-data; boundary={boundary}")
-    conn.putheader("Content-Length", str(len(head) + len(data) + len(tail)))
-    conn.endheaders()
-    conn.send(head + data[: len(data) // 2])
+    upload = start_half_upload(server.url, wheel)
     time.sleep(0.5)  # a worker has accepted the connection and parsed the headers
     server.process.send_signal(signal.SIGTERM)
     assert wait_for(lambda: "waiting for 1 request(s)" in server.log_text(), 10)
     with pytest.raises(ConnectionRefusedError):  # every copy of the listener is closed
         get(server.url, "/healthz")
-    conn.send(data[len(data) // 2 :] + tail)
-    response = conn.getresponse()
-    response.read()
-    conn.close()
-    assert response.status == 200
+    assert upload.finish() == 200
     assert server.process.wait(15) == 0
     assert "all workers stopped" in server.log_text()
     assert not [pid for pid in pids if alive(pid)]
