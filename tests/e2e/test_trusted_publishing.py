@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import subprocess
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
@@ -75,29 +76,27 @@ def minted_events(live_server: LiveServer) -> list:
     return db.query_audit(since="2000-01-01", action="oidc_mint")
 
 
-def test_uv_publish_with_trusted_publishing_over_https(
-    live_server: LiveServer, issuer: Issuer, https_url: str, env: dict[str, str], tmp_path: Path
-) -> None:
-    register(live_server, issuer, "octo-app")
-    dist = make_wheel(tmp_path, "octo-app", "1.0.0")
+def uv_publish_in_ci(
+    env: dict[str, str], issuer: Issuer, https_url: str, dist: Path, *, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """`uv publish --trusted-publishing always` as in a GitHub Actions job: uv asks the
+    test issuer for its OIDC token through the ACTIONS_ID_TOKEN_REQUEST_* variables."""
     ci_env = env | {
         "GITHUB_ACTIONS": "true",
         "ACTIONS_ID_TOKEN_REQUEST_URL": f"{issuer.url}/ci-token?api-version=2.0",
         "ACTIONS_ID_TOKEN_REQUEST_TOKEN": REQUEST_TOKEN,
         "SSL_CERT_FILE": str(issuer.ca_file),
     }
-    result = run(
-        [
-            uv(),
-            "publish",
-            "--trusted-publishing",
-            "always",
-            "--publish-url",
-            f"{https_url}/legacy/",
-            dist,
-        ],
-        env=ci_env,
-    )
+    publish = [uv(), "publish", "--trusted-publishing", "always"]
+    return run([*publish, "--publish-url", f"{https_url}/legacy/", dist], env=ci_env, check=check)
+
+
+def test_uv_publish_with_trusted_publishing_over_https(
+    live_server: LiveServer, issuer: Issuer, https_url: str, env: dict[str, str], tmp_path: Path
+) -> None:
+    register(live_server, issuer, "octo-app")
+    dist = make_wheel(tmp_path, "octo-app", "1.0.0")
+    result = uv_publish_in_ci(env, issuer, https_url, dist)
     assert "::add-mask::tix_" in output(result)  # uv masks the minted token in the job log
     assert stored(live_server, "octo-app") == [dist.name]
     (event,) = minted_events(live_server)
@@ -113,25 +112,8 @@ def test_uv_shows_the_refusal_naming_the_failed_check(
 ) -> None:
     register(live_server, issuer, "octo-app")
     issuer.token_claims = {"environment": "staging"}
-    ci_env = env | {
-        "GITHUB_ACTIONS": "true",
-        "ACTIONS_ID_TOKEN_REQUEST_URL": f"{issuer.url}/ci-token?api-version=2.0",
-        "ACTIONS_ID_TOKEN_REQUEST_TOKEN": REQUEST_TOKEN,
-        "SSL_CERT_FILE": str(issuer.ca_file),
-    }
-    result = run(
-        [
-            uv(),
-            "publish",
-            "--trusted-publishing",
-            "always",
-            "--publish-url",
-            f"{https_url}/legacy/",
-            make_wheel(tmp_path, "octo-app", "1.0.0"),
-        ],
-        env=ci_env,
-        check=False,
-    )
+    wheel = make_wheel(tmp_path, "octo-app", "1.0.0")
+    result = uv_publish_in_ci(env, issuer, https_url, wheel, check=False)
     assert result.returncode != 0
     assert "invalid-publisher" in output(result) and "environment" in output(result)
 
