@@ -15,7 +15,6 @@ import http.client
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -39,6 +38,7 @@ from peers import (
     pip_version,
     run_cmd,
     spawn,
+    stop_process,
     wait_for_status,
 )
 
@@ -167,14 +167,7 @@ class ProxyHandle:
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM, then SIGKILL, this process only."""
-        if self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=timeout)
+        stop_process(self.proc, timeout)
 
 
 @dataclass
