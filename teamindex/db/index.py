@@ -187,25 +187,7 @@ class IndexQueries(Connections):
             (project_id, new.canonical_version),
         ).fetchone()[0]
         try:
-            conn.execute(
-                "INSERT INTO files (release_id, filename, packagetype, python_version,"
-                " requires_python, size, sha256, blake2_256, md5, metadata_sha256, upload_time,"
-                " uploader_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    release_id,
-                    new.filename,
-                    new.packagetype,
-                    new.python_version,
-                    new.requires_python,
-                    new.size,
-                    new.sha256,
-                    new.blake2_256,
-                    new.md5,
-                    new.metadata_sha256,
-                    new.upload_time,
-                    new.uploader_id,
-                ),
-            )
+            conn.execute(FILE_INSERT, _file_row(release_id, new))
         except sqlite3.IntegrityError as exc:
             raise Conflict(f"file {new.filename!r} already exists") from exc
 
@@ -279,29 +261,9 @@ class IndexQueries(Connections):
             if release_id is None:
                 release_id = self._release_for(project_id, new)
                 release_ids[key] = release_id
-            rows.append(
-                (
-                    release_id,
-                    new.filename,
-                    new.packagetype,
-                    new.python_version,
-                    new.requires_python,
-                    new.size,
-                    new.sha256,
-                    new.blake2_256,
-                    new.md5,
-                    new.metadata_sha256,
-                    new.upload_time,
-                    new.uploader_id,
-                )
-            )
+            rows.append(_file_row(release_id, new))
         try:
-            conn.executemany(
-                "INSERT INTO files (release_id, filename, packagetype, python_version,"
-                " requires_python, size, sha256, blake2_256, md5, metadata_sha256, upload_time,"
-                " uploader_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+            conn.executemany(FILE_INSERT, rows)
         except sqlite3.IntegrityError as exc:
             raise Conflict(f"a file of this batch already exists ({exc})") from exc
 
@@ -347,6 +309,31 @@ class IndexQueries(Connections):
                 (project_id, new.canonical_version),
             ).fetchone()[0]
         )
+
+
+FILE_INSERT = (
+    "INSERT INTO files (release_id, filename, packagetype, python_version, requires_python,"
+    " size, sha256, blake2_256, md5, metadata_sha256, upload_time, uploader_id)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _file_row(release_id: int, new: NewFile) -> tuple[object, ...]:
+    """FILE_INSERT's values for `new` in release `release_id` (uploads and batches alike)."""
+    return (
+        release_id,
+        new.filename,
+        new.packagetype,
+        new.python_version,
+        new.requires_python,
+        new.size,
+        new.sha256,
+        new.blake2_256,
+        new.md5,
+        new.metadata_sha256,
+        new.upload_time,
+        new.uploader_id,
+    )
 
 
 IN_CHUNK = 500  # host parameters per IN (...) list, well under SQLite's limit
