@@ -8,9 +8,10 @@ dir (see IndexRequest), so a 1 GiB wheel costs no memory and is hashed in the sa
 from __future__ import annotations
 
 import errno
-from typing import IO, Any
+from typing import IO
 
 from flask import Blueprint, Request, Response, g, redirect, request, url_for
+from werkzeug.datastructures import FileStorage
 
 from ..access.httpauth import (
     audit_denied,
@@ -86,7 +87,9 @@ def _field(name: str) -> str | None:
     return value.strip()
 
 
-def _parse_form() -> Any:
+def content_part() -> FileStorage | None:
+    """The multipart field `content` (uploads and docs zips); a full disk while werkzeug
+    streams it to tmp/ is a 507."""
     try:
         return request.files.get("content")
     except OSError as exc:
@@ -105,7 +108,7 @@ def file_upload() -> Response:
     if not may_ever(principal, Action.UPLOAD):  # from the headers, before the body is parsed
         assert principal.token is not None  # a user without a token may always try
         raise HTTPError(403, scope_refusal(principal.token, Action.UPLOAD, principal.name))
-    content = _parse_form()
+    content = content_part()
     action = request.form.get(":action") or request.args.get(":action")
     if action in GONE_ACTIONS:
         raise HTTPError(410, GONE_ACTIONS[action])

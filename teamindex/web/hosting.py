@@ -22,7 +22,6 @@ a Referer (`Referrer-Policy: no-referrer`) and is left out of the request log.
 from __future__ import annotations
 
 import base64
-import errno
 import hashlib
 import hmac
 import mimetypes
@@ -31,7 +30,6 @@ import time
 from flask import Blueprint, Response, current_app, redirect, request, send_file, url_for
 from packaging.utils import canonicalize_version
 from packaging.version import InvalidVersion, Version
-from werkzeug.datastructures import FileStorage
 
 from ..access.httpauth import (
     audit_denied,
@@ -44,6 +42,7 @@ from ..access.httpauth import (
     require_principal_address_allowed,
 )
 from ..access.permissions import ANONYMOUS, Action, Principal
+from ..api.upload import content_part
 from ..context import services
 from ..errors import HTTPError
 from ..index.docs import DocsError
@@ -144,20 +143,10 @@ def find_release(project: Project, version: str) -> ReleaseInfo:
     )
 
 
-def _parse_form() -> FileStorage | None:
-    """The `content` part; a full disk while werkzeug streams it to tmp/ is a 507."""
-    try:
-        return request.files.get("content")
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise HTTPError(507, "Insufficient storage: the index's disk is full.") from exc
-        raise
-
-
 def _received_zip() -> HashingTempFile:
     """The zip from the multipart field `content` or the raw body, in a temp file."""
     if request.mimetype == "multipart/form-data":
-        part = _parse_form()
+        part = content_part()
         if part is None or not isinstance(part.stream, HashingTempFile):
             raise HTTPError(400, "Send the zip as the multipart field 'content' or as the body.")
         temp = part.stream
