@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import waitress
@@ -19,6 +20,9 @@ from teamindex.clock import utc_now
 from teamindex.config import Settings
 from teamindex.context import services
 from teamindex.ops.serving import make_server, serve_until
+
+if TYPE_CHECKING:
+    from upstream_support import FakeUpstream
 
 # Tests lower the hashing cost (devpi does the same); production uses scrypt.
 FAST_HASH = "pbkdf2:sha256:1000"
@@ -152,3 +156,22 @@ def live_server(app: Flask, settings: Settings) -> Iterator[LiveServer]:
 @pytest.fixture
 def anonymous_settings(settings: Settings) -> Settings:
     return replace(settings, anonymous_read=True)
+
+
+@pytest.fixture
+def fake_upstream() -> Iterator[FakeUpstream]:
+    """A loopback PEP 691 index to proxy, with switchable failures (upstream_support.py)."""
+    from upstream_support import running_upstream  # it imports this module
+
+    with running_upstream() as fake:
+        yield fake
+
+
+@pytest.fixture
+def proxy(make_app: Callable[..., Flask], fake_upstream: FakeUpstream) -> Callable[..., Flask]:
+    """make_app with --upstream set to the fake upstream."""
+
+    def factory(**changes: object) -> Flask:
+        return make_app(upstream=fake_upstream.url, **changes)
+
+    return factory

@@ -7,7 +7,6 @@ import http.client
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -17,23 +16,9 @@ from builders import make_wheel
 from conftest import add_token, basic, start_server
 from flask import Flask
 from uploading import upload
-from upstream_support import JSON_TYPE, FakeUpstream, running_upstream
+from upstream_support import JSON_TYPE, FakeUpstream
 
 JSON = {"Accept": JSON_TYPE}
-
-
-@pytest.fixture
-def fake_upstream() -> Iterator[FakeUpstream]:
-    with running_upstream() as fake:
-        yield fake
-
-
-@pytest.fixture
-def proxy(make_app: Callable[..., Flask], fake_upstream: FakeUpstream) -> Callable[..., Flask]:
-    def factory(**changes: object) -> Flask:
-        return make_app(upstream=fake_upstream.url, **changes)
-
-    return factory
 
 
 def page(app: Flask, name: str, user: str = "alice", **headers: str):

@@ -3,7 +3,6 @@ projects under the read rules, and /admin/upstream editing the origin controls l
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import pytest
@@ -11,24 +10,10 @@ from builders import make_wheel
 from conftest import add_token, basic
 from flask import Flask
 from uploading import upload
-from upstream_support import JSON_TYPE, FakeUpstream, running_upstream
+from upstream_support import JSON_TYPE, FakeUpstream
 from web_support import csrf_of, login, post_form
 
 from teamindex.upstream.policy import Mode
-
-
-@pytest.fixture
-def fake_upstream() -> Iterator[FakeUpstream]:
-    with running_upstream() as fake:
-        yield fake
-
-
-@pytest.fixture
-def proxy(make_app: Callable[..., Flask], fake_upstream: FakeUpstream) -> Callable[..., Flask]:
-    def factory(**changes: object) -> Flask:
-        return make_app(upstream=fake_upstream.url, **changes)
-
-    return factory
 
 
 def rules_db(app: Flask):
