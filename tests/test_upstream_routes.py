@@ -84,6 +84,24 @@ def test_an_upstream_project_is_served_with_every_field_and_local_urls(
     assert "127.0.0.1" not in html and "127.0.0.1" not in response.get_data(as_text=True)
 
 
+def test_both_sides_list_every_version_as_pep_700_asks(proxy, fake_upstream, tmp_path) -> None:
+    """api-version 1.1 and later carry `versions` (peryx refuses a page without it): the fake
+    upstream's pages, and teamindex's proxied pages built from them."""
+    import urllib.request
+
+    fake_upstream.publish(tmp_path, "six", "1.10")
+    fake_upstream.publish(tmp_path, "six", "1.9", sdist=True)
+    fake_upstream.publish(tmp_path, "six", "1.9")
+    request = urllib.request.Request(fake_upstream.url + "six/", headers=JSON)
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        upstream = json.load(answer)
+    ours = page(proxy(), "six").get_json()
+    for data in (upstream, ours):
+        major, minor = map(int, data["meta"]["api-version"].split("."))
+        assert (major, minor) >= (1, 1)
+        assert data["versions"] == ["1.9", "1.10"]
+
+
 def test_root_lists_local_projects_only(proxy, fake_upstream, tmp_path) -> None:
     fake_upstream.publish(tmp_path, "six", "1.0")
     app = proxy()

@@ -19,7 +19,8 @@ import waitress
 from builders import make_sdist, make_wheel
 from conftest import RunningServer
 from flask import Flask, Response, abort, request
-from packaging.utils import canonicalize_name
+from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
+from packaging.version import Version
 
 from teamindex.ops.serving import serve_until
 
@@ -38,6 +39,13 @@ class Published:
     @property
     def sha256(self) -> str:
         return hashlib.sha256(self.data).hexdigest()
+
+
+def version_of(filename: str) -> Version:
+    """The version a wheel or sdist filename names (packaging's parsers, as an index would)."""
+    if filename.endswith(".whl"):
+        return parse_wheel_filename(filename)[1]
+    return parse_sdist_filename(filename)[1]
 
 
 @dataclass
@@ -98,7 +106,14 @@ class FakeUpstream:
             if item.metadata is not None:
                 entry["core-metadata"] = {"sha256": hashlib.sha256(item.metadata).hexdigest()}
             files.append(entry)
-        page: dict[str, Any] = {"meta": {"api-version": "1.4"}, "name": name, "files": files}
+        # PEP 700: api-version 1.1 and later list every version of the project.
+        versions = [str(v) for v in sorted({version_of(i.filename) for i in self.projects[name]})]
+        page: dict[str, Any] = {
+            "meta": {"api-version": "1.4"},
+            "name": name,
+            "versions": versions,
+            "files": files,
+        }
         if name in self.status:
             page["project-status"] = {"status": self.status[name], "reason": "see upstream"}
         return page
