@@ -7,7 +7,7 @@ Concurrent misses for one name wait on one lock, so one upstream request serves 
 past that, the request fails with 502/504. Offline, only cached copies are served.
 
 Copies live under <data>/upstream/pages/<name>.json (temp + rename), so a restart or another
-process sees them; memory holds the parsed form.
+process sees them; memory holds the parsed form of the most recently used ones (MEMORY_FILES).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import re
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cached_property
@@ -45,6 +46,11 @@ log = logging.getLogger("teamindex")
 SHA256 = re.compile(r"[0-9a-f]{64}")
 PROJECT_STATUSES = {"active", "archived", "quarantined", "deprecated"}
 LOCK_WAIT = 40.0  # longer than one upstream page fetch may take (connect + read timeouts)
+# Parsed pages kept in memory, counted in files (a parsed file entry is ~1 KB; a page's JSON
+# is ~0.6 KB per file): ~64 MB at most. A team's dependency closure is a few hundred names
+# of tens to hundreds of files each, so it fits; a page pushed out is read back from its
+# copy on disk (one parse, no upstream request) and, until then, is Flask's to answer.
+MEMORY_FILES = 64_000
 
 
 class PageUnavailable(Exception):
@@ -210,6 +216,11 @@ def entry_dict(found: UpstreamFile, url: str) -> dict[str, Any]:
     return entry
 
 
+def _weight(page: UpstreamPage) -> int:
+    """A page's share of MEMORY_FILES: its files (an empty or missing page counts one)."""
+    return max(1, len(page.files))
+
+
 class PageCache:
     """Upstream pages of one data dir; see the module docstring."""
 
@@ -229,7 +240,9 @@ class PageCache:
         self.ttl = ttl
         self.stale_for = stale_for
         self.clock = clock
-        self._memory: dict[str, UpstreamPage] = {}
+        self.memory_files = MEMORY_FILES
+        self._memory: OrderedDict[str, UpstreamPage] = OrderedDict()  # least recent first
+        self._memory_weight = 0
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self.fetches = 0  # upstream page requests made (metrics, tests)
@@ -257,7 +270,7 @@ class PageCache:
     def peek(self, name: str) -> UpstreamPage | None:
         """The page from memory if it may be used as it is (fresh, or offline): no disk, no
         upstream, no wait. The hot path asks this; anything else goes to `get`."""
-        page = self._memory.get(name)
+        page = self._recall(name)
         if page is None or (self.client is not None and not self._fresh(page)):
             return None
         self.stats.add("page", "hit")
@@ -315,8 +328,29 @@ class PageCache:
     def _path(self, name: str) -> Path:
         return self.directory / f"{name}.json"
 
+    def _recall(self, name: str) -> UpstreamPage | None:
+        """The page from memory, marked as just used."""
+        with self._guard:
+            page = self._memory.get(name)
+            if page is not None:
+                self._memory.move_to_end(name)
+            return page
+
+    def _remember(self, name: str, page: UpstreamPage) -> None:
+        """Keep the parsed page, dropping the least recently used ones past the budget
+        (never the page just kept, however large)."""
+        with self._guard:
+            previous = self._memory.pop(name, None)
+            if previous is not None:
+                self._memory_weight -= _weight(previous)
+            self._memory[name] = page
+            self._memory_weight += _weight(page)
+            while self._memory_weight > self.memory_files and len(self._memory) > 1:
+                _name, dropped = self._memory.popitem(last=False)
+                self._memory_weight -= _weight(dropped)
+
     def _cached(self, name: str) -> UpstreamPage | None:
-        page = self._memory.get(name)
+        page = self._recall(name)
         if page is not None:
             return page
         try:
@@ -340,12 +374,12 @@ class PageCache:
                 )
         except (UpstreamFailed, KeyError, TypeError, AttributeError):
             return None
-        self._memory[name] = page
+        self._remember(name, page)
         return page
 
     def _store(self, name: str, page: UpstreamPage, body: bytes | None, url: str) -> None:
         """Remember the page in memory and on disk (a 304 rewrites only the time)."""
-        self._memory[name] = page
+        self._remember(name, page)
         path = self._path(name)
         if body is None and not page.missing:
             try:
