@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from upstream_support import FakeUpstream
 
-from teamindex.upstream.client import UpstreamClient
+from teamindex.upstream.client import UpstreamClient, UpstreamFailed
 from teamindex.upstream.pages import PageCache
 
 
@@ -59,3 +59,34 @@ def test_memory_keeps_the_most_recently_used_pages_within_its_budget(
     assert cache.peek("huge") is not None
     assert [cache.peek(n) for n in ("aa", "bb", "cc")] == [None, None, None]
     assert cache._memory_weight == 6
+
+
+def test_an_error_answer_leaves_no_unread_body_on_a_kept_alive_connection(
+    fake_upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """An error page's body left unread on a pooled connection was read as the next
+    request's answer (a ProtocolError about every second time after an outage)."""
+    wheel = fake_upstream.publish(tmp_path / "up", "six", "1.0")
+    metadata_url = fake_upstream.url.replace("/simple/", f"/files/{wheel.filename}.metadata")
+    single = UpstreamClient(fake_upstream.url, pool_size=1)  # every request reuses it
+    try:
+        for _ in range(100):  # each failure's body raced the next request (half were lost)
+            fake_upstream.fail = 500
+            with pytest.raises(UpstreamFailed):
+                single.get_page("six", None)
+            fake_upstream.fail = None
+            assert single.get_page("six", None).status == 200
+        for _ in range(100):
+            fake_upstream.fail = 500
+            with pytest.raises(UpstreamFailed):
+                single.get_small(metadata_url, 1 << 20)
+            fake_upstream.fail = None
+            assert single.get_small(metadata_url, 1 << 20) == wheel.metadata
+        for _ in range(20):
+            assert single.get_page("nothing", None).status == 404  # a 404 with a body
+            assert single.get_page("six", None).status == 200
+            with pytest.raises(UpstreamFailed):
+                single.get_small(metadata_url, 10)  # too large: left half read
+            assert single.get_small(metadata_url, 1 << 20) == wheel.metadata
+    finally:
+        single.close()

@@ -96,6 +96,7 @@ class UpstreamClient:
             raise _failure(exc.reason or exc) from None
         except urllib3.exceptions.HTTPError as exc:
             raise _failure(exc) from None
+        reusable = response.status == 304  # no body: the connection may serve the next one
         try:
             if response.status in (304, 404, 410):
                 return PageReply(404 if response.status == 410 else response.status, etag=etag)
@@ -105,12 +106,17 @@ class UpstreamClient:
             if kind != JSON_TYPE:
                 raise UpstreamFailed(502, f"upstream sent {kind or 'no type'}, not PEP 691 JSON")
             body = _read_bounded(response, MAX_PAGE_BYTES)
+            reusable = True
             # urllib3 may give only the path (or a redirect's target): resolve it.
             final = urljoin(url, response.geturl() or url)
             return PageReply(200, body, response.headers.get("ETag"), final)
         except urllib3.exceptions.HTTPError as exc:
             raise _failure(exc) from None
         finally:
+            if not reusable:
+                # A body left unread (an error page, a 404) would be read as the next
+                # request's answer on this kept-alive connection: close it instead.
+                response.close()
             response.release_conn()
 
     def get_small(self, url: str, limit: int) -> bytes:
@@ -121,7 +127,11 @@ class UpstreamClient:
         try:
             return _read_bounded(response, limit)
         except urllib3.exceptions.HTTPError as exc:
+            response.close()  # possibly half read: never back into the pool
             raise _failure(exc) from None
+        except UpstreamFailed:
+            response.close()
+            raise
         finally:
             response.release_conn()
 
@@ -142,6 +152,7 @@ class UpstreamClient:
         except urllib3.exceptions.HTTPError as exc:
             raise _failure(exc) from None
         if response.status != 200:
+            response.close()  # its body unread: never back into the pool (see get_page)
             response.release_conn()
             raise UpstreamFailed(502, f"upstream answered {response.status} for a file")
         return response
