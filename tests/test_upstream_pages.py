@@ -11,7 +11,7 @@ import pytest
 from upstream_support import FakeUpstream
 
 from teamindex.upstream.client import UpstreamClient, UpstreamFailed
-from teamindex.upstream.pages import PageCache
+from teamindex.upstream.pages import RETRY_STALE, PageCache, PageUnavailable
 
 
 class Clock:
@@ -59,6 +59,43 @@ def test_memory_keeps_the_most_recently_used_pages_within_its_budget(
     assert cache.peek("huge") is not None
     assert [cache.peek(n) for n in ("aa", "bb", "cc")] == [None, None, None]
     assert cache._memory_weight == 6
+
+
+def test_a_stale_copy_during_an_outage_asks_upstream_at_most_every_retry_interval(
+    fake_upstream: FakeUpstream, client: UpstreamClient, tmp_path: Path
+) -> None:
+    publish(fake_upstream, tmp_path / "up", "six", 1)
+    clock = Clock()
+    cache = PageCache(client, tmp_path / "pages", ttl=60, stale_for=3600, clock=clock)
+    good = cache.get("six")
+    assert fake_upstream.count("/simple/six/") == 1
+    fake_upstream.fail = 500
+    clock.now += 61  # past the TTL: the next request revalidates, and upstream fails
+    assert cache.get("six").files == good.files
+    assert fake_upstream.count("/simple/six/") == 2
+    for _ in range(20):  # within RETRY_STALE: the stale copy, from memory, upstream not asked
+        clock.now += 1
+        assert cache.get("six").files == good.files
+        assert cache.peek("six") is not None  # the hot path answers it too
+    assert fake_upstream.count("/simple/six/") == 2
+    assert cache.stats.get("page", "stale") == 40
+    clock.now += RETRY_STALE  # time to ask again: one request, still down, stale again
+    assert cache.get("six").files == good.files
+    assert cache.peek("six") is not None
+    assert fake_upstream.count("/simple/six/") == 3
+    fake_upstream.fail = None
+    clock.now += RETRY_STALE  # upstream is back: the next request refreshes the copy
+    assert cache.get("six").retry_after == 0.0
+    assert fake_upstream.count("/simple/six/") == 4
+    fake_upstream.fail = 500
+    clock.now += 61
+    cache.get("six")  # down again: stale, backing off...
+    clock.now += 3600  # ...until the stale window ends: then upstream is asked, and it fails
+    with pytest.raises(PageUnavailable) as failed:
+        cache.get("six")
+    assert failed.value.status == 502
+    assert cache.peek("six") is None
+    assert fake_upstream.count("/simple/six/") == 6
 
 
 def test_an_error_answer_leaves_no_unread_body_on_a_kept_alive_connection(

@@ -329,6 +329,27 @@ def test_upstream_down_serves_the_last_good_copy_then_fails_clearly(
     assert page(app, "never-seen").status_code == status
 
 
+def test_during_an_outage_the_stale_copy_comes_from_memory_without_asking_upstream(
+    proxy, fake_upstream, tmp_path
+) -> None:
+    """One failed refresh, then the hot path answers the stale page (byte for byte what
+    Flask sends) and upstream is not asked again within the retry interval."""
+    from test_hotpath import compare
+
+    fake_upstream.publish(tmp_path, "six", "1.0")
+    app = proxy(upstream_ttl=0, upstream_stale_for=3600)  # every request would revalidate
+    headers = {**JSON, **basic("alice")}
+    assert page(app, "six").status_code == 200
+    fake_upstream.fail = 500
+    assert filenames(page(app, "six")) == ["six-1.0-py3-none-any.whl"]  # one failed refresh
+    asked = fake_upstream.count("/simple/six/")
+    for _ in range(5):
+        answered, (status, _headers, _body) = compare(app, "/simple/six/", headers)
+        assert answered and status == "200 OK"
+        assert filenames(page(app, "six")) == ["six-1.0-py3-none-any.whl"]
+    assert fake_upstream.count("/simple/six/") == asked == 2
+
+
 def proxy_again(app: Flask, fake: FakeUpstream) -> Flask:
     """A fresh Upstream for the same data dir (picks up a patched timeout)."""
     from teamindex.upstream import Upstream

@@ -72,7 +72,12 @@ class _UpstreamCollector:
         ("requests", "Requests sent upstream, by kind (page, file, metadata)", "kind"),
         ("errors", "Upstream failures by kind (page, file, metadata, mismatch)", "kind"),
         ("bytes", "Bytes received from upstream, by kind", "kind"),
-        ("page", "Upstream page lookups answered from the cache (hit) or not (miss)", "result"),
+        (
+            "page",
+            "Upstream page lookups answered from the cache (hit), from a stale copy while"
+            " upstream fails (stale), or not (miss)",
+            "result",
+        ),
         ("file", "Upstream file downloads from the cache (hit) or fetched (miss)", "result"),
         ("metadata", "Upstream .metadata from the cache (hit) or fetched (miss)", "result"),
     )

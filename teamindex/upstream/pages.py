@@ -4,7 +4,10 @@ A page is used for `ttl` seconds, then revalidated with If-None-Match (a 304 kee
 Concurrent misses for one name wait on one lock, so one upstream request serves them all
 (every wait bounded). When upstream fails or times out, the last good copy is served for
 `stale_for` seconds after it was last confirmed (devpi #925 served empty pages instead);
-past that, the request fails with 502/504. Offline, only cached copies are served.
+past that, the request fails with 502/504. While it serves a stale copy it asks upstream
+again at most every RETRY_STALE seconds per page, so an outage does not make each request
+wait for a timeout, and the hot path answers the stale copy from memory in between.
+Offline, only cached copies are served.
 
 Copies live under <data>/upstream/pages/<name>.json (temp + rename), so a restart or another
 process sees them; memory holds the parsed form of the most recently used ones (MEMORY_FILES).
@@ -22,7 +25,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
@@ -51,6 +54,10 @@ LOCK_WAIT = 40.0  # longer than one upstream page fetch may take (connect + read
 # of tens to hundreds of files each, so it fits; a page pushed out is read back from its
 # copy on disk (one parse, no upstream request) and, until then, is Flask's to answer.
 MEMORY_FILES = 64_000
+# After a failed refresh, a page's stale copy is served without asking upstream for this long:
+# a down upstream costs one request (and one timeout) per page per 30 s instead of one per
+# install; short next to the 10 min default TTL, so a recovery shows within half a minute.
+RETRY_STALE = 30.0
 
 
 class PageUnavailable(Exception):
@@ -84,6 +91,7 @@ class UpstreamPage:
     etag: str | None = None
     missing: bool = False  # upstream has no such project
     version: str = ""  # a digest of upstream's body: pages built from this copy key on it
+    retry_after: float = 0.0  # a refresh failed: serve this copy stale until then (Unix time)
 
     def file(self, filename: str) -> UpstreamFile | None:
         return next((f for f in self.files if f.filename == filename), None)
@@ -253,6 +261,9 @@ class PageCache:
         if cached is not None and (self._fresh(cached) or self.client is None):
             self.stats.add("page", "hit")
             return cached
+        if cached is not None and self._backing_off(cached):
+            self.stats.add("page", "stale")
+            return cached
         self.stats.add("page", "miss")
         if self.client is None:
             raise PageUnavailable(503, f"offline: no cached upstream page for {name}")
@@ -261,20 +272,26 @@ class PageCache:
             return self._stale_or_raise(name, cached, PageUnavailable(504, "upstream busy"))
         try:
             cached = self._cached(name)
-            if cached is not None and self._fresh(cached):
-                return cached  # another request fetched it while this one waited
+            if cached is not None and (self._fresh(cached) or self._backing_off(cached)):
+                return cached  # another request fetched it (or failed to) while this one waited
             return self._refresh(name, cached)
         finally:
             lock.release()
 
     def peek(self, name: str) -> UpstreamPage | None:
-        """The page from memory if it may be used as it is (fresh, or offline): no disk, no
-        upstream, no wait. The hot path asks this; anything else goes to `get`."""
+        """The page from memory if it may be used as it is (fresh, offline, or stale while
+        upstream is being given time after a failure): no disk, no upstream, no wait. The
+        hot path asks this; anything else goes to `get`."""
         page = self._recall(name)
-        if page is None or (self.client is not None and not self._fresh(page)):
+        if page is None:
             return None
-        self.stats.add("page", "hit")
-        return page
+        if self.client is None or self._fresh(page):
+            self.stats.add("page", "hit")
+            return page
+        if self._backing_off(page):
+            self.stats.add("page", "stale")
+            return page
+        return None
 
     def _refresh(self, name: str, cached: UpstreamPage | None) -> UpstreamPage:
         assert self.client is not None
@@ -314,12 +331,25 @@ class PageCache:
     def _stale_or_raise(
         self, name: str, cached: UpstreamPage | None, error: PageUnavailable
     ) -> UpstreamPage:
-        if cached is not None and self.clock() - cached.fetched <= self.stale_for:
-            return cached
+        """The last good copy, if still in its stale window, kept in memory with the time
+        before which upstream is not asked again (RETRY_STALE); else the error."""
+        now = self.clock()
+        current = self._recall(name)
+        if cached is not None and current is not None and current.fetched > cached.fetched:
+            return current  # refreshed meanwhile (this request waited past LOCK_WAIT)
+        if cached is not None and now - cached.fetched <= self.stale_for:
+            stale = replace(cached, retry_after=now + RETRY_STALE)
+            self._remember(name, stale)
+            return stale
         raise PageUnavailable(error.status, f"{error.message}; no usable copy of {name}")
 
     def _fresh(self, page: UpstreamPage) -> bool:
         return self.clock() - page.fetched < self.ttl
+
+    def _backing_off(self, page: UpstreamPage) -> bool:
+        """A refresh of this copy failed a moment ago, and it may still be served stale."""
+        now = self.clock()
+        return now < page.retry_after and now - page.fetched <= self.stale_for
 
     def _lock_for(self, name: str) -> threading.Lock:
         with self._guard:
