@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 import pytest
@@ -239,3 +240,145 @@ def test_hot_downloads_are_counted_audited_and_logged(make_app, tmp_path, caplog
     assert [(e.user, e.token_id, e.project, e.filename, e.ip) for e in events] == [
         ("bob", token_id, "foo-bar", WHEEL.rsplit("/", 1)[1], "127.0.0.1")
     ]
+
+
+# -- cached upstream files (issue 13) ------------------------------------------------------------
+
+
+def upstream_paths(items: list[Any]) -> list[str]:
+    paths = []
+    for item in items:
+        paths.append(f"/files/six/{item.filename}")
+        if item.metadata is not None:
+            paths.append(f"/files/six/{item.filename}.metadata")
+    return paths
+
+
+@pytest.fixture
+def cached_six(proxy, fake_upstream, tmp_path) -> tuple[Flask, list[Any]]:
+    """six 1.0 (wheel, sdist) and 1.1 (no upload-time) upstream, pages read and every file
+    downloaded once through Flask, so all of them are in the cache."""
+    items = [
+        fake_upstream.publish(tmp_path, "six", "1.0"),
+        fake_upstream.publish(tmp_path, "six", "1.0", sdist=True),
+        fake_upstream.publish(tmp_path, "six", "1.1", age=None),
+    ]
+    app = proxy(upstream_ttl=3600, upstream_min_age=0)
+    client = app.test_client()
+    assert client.get("/simple/six/", headers=basic("alice")).status_code == 200
+    for path in upstream_paths(items):
+        with client.get(path, headers=basic("alice")) as response:
+            assert response.status_code == 200
+            response.get_data()
+    return app, items
+
+
+def test_cached_upstream_files_on_the_hot_path_equal_flasks(cached_six, fake_upstream):
+    app, items = cached_six
+    _id, secret = add_token(app, "bob", scope="read", projects=["six"])
+    logins = {"alice": basic("alice"), "token": basic("__token__", secret)}
+    known(app.test_client(), *logins.values())
+    asked = len(fake_upstream.seen)
+    bodies = {f"/files/six/{i.filename}": i.data for i in items}
+    bodies |= {f"/files/six/{i.filename}.metadata": i.metadata for i in items if i.metadata}
+    for who, login in logins.items():
+        for path in upstream_paths(items):
+            case = (who, path)
+            # Without an upload-time, send_file dates the file by its mtime: Flask's.
+            dated = "1.1" not in path
+            hot, (status, sent, body) = compare(app, path, login)
+            assert hot is dated and status == "200 OK" and body == bodies[path], case
+            headers = dict(sent)
+            name = path.rsplit("/", 1)[1]
+            assert headers["Content-Disposition"] == f"inline; filename={name}", case
+            assert headers["X-Content-Type-Options"] == "nosniff", case
+            etag, modified = headers["ETag"], headers["Last-Modified"]
+            for conditional in ({"If-None-Match": etag}, {"If-Modified-Since": modified}):
+                hot, (status, sent, body) = compare(app, path, login | conditional)
+                assert hot is dated and status == "304 NOT MODIFIED", (case, conditional)
+    assert len(fake_upstream.seen) == asked  # all from the cache
+
+
+def test_cached_upstream_files_keep_flasks_read_decision(cached_six, fake_upstream, tmp_path):
+    app, items = cached_six
+    wheel = f"/files/six/{items[0].filename}"
+    _id, narrow = add_token(app, "alice", scope="read", projects=["team-*"])
+    token = basic("__token__", narrow)
+    known(app.test_client(), basic("alice"), token)
+    assert status_of(app, wheel, basic("alice")) == (True, 200)
+    assert status_of(app, wheel, token) == (False, 404)  # the token does not cover six
+    assert status_of(app, wheel, basic("alice") | {"Range": "bytes=0-9"}) == (False, 206)
+    assert status_of(app, wheel, basic("alice"), method="HEAD") == (False, 200)
+    db = app.extensions["teamindex"].db
+    db.set_upstream_rule("six", {"min_age": 3 * 86400})  # a cooldown for six: 1.1 is held
+    assert status_of(app, f"/files/six/{items[2].filename}", basic("alice")) == (False, 404)
+    assert status_of(app, wheel, basic("alice")) == (True, 200)
+    db.set_protected("six", True)  # private now: never upstream's
+    assert status_of(app, wheel, basic("alice")) == (False, 404)
+    db.set_protected("six", False)
+    assert status_of(app, wheel, basic("alice")) == (True, 200)
+    change_password_elsewhere(app, "alice")
+    assert status_of(app, wheel, basic("alice")) == (False, 401)
+    # A page past its TTL is Flask's (it revalidates); a file not cached yet too.
+    app.extensions["teamindex"].upstream.pages.ttl = 0
+    assert status_of(app, wheel, token) == (False, 404)
+    known(app.test_client(), basic("bob"))
+    assert status_of(app, wheel, basic("bob")) == (False, 200)
+    app.extensions["teamindex"].upstream.pages.ttl = 3600
+    assert status_of(app, wheel, basic("bob")) == (True, 200)
+    new = fake_upstream.publish(tmp_path, "six", "1.2")
+    app.extensions["teamindex"].upstream.pages.ttl = 0
+    assert app.test_client().get("/simple/six/", headers=basic("bob")).status_code == 200
+    app.extensions["teamindex"].upstream.pages.ttl = 3600
+    new_url = f"/files/six/{new.filename}"
+    assert not answered(app, new_url, basic("bob"))  # not in the cache yet
+    with app.test_client().get(new_url, headers=basic("bob")) as response:
+        assert response.status_code == 200 and response.get_data() == new.data
+    assert status_of(app, new_url, basic("bob")) == (True, 200)
+
+
+def test_a_hot_upstream_download_marks_the_file_used_at_most_once_a_minute(cached_six):
+    app, items = cached_six
+    known(app.test_client(), basic("alice"))
+    files = app.extensions["teamindex"].upstream.files
+    path = files.path(items[0].sha256)
+    wheel = f"/files/six/{items[0].filename}"
+    hour_ago = time.time() - 3600
+    os.utime(path, (hour_ago, hour_ago))
+    assert answered(app, wheel, basic("alice"))
+    assert time.time() - path.stat().st_mtime < 60  # an old mark is refreshed...
+    recent = time.time() - 30
+    os.utime(path, (recent, recent))
+    assert answered(app, wheel, basic("alice"))
+    assert path.stat().st_mtime == recent  # ...a recent one is left alone (no write)
+
+
+def test_upstream_downloads_are_counted_and_audited_like_hosted_ones(
+    proxy, fake_upstream, tmp_path
+):
+    wheel = fake_upstream.publish(tmp_path, "six", "1.0")
+    app = proxy(audit_downloads=True, upstream_ttl=3600)
+    client = app.test_client()
+    token_id, secret = add_token(app, "bob", scope="read")
+    token = basic("__token__", secret)
+    metrics = collectors(app)
+    dists, metas = metrics.downloads.labels("dist"), metrics.downloads.labels("metadata")
+    before = dists._value.get(), metas._value.get()
+    url = f"/files/six/{wheel.filename}"
+    assert client.get("/simple/six/", headers=token).status_code == 200
+    for path, hot in ((url, False), (url, True), (url + ".metadata", False)):
+        assert answered(app, path, token) is hot  # first download: Flask streams and keeps
+        with client.get(path, headers=token) as response:
+            assert response.status_code == 200
+            response.get_data()
+    with client.get(url, headers=token | {"Range": "bytes=0-9"}) as response:
+        assert response.status_code == 206  # a part is not a download (as for hosted files)
+    assert (dists._value.get(), metas._value.get()) == (before[0] + 3, before[1] + 1)
+    svc = app.extensions["teamindex"]
+    svc.audit.flush()
+    counted = [(p, f, n) for _day, p, f, n in svc.db.download_counts("")]
+    assert counted == [("six", wheel.filename, 2)]
+    events = svc.db.query_audit(since="", action="download")
+    assert [(e.user, e.token_id, e.project, e.filename, e.ip) for e in events] == [
+        ("bob", token_id, "six", wheel.filename, "127.0.0.1")
+    ] * 2

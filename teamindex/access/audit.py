@@ -18,6 +18,7 @@ from datetime import datetime
 from ..clock import parse_moment, utc_stamp
 from ..db import Database
 from ..models import AuditEvent
+from .permissions import Principal
 
 log = logging.getLogger("teamindex")
 
@@ -126,6 +127,18 @@ class AuditLog:
             due = time.monotonic() - self._last_flush >= FLUSH_SECONDS
         if due:
             self.flush()
+
+    def served(self, project: str, filename: str, reader: Principal, ip: str) -> None:
+        """A distribution file was sent (200): hosted or a cached upstream one, by Flask or
+        the hot path. The one place every download is counted, and with `--audit-downloads`
+        recorded with who, which token and from where."""
+        self.download(
+            project,
+            filename,
+            user=reader.name,
+            token_id=reader.token.id if reader.token else None,
+            ip=ip,
+        )
 
     def flush(self) -> None:
         with self._lock:

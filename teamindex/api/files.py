@@ -144,36 +144,34 @@ def _hosted(project: str, dist_name: str) -> bool:
 
 
 def _proxied(project: str, filename: str) -> Response | None:
-    """A file of an upstream project (proxy.py), with the headers of a hosted one."""
+    """A file of an upstream project (proxy.py), with the headers of a hosted one (named
+    by its filename, not by the sha256 it is cached under), counted as a hosted one is."""
     found = proxy.locate(project, filename)
-    if found is None or isinstance(found, Response):
-        return found
-    response = send_file(
-        found.path,
-        mimetype=found.mimetype,
-        as_attachment=False,
-        conditional=True,
-        etag=found.etag,
-        last_modified=found.last_modified,
-        max_age=None,
-    )
-    response.headers["Cache-Control"] = FILE_CACHE_CONTROL
-    response.headers["X-Content-Type-Options"] = "nosniff"
+    if found is None:
+        return None
+    if isinstance(found, Response):
+        response = found  # streamed while fetched
+    else:
+        response = send_file(
+            found.path,
+            mimetype=found.mimetype,
+            as_attachment=False,
+            download_name=filename,
+            conditional=True,
+            etag=found.etag,
+            last_modified=found.last_modified,
+            max_age=None,
+        )
+        response.headers["Cache-Control"] = FILE_CACHE_CONTROL
+        response.headers["X-Content-Type-Options"] = "nosniff"
+    served = request.method == "GET" and response.status_code == 200
+    if served and not filename.endswith(METADATA_SUFFIX):
+        services().audit.served(project, filename, proxy.reader(), client_ip())
     return response
 
 
 def _count_download(record: FileRecord, reader: Principal) -> None:
-    svc = services()
-    if svc.audit.record_downloads:  # serve --audit-downloads: who, with what, from where
-        svc.audit.download(
-            record.project,
-            record.filename,
-            user=reader.name,
-            token_id=reader.token.id if reader.token else None,
-            ip=client_ip(),
-        )
-    else:
-        svc.audit.download(record.project, record.filename)
+    services().audit.served(record.project, record.filename, reader, client_ip())
 
 
 def front_sends(sent: Response, prefix: str, path: Path) -> Response:

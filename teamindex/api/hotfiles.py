@@ -13,6 +13,15 @@ to waitress' wsgi.file_wrapper. It answers when all of these hold:
 - the row exists under that project and its file opens (a missing file is Flask's 404 with
   the words that say how to restore it).
 
+With an upstream, a file that is not hosted under that project may be a cached upstream one
+(issue 13). It is answered here under the read decision of api/proxy.locate, on facts from
+one more statement (auth and rules serials, the local row and role): the name is not LOCAL,
+the reader may read it, upstream's page is in memory and usable as it is (pages.peek: fresh,
+or stale while upstream is given time), it lists the file, the cooldown shows it, and its
+verified copy opens. Anything else (a first download, a page past its TTL, a held-back file,
+a file without upload-time) is Flask's. Its LRU mark is refreshed at most once a minute
+(FileCache.touch).
+
 The reply is built as files.download builds it through send_file (same headers, same 304
 for If-None-Match and If-Modified-Since); tests send each request to both paths and compare.
 """
@@ -23,6 +32,7 @@ import os
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import IO, Any
 
 from werkzeug.http import (
@@ -38,7 +48,8 @@ from ..access.logincache import VerifiedLogin
 from ..access.permissions import Action, Decision, ProjectFacts, decide
 from ..context import Services
 from ..index.storage import METADATA_SUFFIX
-from ..models import FileRecord
+from ..upstream import Origin, Visibility
+from . import proxy
 from .files import FILE_CACHE_CONTROL
 
 FILES_PREFIX = "/files/"
@@ -58,9 +69,21 @@ class FileAnswer:
     status: int
     headers: list[tuple[str, str]]
     body: IO[bytes] | None
-    record: FileRecord
+    project: str
+    filename: str  # the distribution's (without .metadata)
     metadata: bool
     login: VerifiedLogin
+
+
+@dataclass(frozen=True)
+class Readable:
+    """A file the login may read, as files.download would send it."""
+
+    path: Path
+    etag: str
+    content_type: str
+    last_modified: datetime
+    upstream: bool  # a cached upstream file (its cache mark is refreshed when sent)
 
 
 def answer_download(svc: Services, environ: dict[str, Any]) -> FileAnswer | None:
@@ -80,58 +103,103 @@ def answer_download(svc: Services, environ: dict[str, Any]) -> FileAnswer | None
         return None
     project, filename = match.groups()
     metadata = filename.endswith(METADATA_SUFFIX)
-    record = _readable_file(svc, login, project, filename.removesuffix(METADATA_SUFFIX))
-    if record is None or (metadata and record.metadata_sha256 is None):
+    dist_name = filename.removesuffix(METADATA_SUFFIX)
+    found = _readable_file(svc, login, project, dist_name, metadata)
+    if found is None:
         return None
-    if metadata:
-        path = svc.storage.metadata_path(record.project, record.filename)
-        etag, content_type = str(record.metadata_sha256), METADATA_TYPE
-    else:
-        path = svc.storage.file_path(record.project, record.filename)
-        etag, content_type = record.sha256, DIST_TYPE
     try:
-        body: IO[bytes] | None = open(path, "rb")  # noqa: SIM115 (waitress closes it)
+        body: IO[bytes] | None = open(found.path, "rb")  # noqa: SIM115 (waitress closes it)
     except OSError:
         return None
     assert body is not None
     try:
-        size = os.fstat(body.fileno()).st_size
+        stat = os.fstat(body.fileno())
     except OSError:
         body.close()
         raise
-    last_modified = http_date(datetime.fromisoformat(record.upload_time.replace("Z", "+00:00")))
+    if found.upstream and svc.upstream is not None:
+        svc.upstream.files.touch(found.path, stat.st_mtime)
+        svc.upstream.stats.add("metadata" if metadata else "file", "hit")
+    last_modified = http_date(found.last_modified)
     headers = [
-        ("Content-Disposition", dump_options_header("inline", {"filename": path.name})),
-        ("Content-Type", content_type),
-        ("Content-Length", str(size)),
+        ("Content-Disposition", dump_options_header("inline", {"filename": filename})),
+        ("Content-Type", found.content_type),
+        ("Content-Length", str(stat.st_size)),
         ("Last-Modified", last_modified),
         ("Cache-Control", FILE_CACHE_CONTROL),
-        ("ETag", quote_etag(etag)),
+        ("ETag", quote_etag(found.etag)),
         ("Date", http_date()),
         ("Accept-Ranges", "bytes"),
         # Uploaded bytes are never a page or a script: a browser must not sniff them into one.
         ("X-Content-Type-Options", "nosniff"),
     ]
     status = 200
-    if not is_resource_modified(environ, quote_etag(etag), last_modified=last_modified):
+    if not is_resource_modified(environ, quote_etag(found.etag), last_modified=last_modified):
         status = 304
         remove_entity_headers(headers)  # as werkzeug does for a 304
         body.close()
         body = None
-    return FileAnswer(status, headers, body, record, metadata, login)
+    return FileAnswer(status, headers, body, project, dist_name, metadata, login)
 
 
 def _readable_file(
-    svc: Services, login: VerifiedLogin, project: str, filename: str
-) -> FileRecord | None:
-    """The file's row when `login` is still valid and may read its project, in one statement."""
+    svc: Services, login: VerifiedLogin, project: str, dist_name: str, metadata: bool
+) -> Readable | None:
+    """The hosted file `dist_name` of `project` (or its .metadata) when `login` is still
+    valid and may read it, in one statement; with an upstream, else a cached upstream one."""
     user = login.principal.user
     auth_serial, record, visibility, role = svc.db.file_with_role_at(
-        filename, user.id if user else None
+        dist_name, user.id if user else None
     )
-    if auth_serial != login.auth_serial or record is None or record.project != project:
+    if auth_serial != login.auth_serial:
         return None
+    if record is None or record.project != project:
+        if svc.upstream is None or not dist_name.isascii():  # send_file's plain filename=
+            return None
+        return _cached_upstream_file(svc, login, project, dist_name, metadata)
     facts = ProjectFacts(name=record.project, exists=True, visibility=visibility, role=role)
     if decide(login.principal, Action.READ, facts) is not Decision.ALLOW:
         return None
-    return record
+    upload_time = datetime.fromisoformat(record.upload_time.replace("Z", "+00:00"))
+    if not metadata:
+        path = svc.storage.file_path(record.project, record.filename)
+        return Readable(path, record.sha256, DIST_TYPE, upload_time, upstream=False)
+    if record.metadata_sha256 is None:
+        return None
+    path = svc.storage.metadata_path(record.project, record.filename)
+    return Readable(path, record.metadata_sha256, METADATA_TYPE, upload_time, upstream=False)
+
+
+def _cached_upstream_file(
+    svc: Services, login: VerifiedLogin, project: str, dist_name: str, metadata: bool
+) -> Readable | None:
+    """A cached upstream file under api/proxy.locate's decision, from memory and one
+    statement; None for anything that needs upstream, the disk's page copy, or a refusal."""
+    upstream = svc.upstream
+    assert upstream is not None
+    user = login.principal.user
+    auth_serial, upstream_serial, local, role = svc.db.proxy_facts_at(
+        project, user.id if user else None
+    )
+    if auth_serial != login.auth_serial:
+        return None
+    rules = upstream.rules.at(upstream_serial)
+    if upstream.origin(project, local is not None, rules) is Origin.LOCAL:
+        return None
+    if not proxy.may_read(login.principal, project, local, role):
+        return None
+    page = upstream.pages.peek(project)
+    if page is None or page.missing:
+        return None
+    found = page.file(dist_name)
+    if found is None or found.upload_time is None:
+        return None  # send_file dates a file without upload-time by its mtime (the LRU mark)
+    if upstream.visibility(project, found, rules) is not Visibility.SHOWN:
+        return None
+    if not metadata:
+        path = upstream.files.path(found.sha256)
+        return Readable(path, found.sha256, DIST_TYPE, found.upload_time, upstream=True)
+    if found.metadata_sha256 is None:
+        return None
+    path = upstream.files.metadata_path(found.metadata_sha256)
+    return Readable(path, found.metadata_sha256, METADATA_TYPE, found.upload_time, upstream=True)

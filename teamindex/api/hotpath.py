@@ -36,13 +36,11 @@ from ..access.logincache import VerifiedLogin
 from ..access.permissions import (
     Action,
     Decision,
-    Principal,
     ProjectFacts,
     decide,
     listing_view,
 )
 from ..context import Services
-from ..models import FileRecord
 from ..ops.requestlog import USER_KEY
 from ..upstream import Origin
 from . import proxy, render
@@ -129,26 +127,12 @@ class HotReads:
             if self.count_download is not None:
                 self.count_download("metadata" if found.metadata else "dist")
             if not found.metadata:
-                self._audit_download(found.record, principal, ip)
+                self.svc.audit.served(found.project, found.filename, principal, ip)
         start_response(f"{found.status} {HTTP_STATUS_CODES[found.status].upper()}", found.headers)
         self.count(FILE_RULE, "GET", found.status, time.perf_counter() - started)
         if found.body is None:
             return []
         return wrap_file(environ, found.body, SEND_BLOCK)
-
-    def _audit_download(self, record: FileRecord, principal: Principal, ip: str) -> None:
-        """As files.download counts it: always the count, with `--audit-downloads` the row."""
-        audit = self.svc.audit
-        if audit.record_downloads:
-            audit.download(
-                record.project,
-                record.filename,
-                user=principal.name,
-                token_id=principal.token.id if principal.token else None,
-                ip=ip,
-            )
-        else:
-            audit.download(record.project, record.filename)
 
     def answer(self, environ: dict[str, Any]) -> tuple[str, CachedPage, str] | None:
         """(route, page, content type) when the hot path may answer, else None."""

@@ -169,8 +169,7 @@ def locate(project: str, filename: str) -> Stored | Response | None:
     assert upstream is not None
     wants_metadata = filename.endswith(METADATA_SUFFIX)
     dist_name = filename.removesuffix(METADATA_SUFFIX) if wants_metadata else filename
-    principal = g.get("session_reader") or current_principal()
-    target = _target(project, principal)
+    target = _target(project, reader())
     if target is None or target.page.missing:
         return None
     found = target.page.file(dist_name)
@@ -200,6 +199,12 @@ def locate(project: str, filename: str) -> Stored | Response | None:
     except UpstreamFailed as exc:
         raise HTTPError(exc.status, f"Upstream file unavailable: {exc.message}.") from None
     return Stored(path, found.sha256, "application/octet-stream", found.upload_time)
+
+
+def reader() -> Principal:
+    """Who reads a file: the web session's user (files.basic_or_session), else Basic auth."""
+    principal: Principal = g.get("session_reader") or current_principal()
+    return principal
 
 
 def _streamable(found: UpstreamFile) -> bool:

@@ -11,8 +11,9 @@ Content-Length, so the client sees a broken transfer, never a complete bad file.
 page gives no size, or the request is HEAD or a Range request, the file is fetched and
 verified first and then served from disk (verify-then-serve).
 
-Cached files are touched on every download (mtime = last download); above the size cap the
-least recently downloaded go first. Hosted files live elsewhere and are never touched here.
+A cached file's mtime is its last download, to within TOUCH_EVERY (a touch is a metadata
+write: one per download per file would be one per request on a busy wheel); above the size
+cap the least recently downloaded go first. Hosted files live elsewhere and are never touched here.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ log = logging.getLogger("teamindex")
 MAX_METADATA_BYTES = 16 << 20
 FILE_LOCK_WAIT = 120.0  # a second request for a file being fetched waits this long at most
 STALE_TEMP_SECONDS = 3600.0
+TOUCH_EVERY = 60.0  # eviction order is by last download, to the minute
 
 
 class Mismatch(UpstreamFailed):
@@ -95,10 +97,17 @@ class FileCache:
         """The stored file, marked as just downloaded (for eviction), or None."""
         path = self.path(sha256)
         try:
-            os.utime(path)
+            self.touch(path, path.stat().st_mtime)
         except FileNotFoundError:
             return None
         return path
+
+    def touch(self, path: Path, mtime: float) -> None:
+        """Mark a cached file (whose mtime is `mtime`) as just downloaded, unless it was
+        within TOUCH_EVERY: the hot path passes the mtime of the file it opened."""
+        if time.time() - mtime >= TOUCH_EVERY:
+            with contextlib.suppress(FileNotFoundError):
+                os.utime(path)
 
     # -- fetching ----------------------------------------------------------------------------
 
@@ -167,8 +176,8 @@ class FileCache:
         """The wheel's PEP 658 metadata, fetched once and checked against its own hash."""
         assert found.metadata_sha256 is not None
         path = self.metadata_path(found.metadata_sha256)
-        if path.exists():
-            os.utime(path)
+        with contextlib.suppress(FileNotFoundError):
+            self.touch(path, path.stat().st_mtime)
             self.stats.add("metadata", "hit")
             return path
         self.stats.add("metadata", "miss")

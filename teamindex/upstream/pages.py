@@ -94,7 +94,12 @@ class UpstreamPage:
     retry_after: float = 0.0  # a refresh failed: serve this copy stale until then (Unix time)
 
     def file(self, filename: str) -> UpstreamFile | None:
-        return next((f for f in self.files if f.filename == filename), None)
+        return self._by_filename.get(filename)
+
+    @cached_property
+    def _by_filename(self) -> dict[str, UpstreamFile]:
+        """Files by name: a download looks its file up on pages of thousands (hot path)."""
+        return {f.filename: f for f in self.files}
 
     @cached_property
     def upload_times(self) -> tuple[datetime, ...]:
