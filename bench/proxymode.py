@@ -409,8 +409,9 @@ def run_peer_mode(args: argparse.Namespace) -> int:
         f"load: {tool} -t{args.threads} -c{args.connections} -d{args.duration:g}s per figure, "
         f"{args.rounds} rounds over all servers (running at once), median round; cold figures "
         f"on a new connection each, one server after the other\n"
-        f"teamindex needs HTTP Basic auth (alice) on every request; the peers are read "
-        f"anonymously (their default)\n"
+        f"auth: teamindex (user alice) and peryx (a read token, anonymous read off) get HTTP "
+        f"Basic auth on every request; devpi-server 6.20 (no read ACL) and proxpi (no auth) "
+        f"are read anonymously\n"
         f"1-min load average at start {load_start:.2f}, at end {load1():.2f} "
         f"(nproc {os.cpu_count()}; the machine is shared with other jobs: compare within this run)"
     )

@@ -348,6 +348,12 @@ port = {port}
 [[index]]
 ecosystem = "pypi"
 name = "up"
+anonymous_read = false
+
+[[index.access_token]]
+name = "bench"
+secret = "{secret}"
+actions = ["read"]
 
 [[index.upstream]]
 name = "primary"
@@ -357,7 +363,12 @@ url = "{upstream}"
 
 @dataclass
 class PeryxPeer(ProxyPeer):
-    """peryx with one cached PyPI-ecosystem index whose only upstream is the loopback index."""
+    """peryx with one cached PyPI-ecosystem index whose only upstream is the loopback index,
+    read with HTTP Basic auth (a read token, anonymous read off) as teamindex is: of the
+    peers, only peryx authenticates reads (devpi-server 6.20 has no read ACL, proxpi no auth).
+    """
+
+    secret: str = "bench-peryx-read-token-1"
 
     @property
     def venv(self) -> Path:
@@ -374,7 +385,9 @@ class PeryxPeer(ProxyPeer):
         port = free_port()
         config = work / "peryx.toml"
         config.write_text(
-            PERYX_TOML.format(data=work / "peryx-data", port=port, upstream=upstream_url)
+            PERYX_TOML.format(
+                data=work / "peryx-data", port=port, upstream=upstream_url, secret=self.secret
+            )
         )
         exe = self.venv / "bin" / "peryx"
         run_cmd([exe, "config", "check", "-c", config], 60)
@@ -382,7 +395,8 @@ class PeryxPeer(ProxyPeer):
         env = {**os.environ, "NO_COLOR": "1"}
         proc = spawn([exe, "serve", "-c", config, "--log-level", "warn"], log, env=env)
         base = f"http://127.0.0.1:{port}"
-        handle = ProxyHandle(self.key, proc, f"{base}/up/simple/", {}, log)
+        headers = {"Authorization": basic_auth_header("bench", self.secret)}
+        handle = ProxyHandle(self.key, proc, f"{base}/up/simple/", headers, log)
         return self._ready(handle, f"{base}/up/simple/")
 
 
