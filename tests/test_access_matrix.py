@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -73,12 +74,13 @@ def expected_listed(user: str, cred: str, visibility: str) -> bool:
 class Matrix:
     """One index with a team and a restricted project, five users and all token kinds."""
 
-    def __init__(self, root: Path, new_projects: str = "anyone") -> None:
+    def __init__(self, root: Path, new_projects: str = "anyone", upstream: str = "") -> None:
         settings = Settings(
             data_dir=root / "data",
             password_hash=FAST_HASH,
             threads=2,
             new_projects=new_projects,
+            upstream=upstream,
             # Only revoked and expired tokens fail here, and the throttle does not count them
             # (issue 10): the matrix runs with the default limits.
         )
@@ -391,3 +393,43 @@ def _assert_no_session_for_tokens(response, cred: str) -> None:
 def test_web_matrix_covers_every_combination() -> None:
     assert len(WEB_CELLS) == 5 * 6 * 2
     assert len(WEB_GETS) + len(WEB_POSTS) == 21
+
+
+# -- reading an upstream project (issue 13) -------------------------------------------------------
+# Oracle 5: a project only upstream has reads like a team project that exists here (oracle 1),
+# page, file and .metadata alike. Each request is sent twice: the first verifies the login
+# (Flask), the second may be answered by the hot path (cached page and file).
+UPSTREAM_CELLS = list(itertools.product(USERS, CREDS, IPS))
+
+
+@pytest.fixture(scope="module")
+def upstream_matrix(tmp_path_factory) -> Iterator[tuple[Matrix, dict[str, str]]]:
+    from upstream_support import running_upstream
+
+    with running_upstream() as fake:
+        wheel = fake.publish(tmp_path_factory.mktemp("up"), "pub-proj", "1.0")
+        matrix = Matrix(tmp_path_factory.mktemp("upstream-matrix"), upstream=fake.url)
+        paths = {
+            "page": "/simple/pub-proj/",
+            "file": f"/files/pub-proj/{wheel.filename}",
+            "metadata": f"/files/pub-proj/{wheel.filename}.metadata",
+        }
+        yield matrix, paths
+
+
+@pytest.mark.parametrize(("user", "cred", "ip"), UPSTREAM_CELLS)
+def test_upstream_read_cell(upstream_matrix, user: str, cred: str, ip: str) -> None:
+    matrix, paths = upstream_matrix
+    for endpoint, path in paths.items():
+        want = expected_status(user, cred, "team", ip, endpoint)
+        for attempt in ("first", "again"):
+            response = matrix.client.get(
+                path, auth=matrix.auth(user, cred), environ_base={"REMOTE_ADDR": IPS[ip]}
+            )
+            response.get_data()
+            response.close()
+            assert response.status_code == want, (endpoint, attempt, response.status)
+
+
+def test_upstream_matrix_covers_every_combination() -> None:
+    assert len(UPSTREAM_CELLS) == len(USERS) * len(CREDS) * len(IPS) == 60
