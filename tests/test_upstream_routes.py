@@ -148,6 +148,20 @@ def test_private_names_win_and_are_never_sent_upstream(
     assert fake_upstream.count("acme") == 0
 
 
+def test_other_spellings_of_a_private_name_in_file_urls_are_never_sent_upstream(
+    proxy, fake_upstream, tmp_path
+) -> None:
+    """Protected patterns and rules hold normalized names; a hand-made file URL spelling the
+    name otherwise matched none of them and went upstream (which normalizes it)."""
+    fake_upstream.publish(tmp_path, "acme-utils", "99.0")
+    app = proxy()
+    protect(app, "acme-*")
+    for spelled in ("Acme-Utils", "acme_utils", "ACME.utils"):
+        url = f"/files/{spelled}/acme_utils-99.0-py3-none-any.whl"
+        assert get(app.test_client(), url, basic("alice"))[0] == 404
+    assert fake_upstream.count("cme") == 0
+
+
 def test_an_admin_opts_a_project_into_mixing(proxy, fake_upstream, tmp_path) -> None:
     fake_upstream.publish(tmp_path / "up", "forked", "1.0")
     fake_upstream.publish(tmp_path / "up", "forked", "2.0")

@@ -35,6 +35,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+from packaging.utils import canonicalize_name
 from werkzeug.http import (
     dump_options_header,
     http_date,
@@ -177,6 +178,8 @@ def _cached_upstream_file(
     statement; None for anything that needs upstream, the disk's page copy, or a refusal."""
     upstream = svc.upstream
     assert upstream is not None
+    if canonicalize_name(project) != project:
+        return None  # not the proxy's (api/proxy._target)
     user = login.principal.user
     auth_serial, upstream_serial, local, role = svc.db.proxy_facts_at(
         project, user.id if user else None

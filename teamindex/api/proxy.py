@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from urllib.parse import quote
 
 from flask import Response, g, request
+from packaging.utils import canonicalize_name
 
 from ..access.httpauth import current_principal
 from ..access.permissions import Action, Decision, Principal, ProjectFacts, decide
@@ -47,6 +48,11 @@ class Target:
 def _target(name: str, principal: Principal) -> Target | None:
     """None when the name is not the proxy's to answer (LOCAL, or the caller may not read
     it: the local path then gives its usual refusal). Raises for an upstream failure."""
+    if canonicalize_name(name) != name:
+        # Only normalized names are the proxy's: rules, protected patterns and local rows
+        # are all normalized, so another spelling (a hand-made /files/Acme-Utils/... URL)
+        # would match none of them and be sent upstream, which normalizes it.
+        return None
     svc = services()
     upstream = svc.upstream
     assert upstream is not None
