@@ -66,6 +66,7 @@ def test_an_upstream_project_is_served_with_every_field_and_local_urls(
     data = response.get_json()
     assert data["versions"] == ["1.16.0"]
     assert data["project-status"] == {"status": "deprecated", "reason": "see upstream"}
+    assert data["meta"]["api-version"] == "1.4"  # PEP 792: status is the 1.4 addition
     by_name = {f["filename"]: f for f in data["files"]}
     entry = by_name[wheel.filename]
     assert entry["url"] == f"../../files/six/{wheel.filename}"  # never upstream's URL
@@ -81,6 +82,7 @@ def test_an_upstream_project_is_served_with_every_field_and_local_urls(
     assert 'data-yanked="broken build"' in html
     assert 'data-requires-python="&gt;=2.7"' in html
     assert '<meta name="pypi:project-status" content="deprecated">' in html
+    assert '<meta name="pypi:repository-version" content="1.4">' in html
     assert "127.0.0.1" not in html and "127.0.0.1" not in response.get_data(as_text=True)
 
 

@@ -19,7 +19,10 @@ from werkzeug.http import parse_accept_header
 
 from ..models import FileRecord
 
-API_VERSION = "1.1"  # PEP 700 fields are implemented; provenance (1.3) and status (1.4) are not
+API_VERSION = "1.1"  # PEP 700 fields are implemented; provenance (1.3) is not
+# A page that carries upstream's PEP 792 project status says so: status is the 1.4 addition,
+# and provenance (1.3) is optional, so such a page implements all that 1.4 requires.
+STATUS_API_VERSION = "1.4"
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_TYPE = "application/vnd.pypi.simple.v1+html"
@@ -95,6 +98,7 @@ def project_page(
     }
     if status:
         page["project-status"] = status
+        page["meta"]["api-version"] = STATUS_API_VERSION
     return page
 
 
@@ -112,7 +116,7 @@ def to_json(page: dict[str, Any]) -> bytes:
 
 def project_html(page: dict[str, Any]) -> bytes:
     name = escape(page["name"])
-    head = _head(f"Links for {name}")
+    head = _head(f"Links for {name}", page["meta"]["api-version"])
     status = page.get("project-status")
     if status:  # PEP 792 in HTML: meta tags in the head
         extra = f'<meta name="pypi:project-status" content="{escape(status["status"])}">\n'
@@ -151,9 +155,9 @@ def root_html(page: dict[str, Any]) -> bytes:
     return "\n".join(lines).encode()
 
 
-def _head(title: str) -> str:
+def _head(title: str, version: str = API_VERSION) -> str:
     return (
         '<!DOCTYPE html>\n<html lang="en"><head>\n<meta charset="utf-8">\n'
-        f'<meta name="pypi:repository-version" content="{API_VERSION}">\n'
+        f'<meta name="pypi:repository-version" content="{version}">\n'
         f"<title>{title}</title></head>\n<body>"
     )
