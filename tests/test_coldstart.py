@@ -10,6 +10,8 @@ import json
 import subprocess
 import sys
 
+from flask import Flask
+
 SERVE_IMPORTS = """
 import json, sys
 from teamindex import cli
@@ -72,3 +74,51 @@ def test_the_upstream_client_still_works_when_imported_lazily() -> None:
         "print('[]')\n"
     )
     _modules(code)
+
+
+def test_serve_does_not_load_pyjwt_until_an_oidc_exchange() -> None:
+    loaded = _modules(SERVE_IMPORTS)
+    assert sorted(m for m in loaded if m.split(".")[0] in ("jwt", "cryptography")) == []
+    after = _modules(
+        "import json, sys\nfrom teamindex.access.oidc.exchange import exchange\n"
+        "from teamindex.access.oidc.exchange import ExchangeError\n"
+        "try:\n    exchange(None, None, 'aud', 'not-a-jwt')\n"
+        "except ExchangeError as exc:\n    assert exc.code == 'invalid-token', exc.code\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    assert "jwt" in after
+
+
+def _sample(converter: object) -> object:
+    """A value every converter of ours accepts."""
+    from werkzeug.routing import IntegerConverter
+
+    return 3 if isinstance(converter, IntegerConverter) else "a-b_c"
+
+
+def test_url_rules_compile_their_builders_on_first_use_and_build_as_werkzeug_does(
+    app: Flask,
+) -> None:
+    """create_app compiles no url_for() builder (two thirds of its cold-start time); the
+    first build of each rule compiles it and gives werkzeug's own URL."""
+    from werkzeug.routing import Map, Rule
+
+    from teamindex.app import LazyBuilderRule
+
+    ours = [r for r in app.url_map.iter_rules() if isinstance(r, LazyBuilderRule)]
+    assert len(ours) > 40  # every route but Flask's /static/
+    assert all(r._build_unknown.__name__ == "build" for r in ours)  # lazy stubs, not compiled
+    assert all(r._build.__name__ == "build" for r in ours)
+    plain = Map([Rule(r.rule, **r.get_empty_kwargs()) for r in ours])
+    theirs = plain.bind("index.test", "/")
+    mine = app.url_map.bind("index.test", "/")
+    for rule in ours:
+        values = {name: _sample(conv) for name, conv in rule._converters.items()}
+        for extra in ({}, {"page": "2"}):  # unknown values go to the query string
+            want = theirs.build(rule.endpoint, {**values, **extra}, method=sorted(rule.methods)[0])
+            got = mine.build(rule.endpoint, {**values, **extra}, method=sorted(rule.methods)[0])
+            assert got == want, rule.rule
+    # url_for() appends unknown values: that builder was compiled once, and is kept (for
+    # each endpoint the rule werkzeug builds with; an endpoint's other rules stay lazy).
+    compiled = {r.endpoint for r in ours if r._build_unknown.__name__.startswith("<builder")}
+    assert compiled == {r.endpoint for r in ours}
