@@ -68,7 +68,7 @@ class CorpusSpec:
 
     def key(self) -> str:
         """Short stable identifier, used as the cache directory name."""
-        raw = json.dumps(asdict(self), sort_keys=True).encode()
+        raw = json.dumps([asdict(self), FORMAT], sort_keys=True).encode()  # stores too
         return hashlib.sha256(raw).hexdigest()[:12]
 
 
