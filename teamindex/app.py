@@ -111,6 +111,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     oidc.init_app(app, settings)  # trusted publishing: /_/oidc/
     app.teardown_request(upload.discard_upload_temps)
     register_error_handlers(app)
+    # Sessions, and browser pages at / and hosted docs at /docs/ from the first request for
+    # one (cold start, issue 14): wraps Flask itself, inside the hot path and the request log.
+    web.init_app(app)
     metrics.init_app(app)  # /metrics and its counters
     # Cached simple pages for known logins, before Flask's request machinery (issue 3),
     # and their downloads, unless a front server sends the files (issue 14).
@@ -123,7 +126,6 @@ def create_app(settings: Settings | None = None) -> Flask:
         files=not settings.accel_redirect,
     )
     requestlog.init_app(app)  # one log line per request, hot path included
-    web.init_app(app)  # browser pages at / and hosted docs at /docs/
     make_private(settings.data_dir)  # the database and session key now exist: 0600
     return app
 

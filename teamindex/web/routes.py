@@ -1,9 +1,6 @@
-"""The browser side of teamindex: server-rendered pages and hosted documentation.
+"""The web pages' blueprints, assembled once per process, and their registration on an app.
 
-`init_app` registers the `web` blueprint (login, project list and pages, account, admin)
-and the `docs` blueprint, and sets up sessions. The simple API and uploads are untouched by
-it: they keep Basic auth only. Downloads also accept the session when no credentials are
-sent (the project pages link to them); no cookie is ever set outside the web pages.
+Imported on an app's first request for a page (web/__init__.py: LazyPages), not at start.
 """
 
 from __future__ import annotations
@@ -12,27 +9,33 @@ from flask import Flask
 
 from ..context import EXTENSION_KEY as SERVICES_KEY
 from ..index.docstore import DocsStore
-from . import account, admin, hosting, login, origins, pages, publishers, session, throttle
+from .account import bp as account_bp
+from .admin import bp as admin_bp
 from .base import bp
+from .hosting import bp as hosting_bp
+from .login import bp as login_bp
+from .origins import bp as origins_bp
+from .pages import bp as pages_bp
+from .publishers import bp as publishers_bp
 from .readme import ReadmeCache
 from .state import EXTENSION_KEY, WebState
+from .throttle import bp as throttle_bp
 
-bp.register_blueprint(login.bp)
-bp.register_blueprint(pages.bp)
-bp.register_blueprint(account.bp)
-bp.register_blueprint(publishers.bp)  # owners' and admins' trusted publishers
-admin.bp.register_blueprint(throttle.bp)  # /admin/throttle, behind the admin check
-admin.bp.register_blueprint(origins.bp)  # /admin/upstream, behind the admin check
-bp.register_blueprint(admin.bp)
+bp.register_blueprint(login_bp)
+bp.register_blueprint(pages_bp)
+bp.register_blueprint(account_bp)
+bp.register_blueprint(publishers_bp)  # owners' and admins' trusted publishers
+admin_bp.register_blueprint(throttle_bp)  # /admin/throttle, behind the admin check
+admin_bp.register_blueprint(origins_bp)  # /admin/upstream, behind the admin check
+bp.register_blueprint(admin_bp)
 
 
-def init_app(app: Flask) -> None:
-    """Add the web pages and docs hosting to `app` (after its Services exist)."""
+def register(app: Flask) -> None:
+    """Add the web pages and docs hosting to `app` (its Services and session exist)."""
     settings = app.extensions[SERVICES_KEY].settings
-    session.configure(app, settings.data_dir)
     app.extensions[EXTENSION_KEY] = WebState(
         readmes=ReadmeCache(external_images=settings.readme_external_images),
         docs=DocsStore.in_data_dir(settings.data_dir),
     )
     app.register_blueprint(bp)
-    app.register_blueprint(hosting.bp)
+    app.register_blueprint(hosting_bp)
