@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import corpus
 from peers import (
     USER,
     BenchError,
@@ -173,8 +174,9 @@ def curl_upload(upload_url: str, password: str, path: Path, server_pid: int) -> 
         for block in iter(lambda: fh.read(1 << 20), b""):
             sha256.update(block)
     form = {
-        ":action": "file_upload", "protocol_version": "1", "metadata_version": "2.1",
-        "name": name.replace("_", "-"), "version": version, "filetype": "bdist_wheel",
+        ":action": "file_upload", "protocol_version": "1",
+        "metadata_version": corpus.METADATA_VERSION, "name": name.replace("_", "-"),
+        "version": version, "filetype": "bdist_wheel",
         "pyversion": "py3", "sha256_digest": sha256.hexdigest(),
     }  # fmt: skip
     cmd: list[str | Path] = [

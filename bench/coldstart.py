@@ -3,9 +3,12 @@
     python bench/coldstart.py                       # 15 starts, this checkout's code
     python bench/coldstart.py --src /tmp/old-tree   # the same, with another tree's code
 
-Makes (once per run) a data dir with one admin and a few imported wheels, then spawns
-`python -m teamindex serve` on it `--repeats` times, polling /simple/ with Basic auth every
-2 ms, and prints the median, min and max seconds as JSON. `--src` runs another checkout's
+Makes (once per run) a data dir with one admin and a read token of hers, then spawns
+`python -m teamindex serve` on it `--repeats` times per credential, polling /simple/ with Basic
+auth every 2 ms, and prints the median, min and max seconds as JSON, one line per credential.
+`--auth token` logs in as `__token__` with the token (what CI sends: one SHA-256), `--auth
+password` with alice's password (one scrypt verification, ~0.1 s, on the first request of a
+new process); the default measures both, alternating start by start. `--src` runs another checkout's
 `teamindex` package with the same interpreter (its directory goes first on sys.path), which is
 how an A/B on one machine is measured: alternate the two, as other load comes and goes.
 """
@@ -17,6 +20,7 @@ import base64
 import http.client
 import json
 import os
+import re
 import shutil
 import socket
 import statistics
@@ -37,12 +41,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def cli(python: str, src: Path, *args: str, stdin: str | None = None) -> None:
-    """Run `python -m teamindex ARGS` from `src` (so its package is the one imported)."""
-    subprocess.run(
+def cli(python: str, src: Path, *args: str, stdin: str | None = None) -> str:
+    """Run `python -m teamindex ARGS` from `src` (so its package is the one imported);
+    return its standard output."""
+    return subprocess.run(
         [python, "-m", "teamindex", *args], cwd=src, input=stdin, text=True, check=True,
-        stdout=subprocess.DEVNULL, timeout=300,
-    )  # fmt: skip
+        capture_output=True, timeout=300,
+    ).stdout  # fmt: skip
+
+
+def basic(user: str, secret: str) -> str:
+    """The Authorization header value for HTTP Basic."""
+    return "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -55,10 +65,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def first_200(python: str, src: Path, data_dir: Path, timeout: float = 30) -> tuple[float, float]:
+def first_200(
+    python: str, src: Path, data_dir: Path, auth: str, timeout: float = 30
+) -> tuple[float, float]:
     """Seconds from spawn to the first 200 on /simple/, and the server's CPU seconds then."""
     port = free_port()
-    auth = "Basic " + base64.b64encode(f"alice:{PASSWORD}".encode()).decode()
     started = time.perf_counter()
     proc = subprocess.Popen(
         [python, "-m", "teamindex", "serve", "--data-dir", str(data_dir),
@@ -90,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--python", default=sys.executable, help="interpreter with teamindex's deps")
     p.add_argument("--src", type=Path, default=REPO_DIR, help="tree whose teamindex/ is run")
     p.add_argument("--repeats", type=int, default=15)
+    p.add_argument("--auth", choices=("both", "token", "password"), default="both")
     args = p.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="coldstart-"))
     try:
@@ -97,16 +109,26 @@ def main(argv: list[str] | None = None) -> int:
         data.mkdir()
         cli(args.python, args.src, "adduser", "alice", "--admin", "--password-stdin",
             "--data-dir", str(data), stdin=PASSWORD + "\n")  # fmt: skip
-        runs = [first_200(args.python, args.src, data) for _ in range(args.repeats)]
+        made = cli(args.python, args.src, "token", "create", "alice", "--data-dir", str(data))
+        found = re.search(r"tix_[A-Za-z0-9_-]+", made)
+        if found is None:
+            raise SystemExit(f"no token in the output of `token create`: {made!r}")
+        creds = {"token": basic("__token__", found.group(0)), "password": basic("alice", PASSWORD)}
+        kinds = list(creds) if args.auth == "both" else [args.auth]
+        runs: dict[str, list[tuple[float, float]]] = {kind: [] for kind in kinds}
+        for _ in range(args.repeats):
+            for kind in kinds:  # alternated, so that other load hits both alike
+                runs[kind].append(first_200(args.python, args.src, data, creds[kind]))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    times = [wall for wall, _cpu in runs]
-    print(json.dumps({
-        "src": str(args.src), "median_s": round(statistics.median(times), 3),
-        "cpu_median_s": round(statistics.median(cpu for _wall, cpu in runs), 3),
-        "min_s": round(min(times), 3), "max_s": round(max(times), 3),
-        "loadavg": os.getloadavg()[0],
-    }))  # fmt: skip
+    for kind, results in runs.items():
+        times = [wall for wall, _cpu in results]
+        print(json.dumps({
+            "src": str(args.src), "auth": kind, "median_s": round(statistics.median(times), 3),
+            "cpu_median_s": round(statistics.median(cpu for _wall, cpu in results), 3),
+            "min_s": round(min(times), 3), "max_s": round(max(times), 3),
+            "loadavg": os.getloadavg()[0],
+        }))  # fmt: skip
     return 0
 
 

@@ -25,6 +25,10 @@ from pathlib import Path
 _ZIP_DATE = (2024, 1, 1, 0, 0, 0)
 _TAR_MTIME = 1704067200
 MANIFEST = "manifest.json"
+# Bumped when the bytes of the generated files change, so that cached corpora are rebuilt
+# (2: Metadata-Version 2.2, which peryx requires of sdists).
+FORMAT = 2
+METADATA_VERSION = "2.2"
 
 BIG_PROJECT = "big-project"
 BIG_PROJECT_VERSIONS = 150
@@ -64,7 +68,7 @@ class CorpusSpec:
 
     def key(self) -> str:
         """Short stable identifier, used as the cache directory name."""
-        raw = json.dumps(asdict(self), sort_keys=True).encode()
+        raw = json.dumps([asdict(self), FORMAT], sort_keys=True).encode()  # stores too
         return hashlib.sha256(raw).hexdigest()[:12]
 
 
@@ -96,7 +100,7 @@ def record_hash(data: bytes) -> str:
 def core_metadata(dist: Dist) -> str:
     """Return the core metadata text (METADATA / PKG-INFO) for ``dist``."""
     lines = [
-        "Metadata-Version: 2.1",
+        f"Metadata-Version: {METADATA_VERSION}",
         f"Name: {dist.name}",
         f"Version: {dist.version}",
         f"Summary: Synthetic benchmark package {dist.name}",
@@ -235,7 +239,8 @@ def generate(dists: list[Dist], dest_dir: Path) -> Corpus:
     names = [d.filename for d in dists]
     if manifest.exists():
         cached = json.loads(manifest.read_text())
-        if cached.get("files") == names and all((dest_dir / n).exists() for n in names[:50]):
+        fresh = cached.get("format") == FORMAT and cached.get("files") == names
+        if fresh and all((dest_dir / n).exists() for n in names[:50]):
             return Corpus(dest_dir, names, cached["projects"])
     if dest_dir.exists():
         shutil.rmtree(dest_dir)
@@ -243,7 +248,7 @@ def generate(dists: list[Dist], dest_dir: Path) -> Corpus:
     for dist in dists:
         build_dist(dist, dest_dir)
     projects = sorted({d.name for d in dists})
-    manifest.write_text(json.dumps({"files": names, "projects": projects}))
+    manifest.write_text(json.dumps({"format": FORMAT, "files": names, "projects": projects}))
     return Corpus(dest_dir, names, projects)
 
 

@@ -31,6 +31,7 @@ USER = "alice"
 
 PYPISERVER_SPEC = ("pypiserver[passlib,cache]==2.4.*", "waitress")
 DEVPI_SPEC = ("devpi-server==6.20.*",)
+PERYX_SPEC = ("peryx",)
 TOOLS_SPEC = ("twine", "uv", "poetry")
 INSTALL_TIMEOUT = 600
 START_TIMEOUT = 120.0
@@ -358,6 +359,11 @@ class Peer:
         """Spawn the server on the cold-start store (main corpus plus filler)."""
         return self.start(store, port, log_path)
 
+    def import_command(self, src: Path, data_dir: Path) -> list[str | Path] | None:
+        """The command that bulk-imports the directory ``src`` into a new store at ``data_dir``
+        (None: this server has no such command)."""
+        return None
+
     def auth_headers(self) -> dict[str, str]:
         """Headers every read request carries."""
         return {"Authorization": basic_auth_header(USER, self.password)}
@@ -585,6 +591,11 @@ class TeamindexPeer(Peer):
             [self.venv / "bin" / "python", "-m", "teamindex", *args], timeout, stdin=stdin
         )
 
+    def import_command(self, src: Path, data_dir: Path) -> list[str | Path]:
+        """``python -m teamindex import --quiet SRC --data DATA``."""
+        python = self.venv / "bin" / "python"
+        return [python, "-m", "teamindex", "import", "--quiet", src, "--data", data_dir]
+
     def has_import(self) -> bool:
         """Whether the ``import`` subcommand exists yet."""
         try:
@@ -652,6 +663,91 @@ class TeamindexPeer(Peer):
         proc = spawn(cmd, log_path)
         base = f"http://127.0.0.1:{port}"
         return ServerHandle(self.key, proc, base, f"{base}/simple/", f"{base}/legacy/", log_path)
+
+
+PERYX_HOSTED_TOML = """\
+data_dir = "{data}"
+host = "127.0.0.1"
+port = {port}
+
+[[index]]
+ecosystem = "pypi"
+name = "hosted"
+hosted = true
+anonymous_read = false
+
+[[index.access_token]]
+name = "bench"
+secret = "{secret}"
+actions = ["read", "write"]
+"""
+
+
+@dataclass
+class PeryxPeer(Peer):
+    """peryx (async Rust) with one hosted index that only a token may read or write.
+
+    peryx takes the token as the Basic password under any user name, so the benchmark's
+    ``alice:<password>`` header is a token login there: a constant-time compare of a
+    configured secret, where teamindex verifies a password (cached after the first request).
+    """
+
+    @property
+    def venv(self) -> Path:
+        """bench/.venvs/peryx (shared with the proxy bench)."""
+        return VENVS_DIR / "peryx"
+
+    def install(self) -> str:
+        """pip install peryx (a prebuilt binary in a wheel)."""
+        ensure_venv("peryx", PERYX_SPEC)
+        return f"peryx {pip_version(self.venv, 'peryx')}"
+
+    def _config(self, data_dir: Path, port: int) -> Path:
+        """Write the hosted-index config for ``data_dir`` listening on ``port``."""
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
+        config = data_dir.parent / f"{data_dir.name}.toml"
+        config.write_text(PERYX_HOSTED_TOML.format(data=data_dir, port=port, secret=self.password))
+        return config
+
+    def import_dir(self, files: Sequence[Path], data_dir: Path) -> None:
+        """``peryx import-dir hosted DIR`` of ``files`` (hard-linked into a scratch dir)."""
+        src = data_dir.parent / f"{data_dir.name}-src"
+        link_tree(files, src)
+        try:
+            run_cmd(self.import_command(src, data_dir), 3600)
+        finally:
+            shutil.rmtree(src, ignore_errors=True)
+
+    def import_command(self, src: Path, data_dir: Path) -> list[str | Path]:
+        """``peryx import-dir -c CONFIG hosted SRC``."""
+        config = self._config(data_dir, free_port())
+        return [self.venv / "bin" / "peryx", "import-dir", "-c", config, "hosted", src]
+
+    def load(self, main: Sequence[Path], fill: Sequence[Path], store: Path) -> None:
+        """Import the main corpus, and main plus filler into the cold-start data dir."""
+        self.import_dir(main, store / "data")
+        if fill:
+            self.import_dir([*main, *fill], store / "cold")
+
+    def start(self, store: Path, port: int, log_path: Path) -> ServerHandle:
+        """``peryx serve`` on the main data dir."""
+        return self._spawn(store / "data", port, log_path)
+
+    def start_cold(self, store: Path, port: int, log_path: Path) -> ServerHandle:
+        """``peryx serve`` on the cold-start data dir."""
+        cold = store / "cold"
+        return self._spawn(cold if cold.exists() else store / "data", port, log_path)
+
+    def _spawn(self, data_dir: Path, port: int, log_path: Path) -> ServerHandle:
+        """Spawn ``peryx serve -c`` with warnings only."""
+        config = self._config(data_dir, port)
+        env = {**os.environ, "NO_COLOR": "1"}
+        cmd = [self.venv / "bin" / "peryx", "serve", "-c", config, "--log-level", "warn"]
+        proc = spawn(cmd, log_path, env=env)
+        base = f"http://127.0.0.1:{port}"
+        return ServerHandle(
+            self.key, proc, base, f"{base}/hosted/simple/", f"{base}/hosted/", log_path
+        )
 
 
 NGINX_CONF = """

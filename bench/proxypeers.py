@@ -27,6 +27,7 @@ from typing import Any
 import waitress
 from flask import Flask, Response, abort, request
 from peers import (
+    PERYX_SPEC,
     USER,
     VENVS_DIR,
     BenchError,
@@ -46,7 +47,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from upstream_support import JSON_TYPE, FakeUpstream
 
 PROXPI_SPEC = ("proxpi", "waitress")
-PERYX_SPEC = ("peryx",)
 DEVPI_SPEC = ("devpi-server==6.20.*",)
 START_TIMEOUT = 120.0
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import clients
 import corpus
+import importspeed
 import load
 import peers
 
@@ -35,12 +36,13 @@ CACHE_DIR = BENCH_DIR / ".cache"
 PASSWORD = os.environ.get("BENCH_PASSWORD", "bench-pw-4f1c9a")
 JSON_ACCEPT = "application/vnd.pypi.simple.v1+json"
 
-PEER_KEYS = ("teamindex", "pypiserver", "pypiserver-cached", "devpi")
+PEER_KEYS = ("teamindex", "pypiserver", "pypiserver-cached", "devpi", "peryx")
 PEER_LABELS = {
     "teamindex": "teamindex",
     "pypiserver": "pypiserver",
     "pypiserver-cached": "pypiserver cached-dir",
     "devpi": "devpi",
+    "peryx": "peryx",
     "nginx": "nginx",
     "front": "teamindex + nginx",
 }
@@ -81,11 +83,13 @@ METRICS: list[Metric] = [
     Metric(
         "huge_download_rss_growth_mib", "server RSS growth during 200 MiB download, MiB", False, 1
     ),
+    Metric("loadavg", "1-min load average when the server's turn began", False, 2),
     Metric("cold_start_s", "cold start to first 200 on /simple/ (median), s", False, 2),
     Metric("uv_install_s", "uv pip install chain-0 (10 pkgs), cold cache, median, s", False, 2),
     Metric("poetry_lock_s", "poetry lock chain-0..9, explicit source, median, s", False, 2),
     Metric("rss_end_mib", "server RSS at end of its run, MiB", False, 1),
     Metric("load_s", "corpus load into the server (import/copy/upload), s", False, 1),
+    Metric("import_files_per_s", "bulk import of N ~100 KB wheels, files/s", True, 0),
 ]
 
 
@@ -203,6 +207,8 @@ def make_peer(key: str, args: argparse.Namespace) -> peers.Peer:
         )
     if key == "devpi":
         return peers.DevpiPeer(key, PEER_LABELS[key], PASSWORD)
+    if key == "peryx":
+        return peers.PeryxPeer(key, PEER_LABELS[key], PASSWORD)
     raise ValueError(f"unknown server {key!r}")
 
 
@@ -384,11 +390,32 @@ def measure_uploads(
     step(results, peer.key, "200 MiB upload/download", huge)
 
 
+def measure_import(results: Results, peer: peers.Peer, ctx: Context) -> None:
+    """The server's own bulk import (``teamindex import``, ``peryx import-dir``) of
+    --import-files ~100 KB wheels into an empty store: files/s, command time only."""
+    work = ctx.run_root / f"{peer.key}-import"
+    shutil.rmtree(work, ignore_errors=True)
+    command = peer.import_command(work / "src", work / "data")
+    if command is None:
+        return
+    source = importspeed.build(ctx.args.import_files, 100)
+    files = sorted(p for p in source.iterdir() if p.name.endswith(".whl"))
+    peers.link_tree(files, work / "src")
+    try:
+        os.sync()
+        start = time.perf_counter()
+        peers.run_cmd(command, 3600)
+        results.put("import_files_per_s", peer.key, len(files) / (time.perf_counter() - start))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def measure_peer(key: str, ctx: Context, results: Results) -> None:
     """Install, load, start and measure one server; always stop it and clean up."""
     peer = make_peer(key, ctx.args)
     log(f"{key}: installing")
     results.versions[key] = peer.install()
+    results.put("loadavg", key, os.getloadavg()[0])
     run_dir = ctx.run_root / key
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
@@ -422,6 +449,12 @@ def measure_peer(key: str, ctx: Context, results: Results) -> None:
             results.put("cold_start_s", key, out["median_s"])
 
         step(results, key, f"cold start x{ctx.args.repeats}", cold)
+        step(
+            results,
+            key,
+            f"import of {ctx.args.import_files} wheels",
+            lambda: measure_import(results, peer, ctx),
+        )
     finally:
         if not ctx.args.keep:
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -434,6 +467,7 @@ def measure_front(ctx: Context, results: Results, args: argparse.Namespace) -> N
         results.note("nginx not installed: the teamindex + nginx column is skipped")
         return
     peer = make_peer("teamindex", args)
+    results.put("loadavg", "front", os.getloadavg()[0])
     run_dir = ctx.run_root / "front"
     shutil.rmtree(run_dir, ignore_errors=True)
     teamindex, nginx = peers.start_teamindex_front(peer, ctx.large_wheel, run_dir, PASSWORD)
@@ -462,6 +496,7 @@ def measure_nginx(ctx: Context, results: Results) -> None:
         results.note("nginx not installed (apt-get install -y nginx): ceiling row skipped")
         return
     results.versions["nginx"] = version
+    results.put("loadavg", "nginx", os.getloadavg()[0])
     run_dir = ctx.run_root / "nginx"
     shutil.rmtree(run_dir, ignore_errors=True)
     root = run_dir / "root"
@@ -543,8 +578,10 @@ def fmt_value(value: float | None, digits: int) -> str:
 
 
 def ratio(metric: Metric, values: dict[str, float]) -> str:
-    """Teamindex divided by the best of pypiserver / pypiserver cached-dir / devpi."""
+    """Teamindex divided by the best of the other peers (pypiserver twice, devpi, peryx)."""
     mine = values.get("teamindex")
+    if metric.key == "loadavg":
+        return "—"
     others = [values[k] for k in PEER_KEYS[1:] if k in values]
     if mine is None or not others:
         return "—"
@@ -554,7 +591,7 @@ def ratio(metric: Metric, values: dict[str, float]) -> str:
     return f"{mine / best:.2f}"
 
 
-def render_table(results: Results, upload_count: int) -> str:
+def render_table(results: Results, upload_count: int, import_count: int) -> str:
     """Markdown table: metric | each server | ratio teamindex/best peer."""
     head = ["metric", *(PEER_LABELS[c] for c in COLUMNS), "teamindex / best peer"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -564,6 +601,7 @@ def render_table(results: Results, upload_count: int) -> str:
             continue
         arrow = "↑" if metric.higher_is_better else "↓"
         label = metric.label.replace(" N files", f" {upload_count} files")
+        label = label.replace(" N ~100 KB", f" {import_count:,} ~100 KB")
         cells = [
             f"{label} {arrow}",
             *(fmt_value(values.get(c), metric.digits) for c in COLUMNS),
@@ -602,10 +640,11 @@ def write_reports(
         "",
         f"Command: `{meta['command']}` (total {meta['total_s']:.0f} s)",
         "",
-        render_table(results, len(ctx.upload_files)),
+        render_table(results, len(ctx.upload_files), ctx.args.import_files),
         "",
-        "↑ higher is better, ↓ lower is better; ratio = teamindex / best of the three peers "
-        "(nginx is a ceiling, not a peer).",
+        "↑ higher is better, ↓ lower is better; ratio = teamindex / best of the other peers "
+        "(teamindex + nginx is teamindex's own front configuration; nginx alone is a ceiling, "
+        "not a peer).",
         "",
         "## Machine",
         "",
@@ -684,6 +723,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--teamindex-threads", type=int, help="pass --threads N to teamindex serve")
     p.add_argument(
+        "--import-files",
+        type=int,
+        help="~100 KB wheels in the bulk-import row (default 5,000, 1,000 with --quick)",
+    )
+    p.add_argument(
         "--python-load",
         action="store_true",
         help="use the Python load generator even if wrk exists",
@@ -701,6 +745,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.duration = 3.0 if args.quick else 10.0
     if args.upload_count is None:
         args.upload_count = 100 if args.quick else 500
+    if args.import_files is None:
+        args.import_files = 1000 if args.quick else 5000
     if args.cold_files is None:
         args.cold_files = 100_000 if args.large else 10_000
     if args.devpi_full is None:
@@ -770,10 +816,13 @@ def main(argv: list[str] | None = None) -> int:
             "sequential upload": f"{len(uploads.files)} files, one twine invocation, password auth",
             "large file": f"{huge.stat().st_size / 1024 / 1024:.0f} MiB wheel, "
             "curl multipart upload / GET",
+            "bulk import": f"{args.import_files} wheels of ~100 KB into an empty store, "
+            "the server's own import command",
+            "load average at the end": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         },
     }
     meta["total_s"] = time.perf_counter() - started
-    table = render_table(results, len(uploads.files))
+    table = render_table(results, len(uploads.files), args.import_files)
     print(table)
     for n in results.notes:
         print(f"- {n}")

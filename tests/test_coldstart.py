@@ -9,6 +9,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+import time
+
+from conftest import basic
+from flask import Flask
 
 SERVE_IMPORTS = """
 import json, sys
@@ -30,6 +35,12 @@ NOT_AT_START = (
     "teamindex.index.backup",
     "teamindex.index.integrity",
     "urllib3",
+    # The web pages: registered on the first request for one (web/__init__.py: LazyPages).
+    "teamindex.web.routes",
+    "teamindex.web.pages",
+    "teamindex.web.admin",
+    "teamindex.web.publishers",
+    "teamindex.index.docstore",
 )
 
 
@@ -72,3 +83,171 @@ def test_the_upstream_client_still_works_when_imported_lazily() -> None:
         "print('[]')\n"
     )
     _modules(code)
+
+
+def test_serve_does_not_load_pyjwt_until_an_oidc_exchange() -> None:
+    loaded = _modules(SERVE_IMPORTS)
+    assert sorted(m for m in loaded if m.split(".")[0] in ("jwt", "cryptography")) == []
+    after = _modules(
+        "import json, sys\nfrom teamindex.access.oidc.exchange import exchange\n"
+        "from teamindex.access.oidc.exchange import ExchangeError\n"
+        "try:\n    exchange(None, None, 'aud', 'not-a-jwt')\n"
+        "except ExchangeError as exc:\n    assert exc.code == 'invalid-token', exc.code\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    assert "jwt" in after
+
+
+def _sample(converter: object) -> object:
+    """A value every converter of ours accepts."""
+    from werkzeug.routing import IntegerConverter
+
+    return 3 if isinstance(converter, IntegerConverter) else "a-b_c"
+
+
+def test_url_rules_compile_their_builders_on_first_use_and_build_as_werkzeug_does(
+    app: Flask,
+) -> None:
+    """create_app compiles no url_for() builder (two thirds of its cold-start time); the
+    first build of each rule compiles it and gives werkzeug's own URL."""
+    from werkzeug.routing import Map, Rule
+
+    from teamindex.app import LazyBuilderRule
+
+    def lazy(rule: Rule) -> bool:
+        return rule._build_unknown.__name__ == "build" and rule._build.__name__ == "build"
+
+    api = [r for r in app.url_map.iter_rules() if isinstance(r, LazyBuilderRule)]
+    assert len(api) > 15 and all(lazy(r) for r in api)  # stubs, not compiled
+    assert app.test_client().get("/login").status_code == 200  # registers the pages
+    ours = [r for r in app.url_map.iter_rules() if isinstance(r, LazyBuilderRule)]
+    assert len(ours) > 40  # every route but Flask's /static/
+    assert sum(lazy(r) for r in ours) > 30  # the login page built a few URLs
+    plain = Map([Rule(r.rule, **r.get_empty_kwargs()) for r in ours])
+    theirs = plain.bind("index.test", "/")
+    mine = app.url_map.bind("index.test", "/")
+    for rule in ours:
+        values = {name: _sample(conv) for name, conv in rule._converters.items()}
+        for extra in ({}, {"page": "2"}):  # unknown values go to the query string
+            want = theirs.build(rule.endpoint, {**values, **extra}, method=sorted(rule.methods)[0])
+            got = mine.build(rule.endpoint, {**values, **extra}, method=sorted(rule.methods)[0])
+            assert got == want, rule.rule
+    # url_for() appends unknown values: that builder was compiled once, and is kept (for
+    # each endpoint the rule werkzeug builds with; an endpoint's other rules stay lazy).
+    compiled = {r.endpoint for r in ours if r._build_unknown.__name__.startswith("<builder")}
+    assert compiled == {r.endpoint for r in ours}
+
+
+# -- the web pages, registered on the first request for one (web/__init__.py) ------------
+
+
+def _page_endpoints(app: Flask) -> list[str]:
+    return sorted(e for e in app.view_functions if e.startswith(("web.", "docs.")))
+
+
+def test_api_requests_leave_the_pages_unregistered_until_a_page_is_asked_for(
+    app: Flask,
+) -> None:
+    client = app.test_client()
+    assert client.get("/simple/", headers=basic("alice")).status_code == 200
+    assert client.get("/simple/nothing-here/", headers=basic("alice")).status_code == 404
+    assert client.get("/simple", headers=basic("alice")).status_code in (301, 308)
+    assert client.get("/healthz").status_code == 200
+    assert _page_endpoints(app) == []
+    assert client.get("/login").status_code == 200
+    assert "web.login.login" in _page_endpoints(app) or len(_page_endpoints(app)) > 20
+    assert client.get("/no-such-page").status_code == 404  # as before, once registered
+
+
+def test_an_unknown_url_registers_the_pages_and_gets_their_404(app: Flask) -> None:
+    client = app.test_client()
+    assert client.get("/project/nothing/", headers=basic("alice")).status_code == 404
+    assert _page_endpoints(app) != []
+
+
+def test_a_release_link_after_publishing_redirects_to_its_page_on_a_fresh_app(
+    app: Flask,
+) -> None:
+    """hatch's /legacy/<project>/<version>/ names a page's URL (NEEDS_PAGES)."""
+    response = app.test_client().get("/legacy/demo/1.0/")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/project/demo/"
+
+
+def _gate(monkeypatch, wait: float = 5.0):
+    """A LazyPages in front of a WSGI app whose "/slow" blocks until released; registering
+    the pages is recorded instead of done."""
+    from werkzeug.routing import Map, Rule
+
+    from teamindex import web
+
+    events: list[str] = []
+    release = threading.Event()
+    app = Flask("gate-test")
+    app.url_map = Map([Rule("/slow", endpoint="slow"), Rule("/fast", endpoint="fast")])
+
+    def inner(environ, start_response):
+        if environ["PATH_INFO"] == "/slow":
+            events.append("slow:start")
+            assert release.wait(10)
+            events.append("slow:end")
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [environ["PATH_INFO"].encode()]
+
+    def register(_app) -> None:
+        events.append("register")
+        _app.url_map.add(Rule("/page", endpoint="page"))
+
+    monkeypatch.setattr(web, "_register_pages", register)
+    monkeypatch.setattr(web, "LOAD_WAIT_SECONDS", wait)
+    return web.LazyPages(app, inner), events, release
+
+
+def _call(gate, path: str) -> tuple[str, dict[str, str]]:
+    seen: dict[str, str] = {}
+
+    def start_response(status, headers):
+        seen.update(headers)
+        seen["status"] = status
+
+    environ = {"PATH_INFO": path, "REQUEST_METHOD": "GET", "SERVER_NAME": "x"}
+    environ |= {"SERVER_PORT": "80", "wsgi.url_scheme": "http"}
+    body = b"".join(gate(environ, start_response))
+    return seen["status"].split()[0] + " " + body.decode(), seen
+
+
+def test_the_pages_are_registered_only_while_no_request_is_being_run(monkeypatch) -> None:
+    gate, events, release = _gate(monkeypatch)
+    answers: dict[str, str] = {}
+    slow = threading.Thread(target=lambda: answers.update(slow=_call(gate, "/slow")[0]))
+    slow.start()
+    while "slow:start" not in events:
+        time.sleep(0.005)
+    page = threading.Thread(target=lambda: answers.update(page=_call(gate, "/page")[0]))
+    page.start()
+    time.sleep(0.2)
+    late = threading.Thread(target=lambda: answers.update(fast=_call(gate, "/fast")[0]))
+    late.start()
+    time.sleep(0.2)
+    assert events == ["slow:start"]  # the page waits for /slow, /fast waits for the page
+    release.set()
+    for thread in (slow, page, late):
+        thread.join(10)
+    assert events == ["slow:start", "slow:end", "register"]
+    assert answers == {"slow": "200 /slow", "page": "200 /page", "fast": "200 /fast"}
+    assert _call(gate, "/page")[0] == "200 /page" and events.count("register") == 1
+
+
+def test_a_page_request_that_cannot_wait_for_running_requests_gets_503(monkeypatch) -> None:
+    gate, events, release = _gate(monkeypatch, wait=0.2)
+    slow = threading.Thread(target=_call, args=(gate, "/slow"))
+    slow.start()
+    while "slow:start" not in events:
+        time.sleep(0.005)
+    answer, headers = _call(gate, "/page")
+    assert answer.startswith("503") and headers["Retry-After"] == "1"
+    assert _call(gate, "/fast")[0] == "200 /fast"  # API requests go on meanwhile
+    release.set()
+    slow.join(10)
+    assert _call(gate, "/page")[0] == "200 /page"
+    assert events.count("register") == 1

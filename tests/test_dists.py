@@ -235,7 +235,20 @@ def test_parse_metadata_invalid(raw, message):
 
 
 def _inspect(path: Path):
-    return inspect_distribution(path, parse_filename(path.name))
+    """Inspect the file, and check the import's in-memory reading of its bytes (issue 14)
+    gives the same inspection or the same refusal."""
+    info = parse_filename(path.name)
+    try:
+        from_file = inspect_distribution(path, info)
+    except DistributionError as exc:
+        refusal = str(exc)
+    else:
+        assert inspect_distribution(path, info, path.read_bytes()) == from_file
+        return from_file
+    with pytest.raises(DistributionError) as caught:
+        inspect_distribution(path, info, path.read_bytes())
+    assert str(caught.value) == refusal
+    raise DistributionError(refusal)
 
 
 def _zip_sdist(directory: Path, filename: str, members: dict[str, bytes]) -> Path:

@@ -13,6 +13,7 @@ from test_importer import index  # noqa: F401 (the fixture)
 from uploading import stored_files, temp_files
 
 from teamindex.index import importer, ingest
+from teamindex.index import storage as storage_module
 
 
 def corpus(tmp_path: Path, count: int) -> Path:
@@ -39,36 +40,120 @@ def test_batches_import_everything_and_refuse_alone(index, tmp_path, monkeypatch
     assert temp_files(data) == []
 
 
-def test_a_batch_that_fails_before_commit_leaves_nothing(index, tmp_path, monkeypatch):  # noqa: F811
-    db, storage, data = index
-    monkeypatch.setattr(importer, "BATCH_FILES", 4)
-    src = corpus(tmp_path, 10)
-    real_fsync = ingest.fsync_dir
-    calls = {"n": 0}
+def _fail_durability(monkeypatch, storage, which: str, batch: int) -> list[list[Path]]:
+    """Make Storage.make_durable fail (EIO) for the `batch`-th batch, at its step `which`:
+    "temps" (the batch's temp files, before any rename) or "dirs" (the directories of its
+    renames, before the COMMIT). Returns the calls seen."""
+    real = storage.make_durable
+    calls: list[list[Path]] = []
 
-    def failing_second_batch(path: Path) -> None:
-        if path == storage.packages_dir:
-            calls["n"] += 1
-            if calls["n"] == 2:
-                raise OSError(5, "I/O error")
-        real_fsync(path)
+    def failing(paths: list[Path]) -> None:
+        calls.append(list(paths))
+        step = "dirs" if storage.packages_dir in paths else "temps"
+        if (
+            step == which
+            and sum(("dirs" if storage.packages_dir in c else "temps") == which for c in calls)
+            == batch
+        ):
+            raise OSError(5, "I/O error")
+        real(paths)
 
-    monkeypatch.setattr(ingest, "fsync_dir", failing_second_batch)
-    with pytest.raises(OSError, match="I/O error"):
-        importer.import_paths(db, storage, [src])
-    listed = {
+    monkeypatch.setattr(storage, "make_durable", failing)
+    return calls
+
+
+def _listed(db) -> set[str]:
+    return {
         row.filename
         for name in ("proj0", "proj1", "proj2")
         if (project := db.get_project(name)) is not None
         for row in db.project_files(project)
     }
+
+
+@pytest.mark.parametrize("which", ["temps", "dirs"])
+def test_a_batch_that_fails_before_commit_leaves_nothing(index, tmp_path, monkeypatch, which):  # noqa: F811
+    """The second batch fails to make its temp files durable (nothing renamed yet), or its
+    renames (files in place, no COMMIT): either way neither its rows nor its files remain,
+    no temp file is left, and a re-run imports the rest."""
+    db, storage, data = index
+    monkeypatch.setattr(importer, "BATCH_FILES", 4)
+    src = corpus(tmp_path, 10)
+    _fail_durability(monkeypatch, storage, which, batch=2)
+    with pytest.raises(OSError, match="I/O error"):
+        importer.import_paths(db, storage, [src])
+    listed = _listed(db)
     on_disk = {Path(path).name for path in stored_files(data) if not path.endswith(".metadata")}
     assert len(listed) == 4 and on_disk == listed  # the first batch; nothing of the second
     assert temp_files(data) == []
-    monkeypatch.setattr(ingest, "fsync_dir", real_fsync)
+    monkeypatch.undo()
     report = importer.import_paths(db, storage, [src])
     assert (report.imported, report.identical) == (6, 4)
     assert len(stored_files(data)) == 20
+
+
+def test_a_batch_is_durable_before_renames_and_commit(index, tmp_path, monkeypatch):  # noqa: F811
+    """Per batch: the temp files (each wheel and its .metadata) are made durable in one
+    call before any of them is renamed, then the directories of the renames before the
+    COMMIT; with syncfs no file gets an fsync of its own."""
+    db, storage, _data = index
+    monkeypatch.setattr(importer, "BATCH_FILES", 4)
+    src = corpus(tmp_path, 10)
+    events: list[str] = []
+    real_durable, real_replace = storage.make_durable, storage_module.os.replace
+    fsyncs: list[int] = []
+    real_fsync = storage_module.os.fsync
+
+    def durable(paths: list[Path]) -> None:
+        temps = [p for p in paths if p.parent == storage.tmp_dir]
+        assert all(p.exists() for p in temps)  # not renamed yet
+        events.append("dirs" if storage.packages_dir in paths else f"temps:{len(temps)}")
+        real_durable(paths)
+
+    def replace(src_path, dst_path) -> None:
+        events.append("rename")
+        real_replace(src_path, dst_path)
+
+    real_insert = db.insert_files
+
+    def insert_files(rows) -> None:
+        events.append("rows")
+        real_insert(rows)
+
+    monkeypatch.setattr(storage, "make_durable", durable)
+    monkeypatch.setattr(storage_module.os, "replace", replace)
+    monkeypatch.setattr(db, "insert_files", insert_files)
+    monkeypatch.setattr(storage_module.os, "fsync", lambda fd: fsyncs.append(fd) or real_fsync(fd))
+    report = importer.import_paths(db, storage, [src])
+    assert report.imported == 10
+    compact = [e for i, e in enumerate(events) if i == 0 or e != events[i - 1]]
+    assert compact == ["temps:8", "rename", "rows", "dirs"] * 2 + [
+        "temps:4",
+        "rename",
+        "rows",
+        "dirs",
+    ]
+    if storage_module.sync_filesystem(storage.tmp_dir):
+        assert fsyncs == []  # one syncfs per step instead
+
+
+def test_without_syncfs_every_temp_file_and_directory_is_fsynced(index, tmp_path, monkeypatch):  # noqa: F811
+    db, storage, _data = index
+    monkeypatch.setattr(storage_module, "sync_filesystem", lambda directory: False)
+    synced: list[Path] = []
+    real = storage_module.fsync_path
+    monkeypatch.setattr(storage_module, "fsync_path", lambda p: synced.append(p) or real(p))
+    src = corpus(tmp_path, 6)
+    report = importer.import_paths(db, storage, [src])
+    assert report.imported == 6
+    temps = [p for p in synced if p.parent == storage.tmp_dir]
+    assert len(temps) == 12  # each wheel and its .metadata, once
+    assert {p.name for p in synced if p.parent == storage.packages_dir} == {
+        "proj0",
+        "proj1",
+        "proj2",
+    }
+    assert storage.packages_dir in synced
 
 
 def test_a_batch_costs_a_few_statements_not_a_dozen_per_file(index, tmp_path, monkeypatch):  # noqa: F811

@@ -61,7 +61,7 @@ def test_fsync_of_the_upload_fails(client, settings, wheel, monkeypatch):
 
 
 def test_metadata_file_cannot_be_written(client, settings, wheel, monkeypatch):
-    monkeypatch.setattr(storage_module.Storage, "write_temp", lambda self, data: enospc())
+    monkeypatch.setattr(storage_module.Storage, "write_temp", lambda self, data, **_: enospc())
     response = upload(client, wheel)
     assert response.status == INSUFFICIENT
     assert_nothing_left(client, settings)

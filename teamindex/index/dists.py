@@ -6,7 +6,11 @@ its answers the index accepts and reads the metadata out of the archive (PEP 427
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import gzip
+import io
+import os
 import re
 import tarfile
 import time
@@ -168,15 +172,22 @@ def spelling_pattern(project: NormalizedName) -> str:
     return project.replace("-", "%") + "-%"  # a normalized name holds no % or _
 
 
-def inspect_distribution(path: Path, info: FilenameInfo) -> Inspection:
-    """Open the archive at *path*, read its core metadata and check it matches the filename."""
+def inspect_distribution(
+    path: Path, info: FilenameInfo, content: bytes | None = None
+) -> Inspection:
+    """Open the archive at *path*, read its core metadata and check it matches the filename.
+    `content`: the file's bytes, already in memory (an import reads small files whole), read
+    instead of the file: the same checks without reopening it and seeking in it."""
+    source: Path | BinaryIO = path if content is None else _MemoryFile(content)
     if info.packagetype == "bdist_wheel":
-        raw = _read_wheel_metadata(path, info)
+        raw = _read_wheel_metadata(source, info)
         inspection = Inspection(parse_metadata(raw), raw)
     elif info.filename.endswith(".zip"):
-        inspection = Inspection(parse_metadata(_read_zip_sdist_metadata(path, info.filename)), None)
+        raw = _read_zip_sdist_metadata(source, info.filename)
+        inspection = Inspection(parse_metadata(raw), None)
     else:
-        inspection = Inspection(parse_metadata(_read_tar_sdist_metadata(path, info.filename)), None)
+        raw = _read_tar_sdist_metadata(source, info.filename)
+        inspection = Inspection(parse_metadata(raw), None)
     check_metadata_matches(inspection.metadata, info)
     return inspection
 
@@ -244,7 +255,7 @@ def _read_member(handle: IO[bytes] | None, size: int, what: str) -> bytes:
         return handle.read(MAX_METADATA_BYTES + 1)[:MAX_METADATA_BYTES]
 
 
-def _read_wheel_metadata(path: Path, info: FilenameInfo) -> bytes:
+def _read_wheel_metadata(path: Path | BinaryIO, info: FilenameInfo) -> bytes:
     try:
         with _open_zip(path) as archive:
             names = set(archive.namelist())
@@ -296,7 +307,7 @@ def _single_top_level(names: list[str], filename: str) -> str:
     return tops.pop()
 
 
-def _read_tar_sdist_metadata(path: Path, filename: str) -> bytes:
+def _read_tar_sdist_metadata(path: Path | BinaryIO, filename: str) -> bytes:
     """Stream the tarball once: members one at a time (never the whole list in memory),
     inflated bytes and time capped, then the rest of the gzip stream read so a truncated or
     corrupt file fails its length and CRC check (tarfile stops at the end-of-archive block
@@ -305,7 +316,7 @@ def _read_tar_sdist_metadata(path: Path, filename: str) -> bytes:
     found: dict[str, bytes] = {}  # top-level directory -> its PKG-INFO
     try:
         with gzip.open(path, "rb") as stream:
-            capped = InflationCap(stream, path.stat().st_size, "the tarball")
+            capped = InflationCap(stream, _size(path), "the tarball")
             with tarfile.open(fileobj=capped, mode="r|") as archive:  # type: ignore[call-overload]
                 for count, member in enumerate(archive, start=1):
                     if count > MAX_ARCHIVE_MEMBERS:
@@ -373,7 +384,34 @@ class InflationCap:
             pass
 
 
-def _open_zip(path: Path) -> zipfile.ZipFile:
+class _MemoryFile(io.BytesIO):
+    """A file's bytes in memory that fail as the file would: a damaged archive's seek
+    before the start is OSError(EINVAL) on a file but ValueError (or a silent clamp) on a
+    BytesIO, which the checks would not turn into the same refusal."""
+
+    def __init__(self, content: bytes) -> None:
+        super().__init__(content)
+        self._length = len(content)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.tell(), io.SEEK_END: self._length}[whence]
+        if base + offset < 0:
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        return super().seek(offset, whence)
+
+
+def _size(source: Path | BinaryIO) -> int:
+    """Bytes in a file, or in an open one (whose position is kept)."""
+    if isinstance(source, Path):
+        return source.stat().st_size
+    here = source.tell()
+    try:
+        return source.seek(0, io.SEEK_END)
+    finally:
+        source.seek(here)
+
+
+def _open_zip(path: Path | BinaryIO) -> zipfile.ZipFile:
     """ZipFile, after checking the end-of-central-directory record: zipfile reads the whole
     central directory into memory and builds an object per entry before anyone can count
     them (a million-entry directory cost ~520 MB)."""
@@ -390,10 +428,10 @@ def _open_zip(path: Path) -> zipfile.ZipFile:
     return zipfile.ZipFile(path)
 
 
-def zip_directory_size(path: Path) -> tuple[int, int]:
+def zip_directory_size(path: Path | BinaryIO) -> tuple[int, int]:
     """(entries, central directory bytes) as the zip's end record claims them (zip64 too),
     read with zipfile's own end-record parser; zipfile.BadZipFile when there is none."""
-    with path.open("rb") as handle:
+    with path.open("rb") if isinstance(path, Path) else contextlib.nullcontext(path) as handle:
         try:
             end = zipfile._EndRecData(handle)  # type: ignore[attr-defined]
         except OSError:
@@ -405,7 +443,7 @@ def zip_directory_size(path: Path) -> tuple[int, int]:
     return int(entries), int(size)
 
 
-def _read_zip_sdist_metadata(path: Path, filename: str) -> bytes:
+def _read_zip_sdist_metadata(path: Path | BinaryIO, filename: str) -> bytes:
     try:
         with _open_zip(path) as archive:
             top = _single_top_level(archive.namelist(), filename)

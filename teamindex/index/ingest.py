@@ -35,7 +35,7 @@ from .dists import (
     parse_filename,
     spelling_pattern,
 )
-from .storage import METADATA_SUFFIX, Digests, Storage, fsync_dir
+from .storage import METADATA_SUFFIX, Digests, Storage
 
 DIGEST_NAMES = ("md5", "sha256", "blake2_256")
 
@@ -102,12 +102,14 @@ def check_claims(info: FilenameInfo, digests: Digests, claims: Claims) -> None:
             )
 
 
-def validate(temp: Path, digests: Digests, info: FilenameInfo, claims: Claims) -> Inspection:
+def validate(
+    temp: Path, digests: Digests, info: FilenameInfo, claims: Claims, content: bytes | None = None
+) -> Inspection:
     """The checks that need only the file and the form (IngestError): the claims, then the
-    archive and its metadata."""
+    archive and its metadata (from `content`, the file's bytes, when they are in memory)."""
     check_claims(info, digests, claims)
     try:
-        return inspect_distribution(temp, info)
+        return inspect_distribution(temp, info, content)
     except DistributionError as exc:
         raise IngestError(str(exc)) from None
 
@@ -154,15 +156,20 @@ def prepare(
     uploader_id: int | None,
     claims: Claims = Claims(),
     upload_time: str | None = None,
+    sync: bool = True,
+    content: bytes | None = None,
 ) -> tuple[Path | None, NewFile]:
     """Everything before the write lock: validate the fsynced temp file, write its .metadata
-    to an fsynced temp file, and say what its rows will hold. Safe on several threads."""
-    inspection = validate(temp, digests, info, claims)
+    to an fsynced temp file, and say what its rows will hold. Safe on several threads.
+    `sync=False`: neither temp file is fsynced yet; the caller makes its batch durable
+    (Storage.make_durable) before ingest_batch renames them. `content`: the temp file's
+    bytes, when the caller holds them (validate reads them instead of the file)."""
+    inspection = validate(temp, digests, info, claims, content)
     metadata_sha256 = None
     meta_temp = None
     if inspection.metadata_bytes is not None:
         metadata_sha256 = hashlib.sha256(inspection.metadata_bytes).hexdigest()
-        meta_temp = storage.write_temp(inspection.metadata_bytes)
+        meta_temp = storage.write_temp(inspection.metadata_bytes, sync=sync)
     meta = inspection.metadata
     new = NewFile(
         project=info.project,
@@ -201,10 +208,11 @@ def ingest_batch(
     """Add prepared files in one transaction (an import's speed: issue 14), each with the
     rules ingest() applies; a refused file is that file's IngestError and leaves the others.
 
-    Files before rows, batched: every temp file is already fsynced; the renames happen under
-    the write lock, then each directory touched is fsynced once, then the one COMMIT lists
-    them. A crash before the COMMIT leaves files without rows, which a re-run imports (the
-    rename replaces them) and `check` reports meanwhile; never a row without its file.
+    Files before rows, batched: every temp file is already durable; the renames happen under
+    the write lock, then every directory touched is made durable (one syncfs on Linux, an
+    fsync each elsewhere), then the one COMMIT lists them. A crash before the COMMIT leaves
+    files without rows, which a re-run imports (the rename replaces them) and `check`
+    reports meanwhile; never a row without its file.
     Temp files are consumed in every case.
 
     The duplicate rules read what they need for a whole group of files in a few statements
@@ -237,8 +245,7 @@ def ingest_batch(
                 for item, outcome in zip(batch, results, strict=True)
                 if outcome in (Outcome.STORED, Outcome.RESTORED)
             }
-            for directory in sorted(touched):
-                fsync_dir(directory)
+            storage.make_durable(sorted(touched))
         return results
     except BaseException:
         if published:

@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import os
 import queue
+import sys
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -136,8 +137,11 @@ class HashingTempFile:
     """
 
     def __init__(self, directory: Path, prefix: str = "upload-") -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=".part")
+        try:
+            fd, name = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=".part")
+        except FileNotFoundError:  # removed meanwhile (a mkdir per file cost an import ~2%)
+            directory.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=".part")
         self.path = Path(name)
         self._file = os.fdopen(fd, "w+b")
         self._sha256 = hashlib.sha256()
@@ -173,10 +177,12 @@ class HashingTempFile:
             self._size, self._sha256.hexdigest(), self._blake2.hexdigest(), self._md5.hexdigest()
         )
 
-    def finish(self) -> None:
-        """Flush and fsync, so a later rename publishes complete bytes."""
+    def finish(self, *, sync: bool = True) -> None:
+        """Flush and fsync, so a later rename publishes complete bytes (`sync=False`: the
+        caller makes a whole batch durable at once, Storage.make_durable, before renaming)."""
         self._file.flush()
-        os.fsync(self._file.fileno())
+        if sync:
+            os.fsync(self._file.fileno())
         self._file.seek(0)
 
     def discard(self) -> None:
@@ -258,15 +264,17 @@ class Storage:
     def new_temp(self) -> HashingTempFile:
         return HashingTempFile(self.tmp_dir, self.owner.prefix("upload"))
 
-    def write_temp(self, data: bytes) -> Path:
-        """Write small bytes (a .metadata file) to an fsynced temp file."""
+    def write_temp(self, data: bytes, *, sync: bool = True) -> Path:
+        """Write small bytes (a .metadata file) to an fsynced temp file (`sync=False`: the
+        caller makes it durable with its batch)."""
         prefix = self.owner.prefix("meta")
         fd, name = tempfile.mkstemp(dir=self.tmp_dir, prefix=prefix, suffix=".part")
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
                 handle.flush()
-                os.fsync(handle.fileno())
+                if sync:
+                    os.fsync(handle.fileno())
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(name)
@@ -276,10 +284,22 @@ class Storage:
     def publish(self, temp: Path, final: Path, *, sync: bool = True) -> None:
         """Atomically move a complete temp file into place and make the rename durable
         (`sync=False`: the caller fsyncs the directory once for a batch, before its rows)."""
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(temp, final)
+        try:
+            os.replace(temp, final)
+        except FileNotFoundError:  # the project's first file (a mkdir per file cost ~5%)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(temp, final)
         if sync:
             fsync_dir(final.parent)
+
+    def make_durable(self, paths: list[Path]) -> None:
+        """Make these files' bytes, or these directories' entries, survive a power cut: one
+        syncfs(2) of the data dir's filesystem on Linux instead of an fsync each (a bulk
+        import's batch: ~0.5 ms per fsync on the test VM, two per file, held it near 300
+        files/s); an fsync of each path elsewhere."""
+        if paths and not sync_filesystem(self.tmp_dir):
+            for path in paths:
+                fsync_path(path)
 
     def remove(self, *paths: Path) -> None:
         for path in paths:
@@ -338,3 +358,42 @@ def fsync_path(path: Path) -> None:
 
 
 fsync_dir = fsync_path
+
+
+def _load_syncfs() -> Any:
+    """libc's syncfs on Linux, else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        function = ctypes.CDLL(None, use_errno=True).syncfs
+    except (AttributeError, OSError):
+        return None
+    function.argtypes = [ctypes.c_int]
+    return function
+
+
+_SYNCFS: Any = None
+_SYNCFS_LOADED = False
+
+
+def sync_filesystem(directory: Path) -> bool:
+    """syncfs(2) the filesystem holding `directory`: every file written and every rename
+    made on it is on disk when it returns. False where there is no syncfs (the caller then
+    fsyncs each path); a failing syncfs raises OSError, like a failing fsync."""
+    global _SYNCFS, _SYNCFS_LOADED
+    if not _SYNCFS_LOADED:
+        _SYNCFS, _SYNCFS_LOADED = _load_syncfs(), True
+    if _SYNCFS is None:
+        return False
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        if _SYNCFS(fd) != 0:
+            import ctypes
+
+            code = ctypes.get_errno()
+            raise OSError(code, f"syncfs: {os.strerror(code)}", str(directory))
+    finally:
+        os.close(fd)
+    return True

@@ -22,7 +22,6 @@ from ..auth import new_token_secret, token_digest
 from ..permissions import Action, Decision, Principal, ProjectFacts, decide
 from .claims import Mismatch, mismatch, run_details
 from .keys import IssuerKeysError, KeyStore
-from .verify import TokenError, unverified_issuer, verify
 
 MAX_MINTED_SECONDS = 15 * 60
 AUDIENCE_PREFIX = "teamindex-"
@@ -59,6 +58,9 @@ def exchange(
 ) -> Minted:
     """Verify `token` and mint an upload token for the publishers it matches, or raise
     ExchangeError naming the failed check."""
+    # PyJWT and cryptography load here, on the first exchange, not at every server start.
+    from .verify import TokenError, unverified_issuer, verify
+
     now = now or datetime.now(timezone.utc)
     try:
         issuer, header = unverified_issuer(token)
