@@ -20,11 +20,12 @@ from ..access.audit import AuditLog
 from ..config import OPTIONS, Settings, redact_url
 from ..db import Database
 from ..index.backup import BackupError, CopyReport, backup, restore
+from ..index.docsbackends import open_docs
 from ..index.docstore import DocsStore
 from ..index.integrity import check_index
 from ..index.progress import Progress, format_bytes
 from ..index.removal import delete_dists
-from ..index.storage import Storage
+from ..index.storage import Store, open_storage
 from ..ops.front import DEFAULT_CACHE_SECONDS, FrontOptions, nginx_config
 from ..ops.front import warnings as front_warnings
 from .base import CommandError, command, open_database
@@ -44,12 +45,12 @@ def _canonical_version(text: str) -> str:
         raise CommandError(f"invalid version {text!r}") from None
 
 
-def _storage(settings: Settings) -> Storage:
-    return Storage(settings.packages_dir, settings.tmp_dir)
+def _storage(settings: Settings) -> Store:
+    return open_storage(settings)
 
 
 def _docs(settings: Settings) -> DocsStore:
-    return DocsStore.in_data_dir(settings.data_dir)
+    return open_docs(settings.data_dir, _storage(settings))
 
 
 # -- yank / unyank ------------------------------------------------------------------------------
@@ -339,6 +340,8 @@ def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
             value = ",".join(value)
         if item.name == "upstream":
             value = redact_url(value)  # its password stays out of terminals and logs
+        if item.name == "s3_secret_access_key" and value:
+            value = "****"
         print(f"{item.name} = {value}  # {settings.sources.get(item.name, 'default')}")
     return 0
 

@@ -21,6 +21,7 @@ import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import IO
 
 from ..clock import utc_stamp
 from ..db import Database
@@ -43,7 +44,9 @@ class Published:
 
 
 class DocsStore:
-    """The docs tree of one data dir."""
+    """The docs tree of one data dir (docstore_s3.S3DocsStore: in the object store)."""
+
+    local = True  # locate() names a file on this machine
 
     def __init__(self, root: Path, limits: DocsLimits = DEFAULT_LIMITS) -> None:
         self.root = root
@@ -52,6 +55,10 @@ class DocsStore:
     @classmethod
     def in_data_dir(cls, data_dir: Path) -> DocsStore:
         return cls(data_dir / DOCS_DIR)
+
+    def open(self, path: Path) -> IO[bytes]:
+        """The bytes of a file locate() found."""
+        return path.open("rb")
 
     def build_dir(self, project: str, canonical_version: str, build: str) -> Path:
         for part in (project, canonical_version, build):
