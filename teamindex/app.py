@@ -99,7 +99,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         app.extensions[EXTENSION_KEY],
         counters.count_request,
         counters.count_download,
-        files=not settings.accel_redirect and storage.local,
+        files=not settings.accel_redirect,
     )
     requestlog.init_app(app)  # one log line per request, hot path included
     web.init_app(app)  # browser pages at / and hosted docs at /docs/

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from conftest import basic
 from flask.testing import FlaskClient
+from s3_support import stored_keys
 from werkzeug.test import TestResponse
 
 BOUNDARY = "teamindex-test-boundary-7d2a"
@@ -83,7 +84,11 @@ def upload(
 
 
 def stored_files(data_dir: Path) -> list[str]:
-    """Every file under packages/ (relative paths), sorted."""
+    """Every file under packages/ (relative paths), sorted; the bucket's objects when the
+    data dir keeps its files in S3 (TEAMINDEX_TEST_STORAGE=s3)."""
+    in_bucket = stored_keys(data_dir)
+    if in_bucket is not None:
+        return in_bucket
     root = data_dir / "packages"
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
 

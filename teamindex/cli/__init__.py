@@ -16,7 +16,7 @@ from ..access.auth import AuthError, hash_password, validate_password, validate_
 from ..clock import utc_now
 from ..config import OPTIONS, Settings, load_settings
 from ..db import Conflict
-from ..index.storage import StorageError, open_storage
+from ..index.storage import StorageError, StorageUnavailable, open_storage
 from .base import COMMANDS, CommandError, command, open_database, record_cli_event
 
 log = logging.getLogger("teamindex")
@@ -328,6 +328,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(flags)
         return int(args.func(args, settings))
-    except (CommandError, ValueError, StorageError) as exc:
+    except (CommandError, ValueError, StorageError, StorageUnavailable) as exc:
         print(f"teamindex: error: {exc}", file=sys.stderr)
         return 1

@@ -14,7 +14,7 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.message import Message
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,8 @@ from conftest import PASSWORD, LiveServer, basic
 from flask import Flask
 from tools import client, isolated_env, run, uv
 from uploading import upload
+
+from teamindex.config import Settings
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 
@@ -62,6 +64,13 @@ class RequestLog:
 
     def paths(self, method: str | None = None, status: int | None = None) -> list[str]:
         return [entry.path for entry in self.find(method, status)]
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """On S3 (TEAMINDEX_TEST_STORAGE=s3) the real clients follow the presigned redirect,
+    the default; the route tests' Flask client reads streamed bytes instead."""
+    return replace(settings, s3_downloads="redirect") if settings.storage else settings
 
 
 @pytest.fixture

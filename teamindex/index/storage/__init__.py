@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .base import Store, StoredObject
+from .base import StorageUnavailable, Store, StoredObject
 from .local import (
     METADATA_SUFFIX,
     PARALLEL_HASHING_AFTER,
@@ -41,6 +41,7 @@ __all__ = [
     "HashingTempFile",
     "Storage",
     "StorageError",
+    "StorageUnavailable",
     "Store",
     "StoredObject",
     "TempFiles",

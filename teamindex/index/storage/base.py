@@ -20,6 +20,10 @@ from pathlib import Path, PurePath
 from typing import IO
 
 
+class StorageUnavailable(OSError):
+    """The object store refused or did not answer; nothing was recorded (503, retry)."""
+
+
 @dataclass(frozen=True)
 class StoredObject:
     """One stored file as a listing shows it (`check` compares these with the rows)."""

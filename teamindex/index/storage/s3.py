@@ -27,7 +27,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .base import Store, StoredObject
+from .base import StorageUnavailable, Store, StoredObject
 from .local import METADATA_SUFFIX, StorageError, TempFiles, check_names, digest_file
 
 PACKAGES = "packages/"
@@ -39,10 +39,6 @@ TRANSFER = TransferConfig(
 CONNECT_TIMEOUT = 5
 READ_TIMEOUT = 60
 SHA256_KEY = "sha256"  # x-amz-meta-sha256: the hex digest the index computed
-
-
-class StorageUnavailable(StorageError):
-    """The object store refused or did not answer; nothing was recorded (503, retry)."""
 
 
 def make_client(settings: Any) -> Any:
