@@ -73,6 +73,15 @@ def stored_keys(data_dir: Path) -> list[str] | None:
     return [key.removeprefix(prefix) for key in server.keys(prefix)]
 
 
+def stored_object(data_dir: Path, relative: str) -> tuple[Any, str] | None:
+    """(client, key) of a stored file of an S3-backed test data dir, else None."""
+    found = STORED_AT.get(data_dir)
+    if found is None:
+        return None
+    server, prefix = found
+    return server.client(), prefix + relative
+
+
 def weed_binary() -> str:
     beside = Path(sys.executable).with_name("weed")
     found = str(beside) if beside.exists() else shutil.which("weed")
