@@ -20,6 +20,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from teamindex.config import Settings
 
 ACCESS_KEY = "teamindex-test"
@@ -80,6 +82,11 @@ def stored_object(data_dir: Path, relative: str) -> tuple[Any, str] | None:
         return None
     server, prefix = found
     return server.client(), prefix + relative
+
+
+def local_disk_only(reason: str) -> pytest.MarkDecorator:
+    """Skip on an S3 run: the test handles the data dir's files by nature (`reason`)."""
+    return pytest.mark.skipif(test_storage_is_s3(), reason=f"local disk only: {reason}")
 
 
 def weed_binary() -> str:
