@@ -12,17 +12,18 @@ import getpass
 import sys
 from dataclasses import fields
 from pathlib import Path
+from typing import cast
 
 from packaging.utils import canonicalize_name, canonicalize_version
 from packaging.version import Version
 
 from ..access.audit import AuditLog
-from ..config import OPTIONS, Settings, redact_url
+from ..config import OPTIONS, Settings, parse_duration, parse_storage, redact_url
 from ..db import Database
 from ..index.backup import BackupError, CopyReport, backup, restore
 from ..index.docsbackends import open_docs
 from ..index.docstore import DocsStore
-from ..index.integrity import check_index
+from ..index.integrity import CheckReport, check_index
 from ..index.progress import Progress, format_bytes
 from ..index.removal import delete_dists
 from ..index.storage import Store, open_storage
@@ -277,9 +278,27 @@ def _check_args(parser: argparse.ArgumentParser) -> None:
         "--repair",
         action="store_true",
         help="move strays, stale temp files, docs debris and damaged files to "
-        "data/quarantine/<time>/",
+        "data/quarantine/<time>/ (S3 storage: remove orphan objects)",
     )
+    parser.add_argument(
+        "--grace",
+        type=parse_duration,
+        default=None,
+        help="S3 storage: orphan objects younger than this are reported, never removed "
+        "(an upload in flight has its object before its row; default 1h)",
+    )
+    _storage_arg(parser)
     _quiet_arg(parser)
+
+
+def _storage_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--storage",
+        dest="storage",
+        type=parse_storage,
+        help="where the files live: local (the data dir) or s3://bucket/prefix "
+        "(the endpoint and keys from the AWS_* or TEAMINDEX_S3_* variables)",
+    )
 
 
 @command(_check_args)
@@ -297,10 +316,14 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     the server runs. Exit status 0 only if all is well."""
     db = open_database(settings)
     progress = _progress("check", args)
+    storage = _storage(settings)
     try:
-        report = check_index(
-            db, _storage(settings), settings.data_dir, repair=args.repair, progress=progress
-        )
+        if storage.local:
+            report = check_index(
+                db, storage, settings.data_dir, repair=args.repair, progress=progress
+            )
+        else:
+            report = _check_bucket(args, settings, db, storage, progress)
     finally:
         progress.finish()
     for problem in report.problems:
@@ -314,6 +337,24 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
         + ("ok" if report.ok else f"{broken} problem(s)")
     )
     return 0 if report.ok else 1
+
+
+def _check_bucket(
+    args: argparse.Namespace, settings: Settings, db: Database, storage: Store, progress: Progress
+) -> CheckReport:
+    from ..index.docstore_s3 import S3DocsStore
+    from ..index.integrity_s3 import ORPHAN_GRACE_SECONDS, check_bucket
+    from ..index.storage.s3 import S3Storage
+
+    return check_bucket(
+        db,
+        cast(S3Storage, storage),
+        cast(S3DocsStore, open_docs(settings.data_dir, storage)),
+        settings.data_dir,
+        repair=args.repair,
+        grace_seconds=ORPHAN_GRACE_SECONDS if args.grace is None else args.grace,
+        progress=progress,
+    )
 
 
 # -- config --------------------------------------------------------------------------------------

@@ -138,7 +138,7 @@ class S3Storage(TempFiles, Store):
         if problem is not None:
             with contextlib.suppress(OSError):
                 self.delete_key(key)
-            raise StorageError(f"the object store holds other bytes for {key!r}: {problem}")
+            raise StorageUnavailable(f"the object store holds other bytes for {key!r}: {problem}")
 
     def verify(self, key: str, size: int, sha256: str) -> str | None:
         """What is wrong with the stored object (None: size and hashes as expected)."""
