@@ -12,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -350,3 +351,82 @@ def test_accel_redirect_with_s3_is_refused_at_start(tmp_path):
         "teamindex: error: --accel-redirect needs local storage (the front server reads the "
         "data dir); with --storage s3://... downloads redirect to or stream from the bucket"
     ]
+
+
+# -- backup and restore ------------------------------------------------------------------------
+
+
+def test_backup_and_restore_round_trip_on_s3(app, client, settings, s3_server, tmp_path):
+    seed(app, client, tmp_path / "dists")
+    post = {"headers": basic("alice"), "content_type": "application/zip"}
+    assert client.post("/docs/team-demo/1.1/", data=docs_zip(), **post).status_code == 200
+    env = s3_cli_env(settings, s3_server)
+
+    def cli(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "teamindex", *args]
+        return subprocess.run(
+            command, env=env | extra, capture_output=True, text=True, timeout=120, check=False
+        )
+
+    dest = tmp_path / "backup"
+    made = cli("backup", str(dest))
+    assert made.returncode == 0, made.stderr
+    records = app.extensions["teamindex"].db.all_files()
+    backed_up = sorted(
+        str(p.relative_to(dest / "packages")) for p in (dest / "packages").rglob("*") if p.is_file()
+    )
+    assert backed_up == sorted(stored_files(settings.data_dir))
+    assert len(backed_up) == len(records) + sum(r.metadata_sha256 is not None for r in records)
+    assert sorted(p.name for p in dest.iterdir()) == ["docs", "packages", "teamindex.sqlite3"]
+    assert len(list((dest / "docs").rglob("*.html"))) == 2
+
+    restored_dir = tmp_path / "restored"
+    new_storage = f"s3://{BUCKET}/restored-{settings.s3_prefix}"
+    back = cli(
+        "restore",
+        str(dest),
+        TEAMINDEX_DATA_DIR=str(restored_dir),
+        TEAMINDEX_STORAGE=new_storage,
+    )
+    assert back.returncode == 0, back.stderr
+    old_keys = keys(s3_server, settings)
+    new_keys = [
+        k.removeprefix(f"restored-{settings.s3_prefix}")
+        for k in s3_server.keys(f"restored-{settings.s3_prefix}")
+    ]
+    assert new_keys == old_keys  # the same packages/ and docs/ objects
+    restored = replace(settings, data_dir=restored_dir, storage=new_storage)
+    again = make_app_for(restored)
+    try:
+        record = records[0]
+        http = again.test_client()
+        got = http.get(f"/files/{record.project}/{record.filename}", headers=basic("bob"))
+        assert got.status_code == 200
+        assert hashlib.sha256(got.get_data()).hexdigest() == record.sha256
+        checked = cli("check", TEAMINDEX_DATA_DIR=str(restored_dir), TEAMINDEX_STORAGE=new_storage)
+        assert checked.returncode == 0, checked.stdout
+    finally:
+        again.extensions["teamindex"].db.close()
+
+    # A damaged file in the backup: the restore refuses it, and leaves no database.
+    some = next(p for p in (dest / "packages").rglob("*.whl"))
+    data = bytearray(some.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    some.write_bytes(bytes(data))
+    refused = cli(
+        "restore",
+        str(dest),
+        TEAMINDEX_DATA_DIR=str(tmp_path / "refused"),
+        TEAMINDEX_STORAGE=f"s3://{BUCKET}/refused-{settings.s3_prefix}",
+    )
+    assert refused.returncode == 1
+    assert "sha256" in refused.stderr and "the source is damaged" in refused.stderr
+    assert not (tmp_path / "refused" / "teamindex.sqlite3").exists()
+
+
+def make_app_for(settings: Settings) -> Flask:
+    from teamindex.app import create_app
+
+    app = create_app(settings)
+    app.config["TESTING"] = True
+    return app

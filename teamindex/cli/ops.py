@@ -161,6 +161,7 @@ def _dest_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--copy", action="store_true", help="always copy files, never hard-link them"
     )
+    _storage_arg(parser)
     _quiet_arg(parser)
 
 
@@ -242,6 +243,7 @@ def restore_summary(report: CopyReport, data_dir: Path) -> list[str]:
 
 def _source_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", type=Path, help="a directory made by `teamindex backup`")
+    _storage_arg(parser)
     _quiet_arg(parser)
 
 
@@ -254,7 +256,14 @@ def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
     on the restored dir afterwards."""
     progress = _progress("restore", args)
     try:
-        report = restore(args.source, settings.data_dir, progress=progress)
+        storage = _storage(settings)
+        report = restore(
+            args.source,
+            settings.data_dir,
+            progress=progress,
+            storage=storage,
+            docs=open_docs(settings.data_dir, storage),
+        )
     except BackupError as exc:
         raise CommandError(str(exc)) from None
     finally:

@@ -60,6 +60,30 @@ class DocsStore:
         """The bytes of a file locate() found."""
         return path.open("rb")
 
+    # A build's files by relative name, for verified copies between stores (storecopy).
+    def build_listing(self, build: DocsBuild) -> list[tuple[str, int]]:
+        base = self.build_dir(build.project, build.canonical_version, build.build)
+        return [(p.relative_to(base).as_posix(), p.stat().st_size) for p in build_files(base)]
+
+    def open_build_file(self, build: DocsBuild, relative: str) -> IO[bytes]:
+        base = self.build_dir(build.project, build.canonical_version, build.build)
+        return base.joinpath(*relative.split("/")).open("rb")
+
+    def put_build_file(self, build: DocsBuild, relative: str, source: Path) -> None:
+        """Place a copied file of a build (temp name, fsync, rename)."""
+        base = self.build_dir(build.project, build.canonical_version, build.build)
+        parts = relative.split("/")
+        if any(part in {"", ".", ".."} or "\\" in part for part in parts):
+            raise ValueError(f"not a plain relative path: {relative!r}")
+        target = base.joinpath(*parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        part = target.with_name(target.name + ".part")
+        shutil.copyfile(source, part)
+        with part.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(part, target)
+        fsync_dir(target.parent)
+
     def build_dir(self, project: str, canonical_version: str, build: str) -> Path:
         for part in (project, canonical_version, build):
             if not part or part.startswith(".") or any(c in part for c in "/\\\0"):

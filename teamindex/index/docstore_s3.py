@@ -100,6 +100,19 @@ class S3DocsStore(DocsStore):
         size = int(self.storage.head(key)["ContentLength"])
         return cast(IO[bytes], self.storage.open_key(key, size))
 
+    def build_listing(self, build: DocsBuild) -> list[tuple[str, int]]:
+        start = self.key(build.project, build.canonical_version, build.build, "")
+        return [(key.removeprefix(start), size) for key, size, _ in self.storage.list_keys(start)]
+
+    def open_build_file(self, build: DocsBuild, relative: str) -> IO[bytes]:
+        key = self.key(build.project, build.canonical_version, build.build, relative)
+        size = int(self.storage.head(key)["ContentLength"])
+        return cast(IO[bytes], self.storage.open_key(key, size))
+
+    def put_build_file(self, build: DocsBuild, relative: str, source: Path) -> None:
+        key = self.key(build.project, build.canonical_version, build.build, relative)
+        self.storage.put_file(source, key, digest_file(source).sha256)
+
     def _delete_prefix(self, start: str) -> None:
         self._delete_keys([key for key, _size, _modified in self.storage.list_keys(start)])
 
