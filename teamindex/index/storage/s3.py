@@ -178,9 +178,15 @@ class S3Storage(TempFiles, Store):
         """Nothing to do: a finished PUT is durable."""
 
     def open_read(self, path: Path) -> IO[bytes]:
+        """One GET: its answer gives the size and the first bytes (a HEAD first cost a
+        second round trip per download), and a missing object fails here, before any
+        header is sent."""
         key = self.key(path)
-        size = int(self.head(key)["ContentLength"])
-        return cast(IO[bytes], ObjectReader(self.client, self.bucket, key, size))
+        with s3_errors(repr(key)):
+            answer = self.client.get_object(Bucket=self.bucket, Key=key)
+        reader = ObjectReader(self.client, self.bucket, key, int(answer["ContentLength"]))
+        reader.adopt(answer["Body"])
+        return cast(IO[bytes], reader)
 
     def open_key(self, key: str, size: int) -> ObjectReader:
         return ObjectReader(self.client, self.bucket, key, size)
@@ -232,6 +238,11 @@ class ObjectReader(io.RawIOBase):
         self.size = size
         self._pos = 0
         self._body: Any = None
+
+    def adopt(self, body: Any) -> None:
+        """Use an already open body that starts at the current position."""
+        self._drop_body()
+        self._body = body
 
     def readable(self) -> bool:
         return True
