@@ -13,6 +13,7 @@ import pytest
 import waitress
 from flask import Flask
 from flask.testing import FlaskClient
+from s3_support import SeaweedS3, register_store, start_seaweedfs, test_storage_is_s3
 
 from teamindex.access.auth import hash_password, new_token_secret, token_digest
 from teamindex.app import FORM_OVERHEAD, create_app
@@ -52,9 +53,22 @@ def add_token(app: Flask, user: str, **fields: object) -> tuple[int, str]:
     return token_id, secret
 
 
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """One SeaweedFS S3 endpoint for the whole session (s3_support)."""
+    server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", password_hash=FAST_HASH, threads=4)
+def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    base = Settings(data_dir=tmp_path / "data", password_hash=FAST_HASH, threads=4)
+    if not test_storage_is_s3():
+        return base
+    # Stream: the Flask test client reads the bytes (e2e's real clients follow redirects).
+    s3 = request.getfixturevalue("s3_server").settings(base, s3_downloads="stream")
+    return register_store(s3)
 
 
 @pytest.fixture
@@ -81,6 +95,8 @@ def make_app(settings: Settings) -> Iterator[Callable[..., Flask]]:
 
     def factory(**changes: object) -> Flask:
         custom = replace(settings, data_dir=settings.data_dir.parent / "custom", **changes)
+        if custom.storage:  # its own data dir: its own prefix too
+            custom = register_store(replace(custom, storage=settings.storage + "custom/"))
         app = create_app(custom)
         app.config["TESTING"] = True
         for name, admin in USERS.items():

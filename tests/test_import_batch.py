@@ -13,7 +13,7 @@ from test_importer import index  # noqa: F401 (the fixture)
 from uploading import stored_files, temp_files
 
 from teamindex.index import importer, ingest
-from teamindex.index import storage as storage_module
+from teamindex.index.storage import local as storage_module
 
 
 def corpus(tmp_path: Path, count: int) -> Path:

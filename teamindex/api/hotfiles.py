@@ -52,6 +52,7 @@ from ..index.storage import METADATA_SUFFIX
 from ..upstream import Origin, Visibility
 from . import proxy
 from .files import FILE_CACHE_CONTROL
+from .objectfiles import REDIRECT_CACHE_CONTROL
 
 FILES_PREFIX = "/files/"
 # Flask's default converter: one path segment each.
@@ -108,24 +109,32 @@ def answer_download(svc: Services, environ: dict[str, Any]) -> FileAnswer | None
     found = _readable_file(svc, login, project, dist_name, metadata)
     if found is None:
         return None
+    if not found.upstream and not svc.storage.local and svc.settings.s3_downloads == "redirect":
+        return _redirect(svc, found.path, project, dist_name, metadata, login)
     try:
-        body: IO[bytes] | None = open(found.path, "rb")  # noqa: SIM115 (waitress closes it)
+        # waitress closes it; the upstream proxy's cache is always on local disk
+        body: IO[bytes] | None = (
+            open(found.path, "rb")  # noqa: SIM115
+            if found.upstream
+            else svc.storage.open_read(found.path)
+        )
     except OSError:
         return None
     assert body is not None
     try:
-        stat = os.fstat(body.fileno())
+        size = body.seek(0, os.SEEK_END)
+        body.seek(0)
     except OSError:
         body.close()
         raise
     if found.upstream and svc.upstream is not None:
-        svc.upstream.files.touch(found.path, stat.st_mtime)
+        svc.upstream.files.touch(found.path, os.fstat(body.fileno()).st_mtime)
         svc.upstream.stats.add("metadata" if metadata else "file", "hit")
     last_modified = http_date(found.last_modified)
     headers = [
         ("Content-Disposition", dump_options_header("inline", {"filename": filename})),
         ("Content-Type", found.content_type),
-        ("Content-Length", str(stat.st_size)),
+        ("Content-Length", str(size)),
         ("Last-Modified", last_modified),
         ("Cache-Control", FILE_CACHE_CONTROL),
         ("ETag", quote_etag(found.etag)),
@@ -141,6 +150,24 @@ def answer_download(svc: Services, environ: dict[str, Any]) -> FileAnswer | None
         body.close()
         body = None
     return FileAnswer(status, headers, body, project, dist_name, metadata, login)
+
+
+def _redirect(
+    svc: Services, path: Path, project: str, dist_name: str, metadata: bool, login: VerifiedLogin
+) -> FileAnswer | None:
+    """S3 storage, --s3-downloads redirect: the 302 to a presigned URL (objectfiles)."""
+    try:
+        url = svc.storage.download_url(path, svc.settings.s3_url_expiry)
+    except OSError:
+        return None  # Flask answers, and says what failed
+    headers = [
+        ("Location", url),
+        ("Content-Length", "0"),
+        ("Cache-Control", REDIRECT_CACHE_CONTROL),
+        ("Date", http_date()),
+        ("X-Content-Type-Options", "nosniff"),
+    ]
+    return FileAnswer(302, headers, None, project, dist_name, metadata, login)
 
 
 def _readable_file(

@@ -24,7 +24,7 @@ from ..db import Database
 from .dists import DistributionError, parse_filename
 from .ingest import IngestError, Outcome, Prepared, ingest_batch, prepare
 from .progress import Progress
-from .storage import Storage
+from .storage import Store
 
 DIST_SUFFIXES = (".whl", ".tar.gz", ".zip")
 # What pypiserver directories hold besides wheels and sdists, and why each is left out.
@@ -102,7 +102,7 @@ PREPARE_THREADS = min(8, 2 * (os.cpu_count() or 1))
 
 def import_paths(
     db: Database,
-    storage: Storage,
+    storage: Store,
     paths: Iterable[Path],
     *,
     owner_id: int | None = None,
@@ -155,7 +155,7 @@ def import_paths(
 
 
 def _prepare_one(
-    storage: Storage, path: Path, *, owner_id: int | None, keep_times: bool
+    storage: Store, path: Path, *, owner_id: int | None, keep_times: bool
 ) -> Prepared | str:
     """Copy into a temp file while hashing, and validate (on a worker thread): the Prepared
     file (not yet fsynced), or why it is rejected."""
@@ -190,6 +190,7 @@ def _prepare_one(
                 content=content,
             )
         except BaseException:
+            storage.unstage(temp.path)
             temp.path.unlink(missing_ok=True)
             raise
     except (DistributionError, IngestError) as exc:
@@ -199,7 +200,7 @@ def _prepare_one(
 
 def _record_batch(
     db: Database,
-    storage: Storage,
+    storage: Store,
     batch: list[Path],
     prepared: list[Prepared | str],
     report: ImportReport,

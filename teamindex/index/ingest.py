@@ -35,7 +35,7 @@ from .dists import (
     parse_filename,
     spelling_pattern,
 )
-from .storage import METADATA_SUFFIX, Digests, Storage
+from .storage import METADATA_SUFFIX, Digests, Store
 
 DIGEST_NAMES = ("md5", "sha256", "blake2_256")
 
@@ -116,7 +116,7 @@ def validate(
 
 def ingest(
     db: Database,
-    storage: Storage,
+    storage: Store,
     temp: Path,
     digests: Digests,
     info: FilenameInfo,
@@ -144,11 +144,11 @@ def ingest(
             raise InsufficientStorage("Insufficient storage: the index's disk is full.") from exc
         raise
     finally:
-        _unlink_leftovers(temp, meta_temp)
+        _unlink_leftovers(temp, meta_temp, storage=storage)
 
 
 def prepare(
-    storage: Storage,
+    storage: Store,
     temp: Path,
     digests: Digests,
     info: FilenameInfo,
@@ -170,6 +170,14 @@ def prepare(
     if inspection.metadata_bytes is not None:
         metadata_sha256 = hashlib.sha256(inspection.metadata_bytes).hexdigest()
         meta_temp = storage.write_temp(inspection.metadata_bytes, sync=sync)
+    # Object stores: the uploads happen here, outside the write lock (base.Store.stage).
+    try:
+        storage.stage(temp, digests.sha256)
+        if meta_temp is not None and metadata_sha256 is not None:
+            storage.stage(meta_temp, metadata_sha256)
+    except BaseException:
+        _unlink_leftovers(meta_temp, storage=storage)  # the caller drops `temp`'s
+        raise
     meta = inspection.metadata
     new = NewFile(
         project=info.project,
@@ -203,7 +211,7 @@ class Prepared:
 
 
 def ingest_batch(
-    db: Database, storage: Storage, batch: list[Prepared]
+    db: Database, storage: Store, batch: list[Prepared]
 ) -> list[Outcome | IngestError]:
     """Add prepared files in one transaction (an import's speed: issue 14), each with the
     rules ingest() applies; a refused file is that file's IngestError and leaves the others.
@@ -240,12 +248,11 @@ def ingest_batch(
                         results.append(refused)
                     published.extend(mine)
                 db.insert_files(stored)
-            touched = {storage.packages_dir} | {
-                storage.file_path(item.new.project, item.new.filename).parent
+            storage.sync_published(
+                storage.file_path(item.new.project, item.new.filename)
                 for item, outcome in zip(batch, results, strict=True)
                 if outcome in (Outcome.STORED, Outcome.RESTORED)
-            }
-            storage.make_durable(sorted(touched))
+            )
         return results
     except BaseException:
         if published:
@@ -255,7 +262,7 @@ def ingest_batch(
         raise
     finally:
         for item in batch:
-            _unlink_leftovers(item.temp, item.meta_temp)
+            _unlink_leftovers(item.temp, item.meta_temp, storage=storage)
 
 
 def _independent_groups(batch: list[Prepared]) -> list[list[Prepared]]:
@@ -320,20 +327,22 @@ class _BatchFacts:
         return self._deleted_like[pattern]
 
 
-def _listed(db: Database, storage: Storage, path: Path) -> bool:
+def _listed(db: Database, storage: Store, path: Path) -> bool:
     """Whether a published path belongs to a row (another writer may have recorded it)."""
     return db.get_file(path.name.removesuffix(METADATA_SUFFIX)) is not None
 
 
-def _unlink_leftovers(*paths: Path | None) -> None:
+def _unlink_leftovers(*paths: Path | None, storage: Store | None = None) -> None:
     for leftover in paths:
         if leftover is not None:
+            if storage is not None:
+                storage.unstage(leftover)  # staged but not published: a duplicate, a refusal
             with contextlib.suppress(FileNotFoundError):
                 leftover.unlink()
 
 
 def _record(
-    db: Database, storage: Storage, temp: Path, meta_temp: Path | None, new: NewFile
+    db: Database, storage: Store, temp: Path, meta_temp: Path | None, new: NewFile
 ) -> Outcome:
     published: list[Path] = []
     try:
@@ -350,7 +359,7 @@ def _record(
 
 def _record_locked(
     db: Database,
-    storage: Storage,
+    storage: Store,
     temp: Path,
     meta_temp: Path | None,
     new: NewFile,
@@ -362,7 +371,7 @@ def _record_locked(
 
 def _place(
     db: Facts,
-    storage: Storage,
+    storage: Store,
     temp: Path,
     meta_temp: Path | None,
     new: NewFile,
@@ -385,16 +394,16 @@ def _place(
             # identical bytes just received put them back; other bytes never do (the
             # sha256 is the row's). A damaged file still in place is left to check.
             outcome = Outcome.UNCHANGED
-            if not final.exists():
-                storage.publish(temp, final, sync=sync)
+            if not storage.exists(final):
+                storage.publish(temp, final, sync=sync, sha256=new.sha256)
                 outcome = Outcome.RESTORED
             if (
                 meta_temp is not None
                 and existing.metadata_sha256 is not None
                 and existing.metadata_sha256 == new.metadata_sha256
-                and not meta_final.exists()
+                and not storage.exists(meta_final)
             ):
-                storage.publish(meta_temp, meta_final, sync=sync)
+                storage.publish(meta_temp, meta_final, sync=sync, sha256=new.metadata_sha256)
                 outcome = Outcome.RESTORED
             return outcome
         raise FileExists(
@@ -414,10 +423,10 @@ def _place(
     try:
         # Listed before the rename: a rename whose fsync failed must be undone too.
         published.append(final)
-        storage.publish(temp, final, sync=sync)
+        storage.publish(temp, final, sync=sync, sha256=new.sha256)
         if meta_temp is not None:
             published.append(meta_final)
-            storage.publish(meta_temp, meta_final, sync=sync)
+            storage.publish(meta_temp, meta_final, sync=sync, sha256=new.metadata_sha256)
         insert(new)
     except BaseException as exc:
         # Still under the write lock, so no other upload is using these paths.
@@ -458,7 +467,7 @@ def _key(filename: str) -> str | None:
         return None
 
 
-def _discard(storage: Storage, paths: list[Path]) -> None:
+def _discard(storage: Store, paths: list[Path]) -> None:
     """Unlink the files of a failed ingest. The directory fsync is best effort (the disk may
     be full); should a crash undo the unlink, `teamindex check` reports the stray."""
     with contextlib.suppress(OSError):

@@ -8,7 +8,7 @@ from __future__ import annotations
 from flask import Flask
 
 from ..context import EXTENSION_KEY as SERVICES_KEY
-from ..index.docstore import DocsStore
+from ..index.docsbackends import open_docs
 from .account import bp as account_bp
 from .admin import bp as admin_bp
 from .base import bp
@@ -32,10 +32,10 @@ bp.register_blueprint(admin_bp)
 
 def register(app: Flask) -> None:
     """Add the web pages and docs hosting to `app` (its Services and session exist)."""
-    settings = app.extensions[SERVICES_KEY].settings
+    services = app.extensions[SERVICES_KEY]
     app.extensions[EXTENSION_KEY] = WebState(
-        readmes=ReadmeCache(external_images=settings.readme_external_images),
-        docs=DocsStore.in_data_dir(settings.data_dir),
+        readmes=ReadmeCache(external_images=services.settings.readme_external_images),
+        docs=open_docs(services.settings.data_dir, services.storage),
     )
     app.register_blueprint(bp)
     app.register_blueprint(hosting_bp)

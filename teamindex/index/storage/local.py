@@ -1,4 +1,5 @@
-"""Package files on disk: stream to a temp file while hashing, fsync, rename. No Flask here.
+"""Package files on disk, the reference storage backend (base.Store): stream to a temp file
+while hashing, fsync, rename. No Flask here. The temp files serve the S3 backend too.
 
 Layout under the data dir:
     packages/<normalized-project>/<filename>            the distribution
@@ -18,13 +19,16 @@ import queue
 import sys
 import tempfile
 import threading
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from packaging.utils import canonicalize_name
 
-from .inflight import TempOwner
+from ..inflight import TempOwner
+from .base import Store, StoredObject
 
 METADATA_SUFFIX = ".metadata"
 
@@ -237,29 +241,13 @@ def digest_file(path: Path) -> Digests:
     return Digests(size, sha256.hexdigest(), blake2.hexdigest(), md5.hexdigest())
 
 
-class Storage:
-    """The packages tree of one data dir."""
+class TempFiles:
+    """Uploads in flight: hashing temp files in tmp/, named after this process's lock."""
 
-    def __init__(self, packages_dir: Path, tmp_dir: Path) -> None:
-        self.packages_dir = packages_dir
+    def __init__(self, tmp_dir: Path) -> None:
         self.tmp_dir = tmp_dir
         # Names temp files after a lock this process holds, so `check` knows live ones.
         self.owner = TempOwner(tmp_dir)
-
-    def ensure_dirs(self) -> None:
-        self.packages_dir.mkdir(parents=True, exist_ok=True)
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
-
-    def file_path(self, project: str, filename: str) -> Path:
-        """Where a distribution lives. Refuses anything that is not a plain name."""
-        if canonicalize_name(project) != project or not _is_plain(project):
-            raise ValueError(f"not a normalized project name: {project!r}")
-        if not _is_plain(filename):
-            raise ValueError(f"not a plain filename: {filename!r}")
-        return self.packages_dir / project / filename
-
-    def metadata_path(self, project: str, filename: str) -> Path:
-        return self.file_path(project, filename + METADATA_SUFFIX)
 
     def new_temp(self) -> HashingTempFile:
         return HashingTempFile(self.tmp_dir, self.owner.prefix("upload"))
@@ -281,17 +269,6 @@ class Storage:
             raise
         return Path(name)
 
-    def publish(self, temp: Path, final: Path, *, sync: bool = True) -> None:
-        """Atomically move a complete temp file into place and make the rename durable
-        (`sync=False`: the caller fsyncs the directory once for a batch, before its rows)."""
-        try:
-            os.replace(temp, final)
-        except FileNotFoundError:  # the project's first file (a mkdir per file cost ~5%)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(temp, final)
-        if sync:
-            fsync_dir(final.parent)
-
     def make_durable(self, paths: list[Path]) -> None:
         """Make these files' bytes, or these directories' entries, survive a power cut: one
         syncfs(2) of the data dir's filesystem on Linux instead of an fsync each (a bulk
@@ -301,12 +278,65 @@ class Storage:
             for path in paths:
                 fsync_path(path)
 
+
+class Storage(TempFiles, Store):
+    """The packages tree of one data dir."""
+
+    def __init__(self, packages_dir: Path, tmp_dir: Path) -> None:
+        super().__init__(tmp_dir)
+        self.packages_dir = packages_dir
+
+    def ensure_dirs(self) -> None:
+        self.packages_dir.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+
+    def file_path(self, project: str, filename: str) -> Path:
+        """Where a distribution lives. Refuses anything that is not a plain name."""
+        check_names(project, filename)
+        return self.packages_dir / project / filename
+
+    def metadata_path(self, project: str, filename: str) -> Path:
+        return self.file_path(project, filename + METADATA_SUFFIX)
+
+    def publish(
+        self, temp: Path, final: Path, *, sync: bool = True, sha256: str | None = None
+    ) -> None:
+        """Atomically move a complete temp file into place and make the rename durable
+        (`sync=False`: the caller makes the directories durable once for a batch, before
+        its rows). The temp file was hashed as it was written and is durable (fsynced, or
+        by the batch's make_durable): the rename cannot change it."""
+        try:
+            os.replace(temp, final)
+        except FileNotFoundError:  # the project's first file (a mkdir per file cost ~5%)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(temp, final)
+        if sync:
+            fsync_dir(final.parent)
+
     def remove(self, *paths: Path) -> None:
         for path in paths:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
         for path in paths:
             fsync_dir(path.parent)
+
+    def exists(self, path: Path) -> bool:
+        return path.exists()
+
+    def sync_published(self, paths: Iterable[Path]) -> None:
+        self.make_durable(sorted({self.packages_dir} | {path.parent for path in paths}))
+
+    def open_read(self, path: Path) -> IO[bytes]:
+        return path.open("rb")
+
+    def objects(self) -> Iterator[StoredObject]:
+        now = time.time()
+        for base, _dirs, names in os.walk(self.packages_dir):
+            for name in names:
+                path = Path(base) / name
+                with contextlib.suppress(FileNotFoundError):
+                    stat = path.lstat()
+                    yield StoredObject(path, stat.st_size, now - stat.st_mtime)
 
 
 # The data dir holds password hashes (the database, its WAL, backups) and the session key:
@@ -341,6 +371,15 @@ def make_private(directory: Path) -> list[Path]:
             if existed:
                 changed.append(path)
     return changed
+
+
+def check_names(project: str, filename: str) -> None:
+    """ValueError unless `project` is a normalized name and `filename` one plain component:
+    stored names are built from these two only, so no request can name another path."""
+    if canonicalize_name(project) != project or not _is_plain(project):
+        raise ValueError(f"not a normalized project name: {project!r}")
+    if not _is_plain(filename):
+        raise ValueError(f"not a plain filename: {filename!r}")
 
 
 def _is_plain(name: str) -> bool:
