@@ -257,7 +257,7 @@ def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
         raise CommandError(str(exc)) from None
     finally:
         progress.finish()
-    Database(settings.db_path).migrate()
+    Database(settings.database).migrate()
     print("\n".join(restore_summary(report, settings.data_dir)))
     if report.docs_absent:
         print(
@@ -337,7 +337,7 @@ def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
         value = getattr(settings, item.name)
         if isinstance(value, tuple):
             value = ",".join(value)
-        if item.name == "upstream":
+        if item.name in {"upstream", "database_url"}:
             value = redact_url(value)  # its password stays out of terminals and logs
         print(f"{item.name} = {value}  # {settings.sources.get(item.name, 'default')}")
     return 0

@@ -94,7 +94,9 @@ class OperationQueries(Connections):
 
     def storage_totals(self) -> tuple[int, int]:
         """(number of files, their total bytes) as recorded; /metrics reads this, not the disk."""
-        row = self.conn.execute("SELECT count(*), ifnull(sum(size), 0) FROM files").fetchone()
+        row = self.conn.execute(
+            "SELECT count(*), CAST(coalesce(sum(size), 0) AS BIGINT) FROM files"
+        ).fetchone()
         return row[0], row[1]
 
     @contextmanager
