@@ -13,6 +13,7 @@ import pytest
 import waitress
 from flask import Flask
 from flask.testing import FlaskClient
+from pg_support import pg_cluster, wanted  # noqa: F401 - pg_cluster: a fixture for all tests
 
 from teamindex.access.auth import hash_password, new_token_secret, token_digest
 from teamindex.app import FORM_OVERHEAD, create_app
@@ -52,9 +53,25 @@ def add_token(app: Flask, user: str, **fields: object) -> tuple[int, str]:
     return token_id, secret
 
 
+def database_for_test(request: pytest.FixtureRequest) -> str:
+    """A fresh PostgreSQL database's URL with TEAMINDEX_TEST_DATABASE=postgresql, else ""
+    (SQLite in the data dir)."""
+    if not wanted():
+        return ""
+    return request.getfixturevalue("pg_cluster").fresh_database()
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", password_hash=FAST_HASH, threads=4)
+def settings(
+    tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    database_url = database_for_test(request)
+    if database_url:
+        # CLI commands the test runs (in-process or as subprocesses) find the same database.
+        monkeypatch.setenv("TEAMINDEX_DATABASE_URL", database_url)
+    return Settings(
+        data_dir=tmp_path / "data", password_hash=FAST_HASH, threads=4, database_url=database_url
+    )
 
 
 @pytest.fixture
@@ -74,13 +91,16 @@ def client(app: Flask) -> FlaskClient:
 
 
 @pytest.fixture
-def make_app(settings: Settings) -> Iterator[Callable[..., Flask]]:
+def make_app(settings: Settings, request: pytest.FixtureRequest) -> Iterator[Callable[..., Flask]]:
     """Apps with non-default settings (same users as the `app` fixture), in their own
-    data dir: `make_app(anonymous_read=True)`."""
+    data dir (and database): `make_app(anonymous_read=True)`."""
     made: list[Flask] = []
+    own = {"database_url": database_for_test(request)} if settings.database_url else {}
+    if own:  # CLI commands of the test act on this app's data dir, so on its database
+        request.getfixturevalue("monkeypatch").setenv("TEAMINDEX_DATABASE_URL", own["database_url"])
 
     def factory(**changes: object) -> Flask:
-        custom = replace(settings, data_dir=settings.data_dir.parent / "custom", **changes)
+        custom = replace(settings, data_dir=settings.data_dir.parent / "custom", **(own | changes))
         app = create_app(custom)
         app.config["TESTING"] = True
         for name, admin in USERS.items():

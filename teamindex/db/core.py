@@ -21,6 +21,7 @@ from .engines import (
     DatabaseError,
     Engine,
     IntegrityError,
+    InvalidText,
     migration_scripts,
     open_engine,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "Connections",
     "DatabaseError",
     "IntegrityError",
+    "InvalidText",
     "migration_scripts",
 ]
 

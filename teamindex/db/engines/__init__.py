@@ -23,6 +23,11 @@ class Busy(Exception):
     The server answers 503 with Retry-After (errors.py)."""
 
 
+class InvalidText(ValueError):
+    """A value this engine cannot store or compare (PostgreSQL: a NUL character in text);
+    nothing by that name can exist here, so the server answers as for a missing one."""
+
+
 def _driver_errors() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:
     """(integrity errors, all database errors) of the drivers installed: psycopg is an
     optional extra, so without it only sqlite3's count."""

@@ -26,7 +26,7 @@ from psycopg import errors as pg_errors
 from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool
 
-from . import Busy, migration_scripts
+from . import Busy, InvalidText, migration_scripts
 
 # The advisory lock keys (any constants; no other application shares the database).
 WRITE_LOCK = 0x7465616D  # "team": every write transaction
@@ -78,13 +78,33 @@ def mapped(exc: BaseException) -> BaseException | None:
     return None
 
 
+def check_text(parameters: Any) -> None:
+    """PostgreSQL's text holds no NUL character (SQLite's does): a value with one can match
+    no stored row and cannot be stored, so it is refused as InvalidText (a 4xx), never
+    sent (psycopg would raise a DataError: a 500)."""
+    if not parameters:
+        return
+    values = parameters.values() if isinstance(parameters, dict) else parameters
+    for value in values:
+        if isinstance(value, str) and "\x00" in value:
+            raise InvalidText("text with a NUL character")
+
+
 class PgConn:
     """A psycopg connection that takes the mixins' SQLite-style statements."""
 
     def __init__(self, raw: psycopg.Connection[Row]) -> None:
         self.raw = raw
+        self.trace: Callable[[str], object] | None = None
+
+    def set_trace_callback(self, trace: Callable[[str], object] | None) -> None:
+        """As sqlite3's: `trace` sees every statement (tests count a request's queries)."""
+        self.trace = trace
 
     def execute(self, sql: str, parameters: Any = None) -> psycopg.Cursor[Row]:
+        if self.trace is not None:
+            self.trace(sql)
+        check_text(parameters)
         cursor = self.raw.cursor()
         try:
             if parameters:
@@ -99,8 +119,12 @@ class PgConn:
         return cursor
 
     def executemany(self, sql: str, parameters: Any) -> psycopg.Cursor[Row]:
+        if self.trace is not None:
+            self.trace(sql)
         cursor = self.raw.cursor()
         rows = list(parameters)
+        for row in rows:
+            check_text(row)
         if rows:
             try:
                 cursor.executemany(translate(sql), rows)  # type: ignore[arg-type]
