@@ -320,7 +320,7 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
 
 def _config_args(parser: argparse.ArgumentParser) -> None:
     for option in OPTIONS:
-        if option.name != "data_dir":
+        if option.name not in {"data_dir", "database_url"}:  # every command has those
             parser.add_argument(option.flag, dest=option.name, type=option.parse, help=option.help)
 
 
@@ -348,7 +348,7 @@ def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
 
 def _nginx_config_args(parser: argparse.ArgumentParser) -> None:
     for option in OPTIONS:  # the serve settings the config must match (port, accel, limits)
-        if option.name != "data_dir":
+        if option.name not in {"data_dir", "database_url"}:  # every command has those
             parser.add_argument(option.flag, dest=option.name, type=option.parse, help=option.help)
     parser.add_argument("--listen", default="", help="ADDR:PORT nginx listens on (80, or 443)")
     parser.add_argument("--server-name", default="_", help="server_name (default: any)")

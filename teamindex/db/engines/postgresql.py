@@ -315,3 +315,19 @@ class PostgresEngine:
         if conn.execute("SELECT to_regclass('schema_version') IS NULL").fetchone()[0]:
             return 0
         return int(conn.execute("SELECT version FROM schema_version").fetchone()[0])
+
+    def ids_used(self, table: str) -> int:
+        """The highest id `table`'s identity handed out (or holds, if rows were copied in)."""
+        conn = self.conn
+        sequence = conn.execute("SELECT pg_get_serial_sequence(?, 'id')", (table,)).fetchone()[0]
+        last, called = conn.execute(
+            f"SELECT last_value, is_called FROM {sequence}"  # noqa: S608 - from the catalog
+        ).fetchone()
+        highest = conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0]  # noqa: S608
+        return max(int(highest), int(last) if called else 0)
+
+    def reserve_ids(self, table: str, used: int) -> None:
+        """The identity of `table` continues after `used` (rows copied in with their ids
+        do not move it)."""
+        if used > 0:
+            self.conn.execute("SELECT setval(pg_get_serial_sequence(?, 'id'), ?)", (table, used))

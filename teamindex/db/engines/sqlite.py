@@ -137,3 +137,29 @@ class SqliteEngine:
 
     def schema_version(self) -> int:
         return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def ids_used(self, table: str) -> int:
+        """The highest id `table` ever handed out (AUTOINCREMENT remembers deleted ones)."""
+        row = self.conn.execute(
+            f"SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = ?), 0),"  # noqa: S608
+            f" coalesce((SELECT max(id) FROM {table}), 0))",
+            (table,),
+        ).fetchone()
+        return int(row[0])
+
+    def reserve_ids(self, table: str, used: int) -> None:
+        """New rows of `table` get ids above `used` (only AUTOINCREMENT tables need it:
+        the others continue after their highest id anyway)."""
+        schema = self.conn.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+        ).fetchone()
+        if schema is None or "AUTOINCREMENT" not in schema[0].upper() or used <= 0:
+            return
+        self.conn.execute(
+            "INSERT INTO sqlite_sequence (name, seq) SELECT ?, 0"
+            " WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = ?)",
+            (table, table),
+        )
+        self.conn.execute(
+            "UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = ?", (used, table)
+        )
