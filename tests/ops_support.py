@@ -177,7 +177,13 @@ def big_wheel(
 
 
 def cli_env(data_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TEAMINDEX_")}
+    # TEAMINDEX_DATABASE_URL stays: on PostgreSQL (the settings fixture sets it) it is the
+    # database that goes with the test's data dir.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("TEAMINDEX_") or k == "TEAMINDEX_DATABASE_URL"
+    }
     env.update(TEAMINDEX_DATA_DIR=str(data_dir), TEAMINDEX_PASSWORD_HASH=FAST_HASH)
     return env
 

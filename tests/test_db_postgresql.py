@@ -363,3 +363,25 @@ def test_migrate_store_refuses_without_a_postgresql_url(tmp_path, capsys, monkey
     code, out = run_cli(capsys, "migrate-store", "--data-dir", str(tmp_path))
     assert code == 1
     assert "needs --database-url postgresql://" in out
+
+
+def test_backup_of_a_postgresql_index_is_a_verified_sqlite_copy(tmp_path, pg_url, capsys):
+    settings = pg_settings(tmp_path, pg_url)
+    app = make(settings)
+    assert upload(app.test_client(), make_wheel(tmp_path, "kept", "1.0")).status_code == 200
+    db = app.extensions["teamindex"].db
+    code, out = run_cli(
+        capsys,
+        "backup",
+        str(tmp_path / "bk"),
+        "--data-dir",
+        str(settings.data_dir),
+        "--database-url",
+        pg_url,
+    )
+    assert code == 0, out
+    copy = Database(tmp_path / "bk" / "teamindex.sqlite3")
+    assert table_reports(copy) == table_reports(db)
+    assert [f.filename for f in copy.all_files()] == ["kept-1.0-py3-none-any.whl"]
+    copy.close()
+    db.close()

@@ -108,7 +108,14 @@ class OperationQueries(Connections):
 
     def backup_to(self, target: Path) -> None:
         """A consistent online copy: the sqlite3 backup API in one step copies one read
-        snapshot while writers go on (WAL)."""
+        snapshot while writers go on (WAL). From PostgreSQL the copy is a SQLite file too
+        (migrate-store's copy, verified; writers wait for it), so a backup restores into
+        any data dir and `migrate-store` takes it back into PostgreSQL."""
+        if self.dialect != "sqlite":
+            from .transfer import copy_to_sqlite
+
+            copy_to_sqlite(self, target)  # type: ignore[arg-type]
+            return
         dest = sqlite3.connect(target, isolation_level=None)
         try:
             self.conn.backup(dest)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from . import Database
@@ -188,3 +189,13 @@ def verify(source: Database, target: Database) -> list[TableReport]:
                 f"{got.rows} in the target (digests {want.digest[:12]} / {got.digest[:12]})"
             )
     return found
+
+
+def copy_to_sqlite(source: Database, path: Path) -> list[TableReport]:
+    """Copy `source` into a new SQLite file at `path` (a PostgreSQL database's backup)."""
+    target = Database(path)
+    try:
+        target.migrate()
+        return copy_database(source, target)
+    finally:
+        target.close()
