@@ -60,28 +60,13 @@ class TableReport:
 
 
 def columns(db: Database, table: str) -> list[str]:
-    """The table's columns, as the SQLite schema names them (both schemas agree)."""
-    if db.dialect == "sqlite":
-        return [row[1] for row in db.conn.execute(f"PRAGMA table_info({table})")]
-    rows = db.conn.execute(
-        "SELECT column_name FROM information_schema.columns"
-        " WHERE table_schema = current_schema() AND table_name = ? ORDER BY ordinal_position",
-        (table,),
-    )
-    return [row[0] for row in rows]
+    """The table's columns (both schemas name the same ones)."""
+    return db.engine.column_names(table)
 
 
 def tables(db: Database) -> set[str]:
-    """The application's tables (bookkeeping ones of the engine left out)."""
-    if db.dialect == "sqlite":
-        query = "SELECT name FROM sqlite_master WHERE type = 'table'"
-    else:
-        query = (
-            "SELECT table_name FROM information_schema.tables"
-            " WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'"
-        )
-    found = {row[0] for row in db.conn.execute(query)}
-    return found - {"sqlite_sequence", "schema_version"}
+    """The application's tables (the engine's bookkeeping ones left out)."""
+    return db.engine.table_names()
 
 
 def _quoted(names: list[str]) -> str:

@@ -331,3 +331,18 @@ class PostgresEngine:
         do not move it)."""
         if used > 0:
             self.conn.execute("SELECT setval(pg_get_serial_sequence(?, 'id'), ?)", (table, used))
+
+    def table_names(self) -> set[str]:
+        rows = self.conn.execute(
+            "SELECT table_name FROM information_schema.tables"
+            " WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'"
+        )
+        return {row[0] for row in rows} - {"schema_version"}
+
+    def column_names(self, table: str) -> list[str]:
+        rows = self.conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema ="
+            " current_schema() AND table_name = ? ORDER BY ordinal_position",
+            (table,),
+        )
+        return [row[0] for row in rows]

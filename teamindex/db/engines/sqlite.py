@@ -163,3 +163,10 @@ class SqliteEngine:
         self.conn.execute(
             "UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = ?", (used, table)
         )
+
+    def table_names(self) -> set[str]:
+        rows = self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        return {row[0] for row in rows} - {"sqlite_sequence"}
+
+    def column_names(self, table: str) -> list[str]:
+        return [row[1] for row in self.conn.execute(f"PRAGMA table_info({table})")]
