@@ -174,21 +174,6 @@ DEBIAN_TOOLS: dict[str, tuple[Path, str]] = {
     "nginx": (Path("/usr/sbin/nginx"), "the front-server tests"),
     "postgresql": (Path("/usr/lib/postgresql/*/bin/initdb"), "the PostgreSQL tests"),
 }
-# The modules run a second time on PostgreSQL by `dev.py test` (after the whole suite).
-POSTGRESQL_PASS = [
-    "tests/test_access_matrix.py",
-    "tests/test_access.py",
-    "tests/test_files_routes.py",
-    "tests/test_simple_routes.py",
-    "tests/test_upload_routes.py",
-    "tests/test_upstream_routes.py",
-    "tests/test_hotpath.py",
-    "tests/test_hotfiles.py",
-    "tests/test_throttle.py",
-    "tests/e2e",
-]
-
-
 def _present(binary: Path) -> bool:
     """The binary exists (a * in its path matches any version directory)."""
     if "*" in str(binary):
@@ -252,20 +237,42 @@ def cmd_test(args: Sequence[str]) -> int:
         lint_ok = lint_ok and status.returncode == 0
     say(f"pytest {' '.join(args)}".rstrip())
     status = subprocess.run([str(VENV_PYTHON), "-m", "pytest", *args], cwd=ROOT, check=False)
-    if status.returncode == 0 and all(arg.startswith("-") for arg in args):
-        # The whole suite passed on SQLite: the route, access and e2e modules again on
-        # PostgreSQL (a targeted run, naming paths, skips this pass).
-        say(f"pytest {' '.join([*args, *POSTGRESQL_PASS])} on PostgreSQL")
-        status = subprocess.run(
-            [str(VENV_PYTHON), "-m", "pytest", *args, *POSTGRESQL_PASS],
-            cwd=ROOT,
-            check=False,
-            env=os.environ | {"TEAMINDEX_TEST_DATABASE": "postgresql"},
-        )
+    if status.returncode == 0 and not any(not arg.startswith("-") for arg in args):
+        status = second_pass(args)
     if status.returncode == 0 and not lint_ok:
         say("tests passed but ruff found problems")
         return 1
     return status.returncode
+
+
+# The whole suite runs on the defaults (SQLite + the data dir); then the route, access and
+# end-to-end suites run again on PostgreSQL (a throwaway cluster, tests/pg_support.py) with
+# their files in S3 (SeaweedFS, tests/s3_support.py), both started by the tests (issue 16).
+SECOND_PASS_ENV = {"TEAMINDEX_TEST_DATABASE": "postgresql", "TEAMINDEX_TEST_STORAGE": "s3"}
+SECOND_PASS_TESTS = (
+    "tests/test_access_matrix.py",
+    "tests/test_access.py",
+    "tests/test_files_routes.py",
+    "tests/test_simple_routes.py",
+    "tests/test_upload_routes.py",
+    "tests/test_upstream_routes.py",
+    "tests/test_hotpath.py",
+    "tests/test_hotfiles.py",
+    "tests/test_throttle.py",
+    "tests/e2e",
+)
+
+
+def second_pass(args: Sequence[str]) -> subprocess.CompletedProcess[bytes]:
+    """After a whole-suite run: the route, access and e2e suites again on PostgreSQL + S3."""
+    flags = " ".join(f"{k}={v}" for k, v in SECOND_PASS_ENV.items())
+    say(f"{flags} pytest {' '.join([*args, *SECOND_PASS_TESTS])}")
+    return subprocess.run(
+        [str(VENV_PYTHON), "-m", "pytest", *args, *SECOND_PASS_TESTS],
+        cwd=ROOT,
+        env=os.environ | SECOND_PASS_ENV,
+        check=False,
+    )
 
 
 COMMANDS = {"serve": cmd_serve, "teamindex": exec_teamindex, "test": cmd_test}

@@ -17,12 +17,12 @@ from .api import files, jsonapi, oidc, simple, upload, yank
 from .api.hotpath import HotReads
 from .api.pagecache import PageCache
 from .clock import utc_stamp
-from .config import Settings, load_settings
+from .config import Settings, check_combination, load_settings
 from .context import EXTENSION_KEY, Services
 from .db import BUSY_TIMEOUT_MS, REQUEST_BUSY_TIMEOUT_MS, Database
 from .handlers import register_error_handlers
 from .index.inflight import sweep_dead
-from .index.storage import Storage, make_private
+from .index.storage import Store, make_private, open_storage
 from .ops import metrics, requestlog
 from .ops.health import bp as health_bp
 from .upstream import Upstream
@@ -47,8 +47,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         MAX_FORM_MEMORY_SIZE=MAX_FORM_MEMORY,
         MAX_FORM_PARTS=MAX_FORM_PARTS,
     )
+    check_combination(settings)
     _tighten(settings)  # before the first file is created in it
-    storage = Storage(settings.packages_dir, settings.tmp_dir)
+    storage = open_storage(settings)
     storage.ensure_dirs()
     _sweep_crash_debris(storage)
     # Requests wait a few seconds for another writer, then answer 503; start-up waits as
@@ -114,7 +115,7 @@ def _tighten(settings: Settings) -> None:
         )
 
 
-def _sweep_crash_debris(storage: Storage) -> None:
+def _sweep_crash_debris(storage: Store) -> None:
     """Delete what crashed processes left in tmp/ (inflight.sweep_dead), and say so: after
     a kill -9 or power loss the restart leaves `teamindex check` clean."""
     swept = sweep_dead(storage.tmp_dir)
@@ -138,7 +139,7 @@ def prepare(settings: Settings) -> int:
     from .web.session import load_secret_key
 
     _tighten(settings)
-    storage = Storage(settings.packages_dir, settings.tmp_dir)
+    storage = open_storage(settings)
     storage.ensure_dirs()
     _sweep_crash_debris(storage)
     db = Database(settings.database)

@@ -82,6 +82,34 @@ def _parse_accel_redirect(value: str) -> str:
     return text
 
 
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_KEY_PREFIX = re.compile(r"(?:[A-Za-z0-9_][A-Za-z0-9._-]*/)*")  # no dot segments
+
+
+def parse_storage(value: str) -> str:
+    """`local` (or empty: the data dir) or `s3://bucket/prefix`, kept as
+    `s3://bucket/prefix/` (the prefix may be empty)."""
+    text = value.strip()
+    if text in {"", "local"}:
+        return ""
+    scheme, _, rest = text.partition("://")
+    bucket, _, prefix = rest.partition("/")
+    prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+    if scheme != "s3" or not _BUCKET.fullmatch(bucket) or not _KEY_PREFIX.fullmatch(prefix):
+        raise ValueError(f"expected local or s3://bucket/prefix, not {value!r}")
+    return f"s3://{bucket}/{prefix}"
+
+
+def _parse_choice(*choices: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        text = value.strip().lower()
+        if text not in choices:
+            raise ValueError(f"expected {' or '.join(choices)}, not {value!r}")
+        return text
+
+    return parse
+
+
 def _parse_new_projects(value: str) -> str:
     mode, prefixes = parse_new_projects(value)
     return f"prefix:{','.join(prefixes)}" if prefixes else mode
@@ -202,6 +230,14 @@ class Settings:
     oidc_audience: str = ""
     oidc_ca_file: Path | None = None
     oidc_jwks_file: Path | None = None
+    # Where package files and docs live (issue 16): "" is the data dir, else s3://bucket/prefix/.
+    storage: str = ""
+    s3_downloads: str = "redirect"
+    s3_url_expiry: int = 300
+    s3_endpoint_url: str = ""  # empty: boto3's AWS_ENDPOINT_URL (or AWS itself)
+    s3_region: str = ""  # empty: boto3's AWS_DEFAULT_REGION
+    s3_access_key_id: str = ""  # empty: boto3's AWS_ACCESS_KEY_ID, profile, instance role
+    s3_secret_access_key: str = field(default="", repr=False)
     # Where each value came from ("default", "env TEAMINDEX_PORT", "flag --port").
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -251,6 +287,14 @@ class Settings:
     @property
     def tmp_dir(self) -> Path:
         return self.data_dir / "tmp"
+
+    @property
+    def s3_bucket(self) -> str:
+        return self.storage.removeprefix("s3://").partition("/")[0]
+
+    @property
+    def s3_prefix(self) -> str:
+        return self.storage.removeprefix("s3://").partition("/")[2]
 
     @property
     def upstream_dir(self) -> Path:
@@ -382,6 +426,42 @@ OPTIONS: tuple[Option, ...] = (
         "JSON file {issuer URL: JWKS} with issuers' signing keys, so no issuer is contacted "
         "(air-gapped installs; update it when an issuer rotates keys)",
     ),
+    Option(
+        "storage",
+        parse_storage,
+        "where package files and docs live: local (the data dir, the default) or "
+        "s3://bucket/prefix (an S3-compatible object store; the database stays as configured)",
+    ),
+    Option(
+        "s3_downloads",
+        _parse_choice("redirect", "stream"),
+        "with S3 storage, how a download is answered after the permission check: redirect "
+        "(a short-lived presigned URL the client fetches from the store) or stream (the bytes "
+        "pass through teamindex; the store need not be reachable by clients)",
+    ),
+    Option(
+        "s3_url_expiry",
+        parse_duration,
+        "how long a presigned download URL stays valid (e.g. 300, 5m)",
+    ),
+    Option(
+        "s3_endpoint_url",
+        str,
+        "the S3 endpoint (e.g. http://127.0.0.1:8333 for SeaweedFS or MinIO); default: "
+        "boto3's AWS_ENDPOINT_URL",
+    ),
+    Option("s3_region", str, "the S3 region; default: boto3's AWS_DEFAULT_REGION"),
+    Option(
+        "s3_access_key_id",
+        str,
+        "the S3 access key; default: boto3's AWS_ACCESS_KEY_ID, profile or instance role",
+    ),
+    Option(
+        "s3_secret_access_key",
+        str,
+        "the S3 secret key (prefer the environment variable); default: boto3's "
+        "AWS_SECRET_ACCESS_KEY",
+    ),
 )
 
 
@@ -404,4 +484,15 @@ def load_settings(
             except ValueError as exc:
                 raise ValueError(f"{option.env}: {exc}") from exc
             sources[option.name] = f"env {option.env}"
-    return replace(Settings(**values), sources=sources)
+    settings = replace(Settings(**values), sources=sources)
+    check_combination(settings)
+    return settings
+
+
+def check_combination(settings: Settings) -> None:
+    """ValueError for settings that contradict each other, in one line."""
+    if settings.storage and settings.accel_redirect:
+        raise ValueError(
+            "--accel-redirect needs local storage (the front server reads the data dir); "
+            "with --storage s3://... downloads redirect to or stream from the bucket"
+        )

@@ -13,7 +13,7 @@ from .access.logincache import LoginCache
 from .access.netrules import Throttle
 from .config import Settings
 from .db import Database
-from .index.storage import Storage
+from .index.storage import Store
 from .upstream import Upstream
 
 if TYPE_CHECKING:  # a type only: context sits below the api layer that owns the cache
@@ -26,7 +26,7 @@ EXTENSION_KEY = "teamindex"
 class Services:
     settings: Settings
     db: Database
-    storage: Storage
+    storage: Store
     credentials: CredentialCache
     logins: LoginCache
     pages: PageCache

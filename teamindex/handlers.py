@@ -8,7 +8,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from .db import Busy, InvalidText
 from .errors import HTTPError, plain_error
-from .index.storage import HashingStalled
+from .index.storage import HashingStalled, StorageUnavailable
 
 # A writer that held the database this long is done soon (CLI commands, backups); clients
 # that honour Retry-After come back then.
@@ -26,6 +26,14 @@ def register_error_handlers(app: Flask) -> None:
     def _stalled(error: HashingStalled) -> Response:
         # The server is overloaded or stuck: the request fails, the worker goes on.
         response = plain_error(503, f"Upload could not be processed: {error}; retry later.")
+        response.headers["Retry-After"] = "30"
+        return response
+
+    @app.errorhandler(StorageUnavailable)
+    def _store_down(error: StorageUnavailable) -> Response:
+        # The object store (--storage s3://...) failed: nothing was recorded; say so in one
+        # line (the store's words, never its credentials) and let clients retry.
+        response = plain_error(503, f"Storage unavailable: {error}; retry later.")
         response.headers["Retry-After"] = "30"
         return response
 

@@ -14,6 +14,7 @@ import waitress
 from flask import Flask
 from flask.testing import FlaskClient
 from pg_support import pg_cluster, wanted  # noqa: F401 - pg_cluster: a fixture for all tests
+from s3_support import SeaweedS3, register_store, start_seaweedfs, test_storage_is_s3
 
 from teamindex.access.auth import hash_password, new_token_secret, token_digest
 from teamindex.app import FORM_OVERHEAD, create_app
@@ -61,6 +62,14 @@ def database_for_test(request: pytest.FixtureRequest) -> str:
     return request.getfixturevalue("pg_cluster").fresh_database()
 
 
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """One SeaweedFS S3 endpoint for the whole session (s3_support)."""
+    server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def settings(
     tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
@@ -69,9 +78,14 @@ def settings(
     if database_url:
         # CLI commands the test runs (in-process or as subprocesses) find the same database.
         monkeypatch.setenv("TEAMINDEX_DATABASE_URL", database_url)
-    return Settings(
+    base = Settings(
         data_dir=tmp_path / "data", password_hash=FAST_HASH, threads=4, database_url=database_url
     )
+    if not test_storage_is_s3():
+        return base
+    # Stream: the Flask test client reads the bytes (e2e's real clients follow redirects).
+    s3 = request.getfixturevalue("s3_server").settings(base, s3_downloads="stream")
+    return register_store(s3)
 
 
 @pytest.fixture
@@ -101,6 +115,8 @@ def make_app(settings: Settings, request: pytest.FixtureRequest) -> Iterator[Cal
 
     def factory(**changes: object) -> Flask:
         custom = replace(settings, data_dir=settings.data_dir.parent / "custom", **(own | changes))
+        if custom.storage:  # its own data dir: its own prefix too
+            custom = register_store(replace(custom, storage=settings.storage + "custom/"))
         app = create_app(custom)
         app.config["TESTING"] = True
         for name, admin in USERS.items():

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from builders import make_sdist, make_wheel
 from conftest import basic
-from uploading import upload
+from uploading import remove_stored, upload
 from werkzeug.http import http_date, parse_date
 
 JSON = "application/vnd.pypi.simple.v1+json"
@@ -214,14 +214,14 @@ def test_files_need_credentials(client, published, headers, filename):
 
 
 def test_file_missing_from_disk_is_404_not_500(client, published, settings):
-    (settings.data_dir / "packages" / "foo-bar" / WHEEL).unlink()
+    remove_stored(settings.data_dir, f"foo-bar/{WHEEL}")
     response = get(client, f"/files/foo-bar/{WHEEL}")
     message = (
         f"File {WHEEL!r} is missing from storage; uploading {WHEEL!r} again (the same file) "
         "restores it."
     )
     assert response.status == f"404 {message}"
-    (settings.data_dir / "packages" / "foo-bar" / f"{WHEEL}.metadata").unlink()
+    remove_stored(settings.data_dir, f"foo-bar/{WHEEL}.metadata")
     response = get(client, f"/files/foo-bar/{WHEEL}.metadata")
     assert response.status == f"404 File '{WHEEL}.metadata' is missing from storage; " + (
         f"uploading {WHEEL!r} again (the same file) restores it."

@@ -8,7 +8,6 @@ status is the one the access rules give.
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 import pytest
@@ -187,7 +186,7 @@ def test_blocked_address_keeps_verified_logins_and_refuses_new_ones(published, c
 def test_a_file_missing_from_disk_is_flasks_404(published, client):
     known(client, basic("alice"))
     svc = published.extensions["teamindex"]
-    os.unlink(svc.storage.file_path("foo-bar", "foo_bar-1.0-py3-none-any.whl"))
+    svc.storage.remove(svc.storage.file_path("foo-bar", "foo_bar-1.0-py3-none-any.whl"))
     hot, (status, _sent, body) = compare(published, WHEEL, basic("alice"))
     assert not hot and status.startswith("404") and b"restores it" in body
 
@@ -209,7 +208,8 @@ def test_front_server_configured_means_no_hot_downloads(published, client):
 def test_hot_downloads_are_counted_audited_and_logged(make_app, tmp_path, caplog):
     app = make_app(audit_downloads=True)
     client = app.test_client()
-    assert upload(client, make_wheel(tmp_path, "Foo_Bar", "1.0")).status == "200 OK"
+    wheel = make_wheel(tmp_path, "Foo_Bar", "1.0")
+    assert upload(client, wheel).status == "200 OK"
     token_id, secret = add_token(app, "bob", scope="read")
     token = basic("__token__", secret)
     known(client, token)
@@ -229,9 +229,7 @@ def test_hot_downloads_are_counted_audited_and_logged(make_app, tmp_path, caplog
         before[2] + 1,
     )
     lines = [r.getMessage() for r in caplog.records if r.name == "teamindex.access"]
-    size = os.path.getsize(
-        app.extensions["teamindex"].storage.file_path("foo-bar", "foo_bar-1.0-py3-none-any.whl")
-    )
+    size = wheel.stat().st_size
     assert f' bob "GET {WHEEL}" 200 {size} ' in lines[0]
     audit = app.extensions["teamindex"].audit
     audit.flush()

@@ -159,7 +159,7 @@ def test_delete_crash_between_commit_and_unlink_leaves_only_strays(
 ):
     """Rows go in one transaction; files after the commit. A crash in between (simulated:
     the unlink never happens) leaves unreferenced files only, which check finds."""
-    monkeypatch.setattr("teamindex.index.storage.Storage.remove", lambda self, *paths: None)
+    monkeypatch.setattr("teamindex.index.storage.local.Storage.remove", lambda self, *paths: None)
     assert cli(settings, "delete", "demo", "1.0", "--yes") == 0
     monkeypatch.undo()
     assert page(client).json["versions"] == ["2.0"]

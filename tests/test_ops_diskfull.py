@@ -16,7 +16,7 @@ from uploading import encode_multipart, stored_files, temp_files, upload
 from web_support import docs_zip, seed
 
 from teamindex.context import services
-from teamindex.index import storage as storage_module
+from teamindex.index.storage import local as storage_module
 
 INSUFFICIENT = "507 Insufficient storage: the index's disk is full."
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from teamindex.index import storage as storage_module
 from teamindex.index.storage import (
     METADATA_SUFFIX,
     PARALLEL_HASHING_AFTER,
@@ -18,6 +17,7 @@ from teamindex.index.storage import (
     Storage,
     digest_file,
 )
+from teamindex.index.storage import local as storage_module
 
 
 @pytest.fixture

@@ -14,10 +14,19 @@ from pathlib import Path
 import pytest
 from builders import claim_zip_directory, make_sdist, make_wheel, metadata_text, tar_bomb
 from conftest import add_token, basic
-from uploading import encode_multipart, stored_files, temp_files, upload, upload_fields
+from uploading import (
+    encode_multipart,
+    remove_stored,
+    stored_bytes,
+    stored_files,
+    stored_version,
+    temp_files,
+    upload,
+    upload_fields,
+)
 
 from teamindex.config import Settings
-from teamindex.index.storage import Storage
+from teamindex.index.storage import TempFiles
 
 WHEEL = "foo-1.0-py3-none-any.whl"
 JSON = "application/vnd.pypi.simple.v1+json"
@@ -378,11 +387,10 @@ def test_upload_wheel_stores_file_metadata_and_row(client, settings, tmp_path):
     assert response.data == b""
     assert stored_files(settings.data_dir) == [f"foo/{WHEEL}", f"foo/{WHEEL}.metadata"]
     assert temp_files(settings.data_dir) == []
-    stored = settings.data_dir / "packages" / "foo" / WHEEL
-    assert stored.read_bytes() == path.read_bytes()
+    assert stored_bytes(settings.data_dir, f"foo/{WHEEL}") == path.read_bytes()
     with zipfile.ZipFile(path) as archive:
         metadata = archive.read("foo-1.0.dist-info/METADATA")
-    assert stored.with_name(WHEEL + ".metadata").read_bytes() == metadata
+    assert stored_bytes(settings.data_dir, f"foo/{WHEEL}.metadata") == metadata
     [entry] = project_json(client)["files"]
     assert entry["filename"] == WHEEL
     assert entry["hashes"] == {"sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
@@ -483,8 +491,7 @@ def test_every_client_digest_and_uppercase_hex_accepted(client, tmp_path):
 def test_identical_reupload_is_200_and_changes_nothing(client, settings, tmp_path):
     path = make_wheel(tmp_path, "foo", "1.0")
     assert upload(client, path).status == "200 OK"
-    stored = settings.data_dir / "packages" / "foo" / WHEEL
-    before_stat = stored.stat()
+    before_version = stored_version(settings.data_dir, f"foo/{WHEEL}")
     before = client.get("/simple/foo/", headers=basic("alice"))
     response = upload(client, path)
     assert response.status == "200 OK"
@@ -492,8 +499,7 @@ def test_identical_reupload_is_200_and_changes_nothing(client, settings, tmp_pat
     after = client.get("/simple/foo/", headers=basic("alice"))
     assert after.headers["ETag"] == before.headers["ETag"]
     assert after.data == before.data
-    assert stored.stat().st_mtime_ns == before_stat.st_mtime_ns
-    assert stored.stat().st_ino == before_stat.st_ino
+    assert stored_version(settings.data_dir, f"foo/{WHEEL}") == before_version
     assert stored_files(settings.data_dir) == [f"foo/{WHEEL}", f"foo/{WHEEL}.metadata"]
     assert temp_files(settings.data_dir) == []
 
@@ -501,11 +507,10 @@ def test_identical_reupload_is_200_and_changes_nothing(client, settings, tmp_pat
 def test_identical_reupload_restores_a_file_missing_from_disk(client, settings, tmp_path):
     path = make_wheel(tmp_path, "foo", "1.0")
     assert upload(client, path).status == "200 OK"
-    stored = settings.data_dir / "packages" / "foo" / WHEEL
-    stored.unlink()
+    remove_stored(settings.data_dir, f"foo/{WHEEL}")
     assert client.get(f"/files/foo/{WHEEL}", headers=basic("alice")).status_code == 404
     assert upload(client, path).status == "200 OK"
-    assert stored.read_bytes() == path.read_bytes()
+    assert stored_bytes(settings.data_dir, f"foo/{WHEEL}") == path.read_bytes()
     assert temp_files(settings.data_dir) == []
 
 
@@ -524,7 +529,7 @@ def test_same_filename_other_bytes_is_refused(client, settings, tmp_path):
         "hold one content; upload a new version.",
     )
     assert "File already exists" in response.status
-    assert (settings.data_dir / "packages" / "foo" / WHEEL).read_bytes() == original
+    assert stored_bytes(settings.data_dir, f"foo/{WHEEL}") == original
     assert project_json(client) == before
     assert temp_files(settings.data_dir) == []
 
@@ -611,8 +616,10 @@ def test_read_token_is_refused_before_the_form_is_parsed(app, client, settings, 
     """Issue 10 (low 15): a read-only token posting thousands of file parts made the server
     write them all to tmp/ before the permission check. Now: 403 from the headers alone."""
     created = []
-    real_new_temp = Storage.new_temp
-    monkeypatch.setattr(Storage, "new_temp", lambda self: created.append(1) or real_new_temp(self))
+    real_new_temp = TempFiles.new_temp
+    monkeypatch.setattr(
+        TempFiles, "new_temp", lambda self: created.append(1) or real_new_temp(self)
+    )
     _id, secret = add_token(app, "alice", scope="read")
     body, content_type = _many_file_parts(2000, 1000)
     started = time.monotonic()
@@ -632,8 +639,10 @@ def test_read_token_is_refused_before_the_form_is_parsed(app, client, settings, 
 @pytest.mark.parametrize("credential", ["password", "upload-token"])
 def test_more_than_one_file_part_is_refused(app, client, settings, monkeypatch, credential):
     created = []
-    real_new_temp = Storage.new_temp
-    monkeypatch.setattr(Storage, "new_temp", lambda self: created.append(1) or real_new_temp(self))
+    real_new_temp = TempFiles.new_temp
+    monkeypatch.setattr(
+        TempFiles, "new_temp", lambda self: created.append(1) or real_new_temp(self)
+    )
     headers = basic("alice")
     if credential == "upload-token":
         headers = basic("__token__", add_token(app, "alice", scope="upload")[1])

@@ -19,7 +19,6 @@ from uploading import encode_multipart
 from web_support import docs_zip, login, seed
 
 from teamindex.cli import main
-from teamindex.index import storage as storage_module
 from teamindex.index.docs import (
     DocsError,
     DocsLimits,
@@ -28,6 +27,7 @@ from teamindex.index.docs import (
     plan_extraction,
     safe_relative_path,
 )
+from teamindex.index.storage import local as storage_module
 from teamindex.web.hosting import DOCS_CSP, capability
 
 # -- pure rules -----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from conftest import basic
 from flask.testing import FlaskClient
+from s3_support import BUCKET, stored_keys, stored_object
 from werkzeug.test import TestResponse
 
 BOUNDARY = "teamindex-test-boundary-7d2a"
@@ -83,9 +84,44 @@ def upload(
 
 
 def stored_files(data_dir: Path) -> list[str]:
-    """Every file under packages/ (relative paths), sorted."""
+    """Every file under packages/ (relative paths), sorted; the bucket's objects when the
+    data dir keeps its files in S3 (TEAMINDEX_TEST_STORAGE=s3)."""
+    in_bucket = stored_keys(data_dir)
+    if in_bucket is not None:
+        return in_bucket
     root = data_dir / "packages"
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def stored_bytes(data_dir: Path, relative: str) -> bytes:
+    """The bytes of a stored file (`project/filename`), on disk or in the bucket."""
+    found = stored_object(data_dir, relative)
+    if found is None:
+        return (data_dir / "packages" / relative).read_bytes()
+    client, key = found
+    return client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+
+
+def remove_stored(data_dir: Path, relative: str) -> None:
+    """Lose a stored file behind the index's back (a disk or bucket accident)."""
+    found = stored_object(data_dir, relative)
+    if found is None:
+        (data_dir / "packages" / relative).unlink()
+        return
+    client, key = found
+    client.delete_object(Bucket=BUCKET, Key=key)
+
+
+def stored_version(data_dir: Path, relative: str) -> tuple[object, ...]:
+    """What changes when a stored file is written again (inode and mtime; the object's
+    ETag and Last-Modified)."""
+    found = stored_object(data_dir, relative)
+    if found is None:
+        stat = (data_dir / "packages" / relative).stat()
+        return stat.st_ino, stat.st_mtime_ns
+    client, key = found
+    head = client.head_object(Bucket=BUCKET, Key=key)
+    return head["ETag"], head["LastModified"]
 
 
 def temp_files(data_dir: Path) -> list[str]:

@@ -38,7 +38,7 @@ from ..index.storage import METADATA_SUFFIX
 from ..models import FileRecord
 from ..ops.front import FILE_HEADER, FRONT_CHECK_PREFIX, RANGES_HEADER
 from ..web.session import session_reader
-from . import proxy
+from . import objectfiles, proxy
 
 bp = Blueprint("files", __name__)
 
@@ -106,15 +106,22 @@ def download(project: str, filename: str) -> Response:
         )
     record, path, etag, mimetype, reader = _readable(project, filename)
     try:
-        response = send_file(
-            path,
-            mimetype=mimetype,
-            as_attachment=False,
-            conditional=True,
-            etag=etag,
-            last_modified=_upload_time(record),
-            max_age=None,
-        )
+        if not svc.storage.local and svc.settings.s3_downloads == "redirect":
+            response = objectfiles.redirect_to_store(path)
+        elif not svc.storage.local:
+            response = objectfiles.stream_from_store(
+                path, mimetype=mimetype, etag=etag, last_modified=_upload_time(record)
+            )
+        else:
+            response = send_file(
+                path,
+                mimetype=mimetype,
+                as_attachment=False,
+                conditional=True,
+                etag=etag,
+                last_modified=_upload_time(record),
+                max_age=None,
+            )
     except FileNotFoundError:
         # The row exists but the file does not (lost, or quarantined as damaged by `check
         # --repair`): say so plainly instead of a 500, never serve anything else under the
@@ -124,10 +131,11 @@ def download(project: str, filename: str) -> Response:
             f"File {filename!r} is missing from storage; uploading "
             f"{dist_name!r} again (the same file) restores it.",
         ) from None
-    response.headers["Cache-Control"] = FILE_CACHE_CONTROL
+    if response.status_code != 302:
+        response.headers["Cache-Control"] = FILE_CACHE_CONTROL
     # Uploaded bytes are never a page or a script: a browser must not sniff them into one.
     response.headers["X-Content-Type-Options"] = "nosniff"
-    if not wants_metadata and request.method == "GET" and response.status_code == 200:
+    if not wants_metadata and request.method == "GET" and response.status_code in (200, 302):
         _count_download(record, reader)
     if svc.settings.accel_redirect and response.status_code in (200, 206):
         return front_sends(response, svc.settings.accel_redirect, path)

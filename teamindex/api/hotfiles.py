@@ -23,6 +23,7 @@ import os
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import IO, Any
 
 from werkzeug.http import (
@@ -40,6 +41,7 @@ from ..context import Services
 from ..index.storage import METADATA_SUFFIX
 from ..models import FileRecord
 from .files import FILE_CACHE_CONTROL
+from .objectfiles import REDIRECT_CACHE_CONTROL
 
 FILES_PREFIX = "/files/"
 # Flask's default converter: one path segment each.
@@ -89,13 +91,16 @@ def answer_download(svc: Services, environ: dict[str, Any]) -> FileAnswer | None
     else:
         path = svc.storage.file_path(record.project, record.filename)
         etag, content_type = record.sha256, DIST_TYPE
+    if not svc.storage.local and svc.settings.s3_downloads == "redirect":
+        return _redirect(svc, path, record, metadata, login)
     try:
-        body: IO[bytes] | None = open(path, "rb")  # noqa: SIM115 (waitress closes it)
+        body: IO[bytes] | None = svc.storage.open_read(path)  # waitress closes it
     except OSError:
         return None
     assert body is not None
     try:
-        size = os.fstat(body.fileno()).st_size
+        size = body.seek(0, os.SEEK_END)
+        body.seek(0)
     except OSError:
         body.close()
         raise
@@ -119,6 +124,24 @@ def answer_download(svc: Services, environ: dict[str, Any]) -> FileAnswer | None
         body.close()
         body = None
     return FileAnswer(status, headers, body, record, metadata, login)
+
+
+def _redirect(
+    svc: Services, path: Path, record: FileRecord, metadata: bool, login: VerifiedLogin
+) -> FileAnswer | None:
+    """S3 storage, --s3-downloads redirect: the 302 to a presigned URL (objectfiles)."""
+    try:
+        url = svc.storage.download_url(path, svc.settings.s3_url_expiry)
+    except OSError:
+        return None  # Flask answers, and says what failed
+    headers = [
+        ("Location", url),
+        ("Content-Length", "0"),
+        ("Cache-Control", REDIRECT_CACHE_CONTROL),
+        ("Date", http_date()),
+        ("X-Content-Type-Options", "nosniff"),
+    ]
+    return FileAnswer(302, headers, None, record, metadata, login)
 
 
 def _readable_file(

@@ -125,7 +125,7 @@ class HotReads:
         principal = found.login.principal
         if principal.user is not None:
             environ[USER_KEY] = principal.user.name  # for the request log
-        if found.status == 200:
+        if found.status in (200, 302):  # 302: to the object store's presigned URL
             if self.count_download is not None:
                 self.count_download("metadata" if found.metadata else "dist")
             if not found.metadata:

@@ -16,7 +16,7 @@ from ..access.auth import AuthError, hash_password, validate_password, validate_
 from ..clock import utc_now
 from ..config import OPTIONS, Settings, load_settings
 from ..db import Conflict
-from ..index.storage import Storage
+from ..index.storage import StorageError, StorageUnavailable, open_storage
 from .base import COMMANDS, CommandError, command, open_database, record_cli_event
 
 log = logging.getLogger("teamindex")
@@ -250,7 +250,7 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
         raise CommandError(f"no such file or directory: {', '.join(missing)}")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = open_database(settings)
-    storage = Storage(settings.packages_dir, settings.tmp_dir)
+    storage = open_storage(settings)
     storage.ensure_dirs()
     owner = db.get_user(args.owner) if args.owner else None
     if args.owner and owner is None:
@@ -339,6 +339,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(flags)
         return int(args.func(args, settings))
-    except (CommandError, ValueError) as exc:
+    except (CommandError, ValueError, StorageError, StorageUnavailable) as exc:
         print(f"teamindex: error: {exc}", file=sys.stderr)
         return 1

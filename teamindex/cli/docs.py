@@ -13,7 +13,8 @@ from packaging.version import InvalidVersion, Version
 
 from ..config import Settings
 from ..index.docs import DocsError
-from ..index.docstore import DocsStore
+from ..index.docsbackends import open_docs
+from ..index.storage import open_storage
 from .base import CommandError, command, open_database, record_cli_event
 
 
@@ -45,9 +46,8 @@ def cmd_upload_docs(args: argparse.Namespace, settings: Settings) -> int:
     if not args.zip.is_file():
         raise CommandError(f"{args.zip} is not a file")
     try:
-        published = DocsStore.in_data_dir(settings.data_dir).publish(
-            db, release, args.zip, uploader_id=None
-        )
+        docs = open_docs(settings.data_dir, open_storage(settings))
+        published = docs.publish(db, release, args.zip, uploader_id=None)
     except DocsError as exc:
         raise CommandError(f"invalid documentation zip: {exc}") from None
     record_cli_event(

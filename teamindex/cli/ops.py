@@ -12,19 +12,21 @@ import getpass
 import sys
 from dataclasses import fields
 from pathlib import Path
+from typing import cast
 
 from packaging.utils import canonicalize_name, canonicalize_version
 from packaging.version import Version
 
 from ..access.audit import AuditLog
-from ..config import OPTIONS, Settings, redact_url
+from ..config import OPTIONS, Settings, parse_duration, parse_storage, redact_url
 from ..db import Database
 from ..index.backup import BackupError, CopyReport, backup, restore
+from ..index.docsbackends import open_docs
 from ..index.docstore import DocsStore
-from ..index.integrity import check_index
+from ..index.integrity import CheckReport, check_index
 from ..index.progress import Progress, format_bytes
 from ..index.removal import delete_dists
-from ..index.storage import Storage
+from ..index.storage import Store, open_storage
 from ..ops.front import DEFAULT_CACHE_SECONDS, FrontOptions, nginx_config
 from ..ops.front import warnings as front_warnings
 from .base import CommandError, command, open_database
@@ -44,12 +46,12 @@ def _canonical_version(text: str) -> str:
         raise CommandError(f"invalid version {text!r}") from None
 
 
-def _storage(settings: Settings) -> Storage:
-    return Storage(settings.packages_dir, settings.tmp_dir)
+def _storage(settings: Settings) -> Store:
+    return open_storage(settings)
 
 
 def _docs(settings: Settings) -> DocsStore:
-    return DocsStore.in_data_dir(settings.data_dir)
+    return open_docs(settings.data_dir, _storage(settings))
 
 
 # -- yank / unyank ------------------------------------------------------------------------------
@@ -159,6 +161,7 @@ def _dest_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--copy", action="store_true", help="always copy files, never hard-link them"
     )
+    _storage_arg(parser)
     _quiet_arg(parser)
 
 
@@ -240,6 +243,7 @@ def restore_summary(report: CopyReport, data_dir: Path) -> list[str]:
 
 def _source_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", type=Path, help="a directory made by `teamindex backup`")
+    _storage_arg(parser)
     _quiet_arg(parser)
 
 
@@ -252,7 +256,14 @@ def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
     on the restored dir afterwards."""
     progress = _progress("restore", args)
     try:
-        report = restore(args.source, settings.data_dir, progress=progress)
+        storage = _storage(settings)
+        report = restore(
+            args.source,
+            settings.data_dir,
+            progress=progress,
+            storage=storage,
+            docs=open_docs(settings.data_dir, storage),
+        )
     except BackupError as exc:
         raise CommandError(str(exc)) from None
     finally:
@@ -276,9 +287,27 @@ def _check_args(parser: argparse.ArgumentParser) -> None:
         "--repair",
         action="store_true",
         help="move strays, stale temp files, docs debris and damaged files to "
-        "data/quarantine/<time>/",
+        "data/quarantine/<time>/ (S3 storage: remove orphan objects)",
     )
+    parser.add_argument(
+        "--grace",
+        type=parse_duration,
+        default=None,
+        help="S3 storage: orphan objects younger than this are reported, never removed "
+        "(an upload in flight has its object before its row; default 1h)",
+    )
+    _storage_arg(parser)
     _quiet_arg(parser)
+
+
+def _storage_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--storage",
+        dest="storage",
+        type=parse_storage,
+        help="where the files live: local (the data dir) or s3://bucket/prefix "
+        "(the endpoint and keys from the AWS_* or TEAMINDEX_S3_* variables)",
+    )
 
 
 @command(_check_args)
@@ -296,10 +325,14 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     the server runs. Exit status 0 only if all is well."""
     db = open_database(settings)
     progress = _progress("check", args)
+    storage = _storage(settings)
     try:
-        report = check_index(
-            db, _storage(settings), settings.data_dir, repair=args.repair, progress=progress
-        )
+        if storage.local:
+            report = check_index(
+                db, storage, settings.data_dir, repair=args.repair, progress=progress
+            )
+        else:
+            report = _check_bucket(args, settings, db, storage, progress)
     finally:
         progress.finish()
     for problem in report.problems:
@@ -313,6 +346,24 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
         + ("ok" if report.ok else f"{broken} problem(s)")
     )
     return 0 if report.ok else 1
+
+
+def _check_bucket(
+    args: argparse.Namespace, settings: Settings, db: Database, storage: Store, progress: Progress
+) -> CheckReport:
+    from ..index.docstore_s3 import S3DocsStore
+    from ..index.integrity_s3 import ORPHAN_GRACE_SECONDS, check_bucket
+    from ..index.storage.s3 import S3Storage
+
+    return check_bucket(
+        db,
+        cast(S3Storage, storage),
+        cast(S3DocsStore, open_docs(settings.data_dir, storage)),
+        settings.data_dir,
+        repair=args.repair,
+        grace_seconds=ORPHAN_GRACE_SECONDS if args.grace is None else args.grace,
+        progress=progress,
+    )
 
 
 # -- config --------------------------------------------------------------------------------------
@@ -339,6 +390,8 @@ def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
             value = ",".join(value)
         if item.name in {"upstream", "database_url"}:
             value = redact_url(value)  # its password stays out of terminals and logs
+        if item.name == "s3_secret_access_key" and value:
+            value = "****"
         print(f"{item.name} = {value}  # {settings.sources.get(item.name, 'default')}")
     return 0
 

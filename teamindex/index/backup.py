@@ -28,7 +28,8 @@ from ..models import DocsBuild, FileRecord
 from .docstore import DOCS_DIR, DocsStore, build_files
 from .progress import Progress
 from .removal import file_paths
-from .storage import Storage, fsync_dir, fsync_path, make_private
+from .storage import Storage, Store, fsync_dir, fsync_path, make_private
+from .storecopy import StoreCopyError, StoreCopyReport, copy_docs, copy_files
 
 DB_NAME = "teamindex.sqlite3"
 PART = ".part"
@@ -202,7 +203,7 @@ def _start(progress: Progress, records: list[FileRecord], builds: list[DocsBuild
 
 def backup(
     db: Database,
-    storage: Storage,
+    storage: Store,
     docs: DocsStore,
     dest: Path,
     *,
@@ -220,11 +221,14 @@ def backup(
     os.chmod(part, 0o600)
     records, builds = _contents_of(part)
     _start(progress, records, builds)
-    target = Storage(dest / "packages", dest / "tmp")
-    report = _copy_files(records, storage, target, progress, link=link, verify=False)
-    report.missing += _copy_docs(
-        builds, docs, DocsStore.in_data_dir(dest), report, progress, link=link
-    )
+    if storage.local:
+        target = Storage(dest / "packages", dest / "tmp")
+        report = _copy_files(records, storage, target, progress, link=link, verify=False)
+        report.missing += _copy_docs(
+            builds, docs, DocsStore.in_data_dir(dest), report, progress, link=link
+        )
+    else:
+        report = _from_store(records, builds, storage, docs, dest, progress)
     progress.finish()
     fsync_path(part)
     os.replace(part, dest / DB_NAME)
@@ -232,14 +236,102 @@ def backup(
     return report
 
 
-def restore(source: Path, data_dir: Path, *, progress: Progress | None = None) -> CopyReport:
+def _from_store(
+    records: list[FileRecord],
+    builds: list[DocsBuild],
+    storage: Store,
+    docs: DocsStore,
+    dest: Path,
+    progress: Progress,
+) -> CopyReport:
+    """An object store's files and docs copied into the backup directory, each file's
+    size and sha256 checked against the snapshot's rows (storecopy)."""
+    target = Storage(dest / "packages", dest / "tmp")
+    try:
+        copied = copy_files(records, storage, target, progress)
+        copy_docs(builds, docs, DocsStore.in_data_dir(dest), copied, progress)
+    except StoreCopyError as exc:
+        raise BackupError(str(exc)) from None
+    finally:
+        target.owner.release()
+        shutil.rmtree(dest / "tmp", ignore_errors=True)
+    return _report_of(copied)
+
+
+def _report_of(copied: StoreCopyReport) -> CopyReport:
+    return CopyReport(
+        files=copied.files,
+        bytes=copied.bytes,
+        copied=copied.files - len(copied.missing),
+        metadata=copied.metadata,
+        missing=copied.missing + copied.docs_problems,
+        docs=copied.docs,
+        docs_files=copied.docs_files,
+        docs_bytes=copied.docs_bytes,
+        docs_copied=copied.docs_files,
+    )
+
+
+def _into_store(
+    records: list[FileRecord],
+    builds: list[DocsBuild],
+    source: Path,
+    storage: Store,
+    docs: DocsStore,
+    progress: Progress,
+) -> CopyReport:
+    """A backup's files and docs copied into the configured object store, verified."""
+    if next(iter(storage.objects()), None) is not None:
+        raise BackupError("the storage already holds files; restore into an empty one")
+    backed_up = Storage(source / "packages", source / "tmp")
+    try:
+        copied = copy_files(records, backed_up, storage, progress)
+        copy_docs(builds, DocsStore.in_data_dir(source), docs, copied, progress)
+    except StoreCopyError as exc:
+        raise BackupError(str(exc)) from None
+    if copied.missing:
+        raise BackupError(
+            f"the backup lacks {len(copied.missing)} file(s), e.g. {copied.missing[0]}"
+        )
+    if copied.docs_problems:
+        raise BackupError(f"a docs build in the backup is incomplete: {copied.docs_problems[0]}")
+    return _report_of(copied)
+
+
+def restore(
+    source: Path,
+    data_dir: Path,
+    *,
+    progress: Progress | None = None,
+    storage: Store | None = None,
+    docs: DocsStore | None = None,
+) -> CopyReport:
     """Copy a backup into an empty data dir, verifying every file's sha256 (and each docs
-    build's file count and size) on the way."""
+    build's file count and size) on the way; the files go to `storage` and `docs` when
+    they are an object store's (the data dir keeps the database)."""
     progress = progress or Progress("restore", None)
     if not (source / DB_NAME).is_file():
         raise BackupError(f"{source} holds no {DB_NAME}; not a teamindex backup")
     if not _empty_or_absent(data_dir):
         raise BackupError(f"{data_dir} is not empty; restore into an empty data dir")
+    if storage is not None and not storage.local:
+        assert docs is not None
+        make_private(data_dir)
+        part = data_dir / (DB_NAME + PART)
+        _copy(source / DB_NAME, part)
+        os.chmod(part, 0o600)
+        records, builds = _contents_of(part)
+        _start(progress, records, builds)
+        try:
+            report = _into_store(records, builds, source, storage, docs, progress)
+        except BaseException:
+            part.unlink()
+            raise
+        progress.finish()
+        fsync_path(part)
+        os.replace(part, data_dir / DB_NAME)
+        fsync_dir(data_dir)
+        return report
     make_private(data_dir)
     part = data_dir / (DB_NAME + PART)
     _copy(source / DB_NAME, part)

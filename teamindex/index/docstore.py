@@ -21,6 +21,7 @@ import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import IO
 
 from ..clock import utc_stamp
 from ..db import Database
@@ -43,7 +44,9 @@ class Published:
 
 
 class DocsStore:
-    """The docs tree of one data dir."""
+    """The docs tree of one data dir (docstore_s3.S3DocsStore: in the object store)."""
+
+    local = True  # locate() names a file on this machine
 
     def __init__(self, root: Path, limits: DocsLimits = DEFAULT_LIMITS) -> None:
         self.root = root
@@ -52,6 +55,34 @@ class DocsStore:
     @classmethod
     def in_data_dir(cls, data_dir: Path) -> DocsStore:
         return cls(data_dir / DOCS_DIR)
+
+    def open(self, path: Path) -> IO[bytes]:
+        """The bytes of a file locate() found."""
+        return path.open("rb")
+
+    # A build's files by relative name, for verified copies between stores (storecopy).
+    def build_listing(self, build: DocsBuild) -> list[tuple[str, int]]:
+        base = self.build_dir(build.project, build.canonical_version, build.build)
+        return [(p.relative_to(base).as_posix(), p.stat().st_size) for p in build_files(base)]
+
+    def open_build_file(self, build: DocsBuild, relative: str) -> IO[bytes]:
+        base = self.build_dir(build.project, build.canonical_version, build.build)
+        return base.joinpath(*relative.split("/")).open("rb")
+
+    def put_build_file(self, build: DocsBuild, relative: str, source: Path) -> None:
+        """Place a copied file of a build (temp name, fsync, rename)."""
+        base = self.build_dir(build.project, build.canonical_version, build.build)
+        parts = relative.split("/")
+        if any(part in {"", ".", ".."} or "\\" in part for part in parts):
+            raise ValueError(f"not a plain relative path: {relative!r}")
+        target = base.joinpath(*parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        part = target.with_name(target.name + ".part")
+        shutil.copyfile(source, part)
+        with part.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(part, target)
+        fsync_dir(target.parent)
 
     def build_dir(self, project: str, canonical_version: str, build: str) -> Path:
         for part in (project, canonical_version, build):

@@ -24,7 +24,7 @@ from ..db import Database
 from .dists import DistributionError, parse_filename
 from .ingest import IngestError, Outcome, Prepared, ingest_batch, prepare
 from .progress import Progress
-from .storage import Storage
+from .storage import Store
 
 DIST_SUFFIXES = (".whl", ".tar.gz", ".zip")
 # What pypiserver directories hold besides wheels and sdists, and why each is left out.
@@ -99,7 +99,7 @@ PREPARE_THREADS = min(8, 2 * (os.cpu_count() or 1))
 
 def import_paths(
     db: Database,
-    storage: Storage,
+    storage: Store,
     paths: Iterable[Path],
     *,
     owner_id: int | None = None,
@@ -152,7 +152,7 @@ def import_paths(
 
 
 def _prepare_one(
-    storage: Storage, path: Path, *, owner_id: int | None, keep_times: bool
+    storage: Store, path: Path, *, owner_id: int | None, keep_times: bool
 ) -> Prepared | str:
     """Copy into an fsynced temp file while hashing, and validate (on a worker thread):
     the Prepared file, or why it is rejected."""
@@ -187,7 +187,7 @@ def _prepare_one(
 
 def _record_batch(
     db: Database,
-    storage: Storage,
+    storage: Store,
     batch: list[Path],
     prepared: list[Prepared | str],
     report: ImportReport,

@@ -35,7 +35,7 @@ from .dists import (
     parse_filename,
     spelling_pattern,
 )
-from .storage import METADATA_SUFFIX, Digests, Storage, fsync_dir
+from .storage import METADATA_SUFFIX, Digests, Store
 
 DIGEST_NAMES = ("md5", "sha256", "blake2_256")
 
@@ -114,7 +114,7 @@ def validate(temp: Path, digests: Digests, info: FilenameInfo, claims: Claims) -
 
 def ingest(
     db: Database,
-    storage: Storage,
+    storage: Store,
     temp: Path,
     digests: Digests,
     info: FilenameInfo,
@@ -146,7 +146,7 @@ def ingest(
 
 
 def prepare(
-    storage: Storage,
+    storage: Store,
     temp: Path,
     digests: Digests,
     info: FilenameInfo,
@@ -196,7 +196,7 @@ class Prepared:
 
 
 def ingest_batch(
-    db: Database, storage: Storage, batch: list[Prepared]
+    db: Database, storage: Store, batch: list[Prepared]
 ) -> list[Outcome | IngestError]:
     """Add prepared files in one transaction (an import's speed: issue 14), each with the
     rules ingest() applies; a refused file is that file's IngestError and leaves the others.
@@ -232,13 +232,11 @@ def ingest_batch(
                         results.append(refused)
                     published.extend(mine)
                 db.insert_files(stored)
-            touched = {storage.packages_dir} | {
-                storage.file_path(item.new.project, item.new.filename).parent
+            storage.sync_published(
+                storage.file_path(item.new.project, item.new.filename)
                 for item, outcome in zip(batch, results, strict=True)
                 if outcome in (Outcome.STORED, Outcome.RESTORED)
-            }
-            for directory in sorted(touched):
-                fsync_dir(directory)
+            )
         return results
     except BaseException:
         if published:
@@ -313,7 +311,7 @@ class _BatchFacts:
         return self._deleted_like[pattern]
 
 
-def _listed(db: Database, storage: Storage, path: Path) -> bool:
+def _listed(db: Database, storage: Store, path: Path) -> bool:
     """Whether a published path belongs to a row (another writer may have recorded it)."""
     return db.get_file(path.name.removesuffix(METADATA_SUFFIX)) is not None
 
@@ -326,7 +324,7 @@ def _unlink_leftovers(*paths: Path | None) -> None:
 
 
 def _record(
-    db: Database, storage: Storage, temp: Path, meta_temp: Path | None, new: NewFile
+    db: Database, storage: Store, temp: Path, meta_temp: Path | None, new: NewFile
 ) -> Outcome:
     published: list[Path] = []
     try:
@@ -343,7 +341,7 @@ def _record(
 
 def _record_locked(
     db: Database,
-    storage: Storage,
+    storage: Store,
     temp: Path,
     meta_temp: Path | None,
     new: NewFile,
@@ -355,7 +353,7 @@ def _record_locked(
 
 def _place(
     db: Facts,
-    storage: Storage,
+    storage: Store,
     temp: Path,
     meta_temp: Path | None,
     new: NewFile,
@@ -378,16 +376,16 @@ def _place(
             # identical bytes just received put them back; other bytes never do (the
             # sha256 is the row's). A damaged file still in place is left to check.
             outcome = Outcome.UNCHANGED
-            if not final.exists():
-                storage.publish(temp, final, sync=sync)
+            if not storage.exists(final):
+                storage.publish(temp, final, sync=sync, sha256=new.sha256)
                 outcome = Outcome.RESTORED
             if (
                 meta_temp is not None
                 and existing.metadata_sha256 is not None
                 and existing.metadata_sha256 == new.metadata_sha256
-                and not meta_final.exists()
+                and not storage.exists(meta_final)
             ):
-                storage.publish(meta_temp, meta_final, sync=sync)
+                storage.publish(meta_temp, meta_final, sync=sync, sha256=new.metadata_sha256)
                 outcome = Outcome.RESTORED
             return outcome
         raise FileExists(
@@ -407,10 +405,10 @@ def _place(
     try:
         # Listed before the rename: a rename whose fsync failed must be undone too.
         published.append(final)
-        storage.publish(temp, final, sync=sync)
+        storage.publish(temp, final, sync=sync, sha256=new.sha256)
         if meta_temp is not None:
             published.append(meta_final)
-            storage.publish(meta_temp, meta_final, sync=sync)
+            storage.publish(meta_temp, meta_final, sync=sync, sha256=new.metadata_sha256)
         insert(new)
     except BaseException as exc:
         # Still under the write lock, so no other upload is using these paths.
@@ -451,7 +449,7 @@ def _key(filename: str) -> str | None:
         return None
 
 
-def _discard(storage: Storage, paths: list[Path]) -> None:
+def _discard(storage: Store, paths: list[Path]) -> None:
     """Unlink the files of a failed ingest. The directory fsync is best effort (the disk may
     be full); should a crash undo the unlink, `teamindex check` reports the stray."""
     with contextlib.suppress(OSError):

@@ -21,10 +21,10 @@ from ..clock import utc_now
 from ..db import Database
 from ..models import FileRecord
 from .docstore import DocsStore
-from .storage import Storage
+from .storage import Store
 
 
-def file_paths(storage: Storage, record: FileRecord) -> list[Path]:
+def file_paths(storage: Store, record: FileRecord) -> list[Path]:
     """The distribution and, when recorded, its PEP 658 metadata file."""
     paths = [storage.file_path(record.project, record.filename)]
     if record.metadata_sha256 is not None:
@@ -32,7 +32,7 @@ def file_paths(storage: Storage, record: FileRecord) -> list[Path]:
     return paths
 
 
-def _remove_files(db: Database, storage: Storage, records: list[FileRecord]) -> None:
+def _remove_files(db: Database, storage: Store, records: list[FileRecord]) -> None:
     """Unlink the deleted files under the database's write lock, skipping any filename that
     has a row again: an identical re-upload may have put it back since the delete committed
     (issue 10: unlinking its fresh file left a row without a file). Uploads rename and insert
@@ -45,7 +45,7 @@ def _remove_files(db: Database, storage: Storage, records: list[FileRecord]) -> 
 
 def delete_dists(
     db: Database,
-    storage: Storage,
+    storage: Store,
     docs: DocsStore,
     project: str,
     canonical_version: str | None = None,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from flask import Flask
 
 from ..context import EXTENSION_KEY as SERVICES_KEY
-from ..index.docstore import DocsStore
+from ..index.docsbackends import open_docs
 from . import account, admin, hosting, login, origins, pages, publishers, session, throttle
 from .base import bp
 from .readme import ReadmeCache
@@ -32,7 +32,7 @@ def init_app(app: Flask) -> None:
     session.configure(app, settings.data_dir)
     app.extensions[EXTENSION_KEY] = WebState(
         readmes=ReadmeCache(external_images=settings.readme_external_images),
-        docs=DocsStore.in_data_dir(settings.data_dir),
+        docs=open_docs(settings.data_dir, app.extensions[SERVICES_KEY].storage),
     )
     app.register_blueprint(bp)
     app.register_blueprint(hosting.bp)

@@ -42,6 +42,7 @@ from ..access.httpauth import (
     require_principal_address_allowed,
 )
 from ..access.permissions import ANONYMOUS, Action, Principal
+from ..api.objectfiles import stream_response
 from ..api.upload import content_part
 from ..context import services
 from ..errors import HTTPError
@@ -227,7 +228,8 @@ def serve(cap: str, project: str, version: str, subpath: str) -> Response:
     found, _principal = authorize(Action.READ, project, principal)
     assert found is not None
     build = _build(found, version)
-    path = web_state().docs.locate(build, subpath)
+    docs = web_state().docs
+    path = docs.locate(build, subpath)
     if path is None:
         raise HTTPError(404, f"No page {subpath!r} in the documentation of {project} {version}.")
     if (
@@ -246,9 +248,21 @@ def serve(cap: str, project: str, version: str, subpath: str) -> Response:
             fresh + (f"?{request.query_string.decode()}" if request.query_string else "")
         )
     mimetype = EXTRA_TYPES.get(path.suffix) or mimetypes.guess_type(path.name)[0]
-    response = send_file(
-        path, mimetype=mimetype or "application/octet-stream", conditional=True, max_age=None
-    )
+    if docs.local:
+        response = send_file(
+            path, mimetype=mimetype or "application/octet-stream", conditional=True, max_age=None
+        )
+    else:
+        # A build never changes (a new upload is a new build): its name and the path are
+        # a strong validator.
+        etag = hashlib.sha256(f"{build.build}/{path}".encode()).hexdigest()[:32]
+        response = stream_response(
+            docs.open(path),
+            path.name,
+            mimetype=mimetype or "application/octet-stream",
+            etag=etag,
+            last_modified=None,
+        )
     response.headers.update(DOCS_HEADERS)
     return response
 

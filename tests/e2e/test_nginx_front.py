@@ -23,6 +23,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from front_support import Nginx, free_port, require_nginx, start_nginx
 from ops_support import run_cli
+from s3_support import local_disk_only
 from tools import client, run, uv
 
 from teamindex.app import create_app
@@ -31,7 +32,10 @@ from teamindex.config import Settings
 
 from .conftest import seed
 
-pytestmark = pytest.mark.e2e
+pytestmark = [
+    pytest.mark.e2e,
+    local_disk_only("nginx sends files from the data dir; S3 storage refuses --accel-redirect"),
+]
 
 WINDOW = 2  # --cache-seconds for these tests
 ACCEL = "/_protected/"

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from ops_support import run_cli
+from s3_support import local_disk_only
 from tools import client, output, run, uv
 
 from teamindex.config import Settings
@@ -123,6 +124,7 @@ def test_hatch_publish_probes_and_skips_existing(
     assert index.log.find("GET", 200, contains="/legacy/+simple/team-demo/")
 
 
+@local_disk_only("damages a file in packages/ and finds it quarantined in the data dir")
 def test_corrupted_file_is_quarantined_and_healed_by_twine(
     index: Index,
     env: dict[str, str],

@@ -1,4 +1,5 @@
-"""Package files on disk: stream to a temp file while hashing, fsync, rename. No Flask here.
+"""Package files on disk, the reference storage backend (base.Store): stream to a temp file
+while hashing, fsync, rename. No Flask here. The temp files serve the S3 backend too.
 
 Layout under the data dir:
     packages/<normalized-project>/<filename>            the distribution
@@ -17,13 +18,16 @@ import os
 import queue
 import tempfile
 import threading
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from packaging.utils import canonicalize_name
 
-from .inflight import TempOwner
+from ..inflight import TempOwner
+from .base import Store, StoredObject
 
 METADATA_SUFFIX = ".metadata"
 
@@ -231,29 +235,13 @@ def digest_file(path: Path) -> Digests:
     return Digests(size, sha256.hexdigest(), blake2.hexdigest(), md5.hexdigest())
 
 
-class Storage:
-    """The packages tree of one data dir."""
+class TempFiles:
+    """Uploads in flight: hashing temp files in tmp/, named after this process's lock."""
 
-    def __init__(self, packages_dir: Path, tmp_dir: Path) -> None:
-        self.packages_dir = packages_dir
+    def __init__(self, tmp_dir: Path) -> None:
         self.tmp_dir = tmp_dir
         # Names temp files after a lock this process holds, so `check` knows live ones.
         self.owner = TempOwner(tmp_dir)
-
-    def ensure_dirs(self) -> None:
-        self.packages_dir.mkdir(parents=True, exist_ok=True)
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
-
-    def file_path(self, project: str, filename: str) -> Path:
-        """Where a distribution lives. Refuses anything that is not a plain name."""
-        if canonicalize_name(project) != project or not _is_plain(project):
-            raise ValueError(f"not a normalized project name: {project!r}")
-        if not _is_plain(filename):
-            raise ValueError(f"not a plain filename: {filename!r}")
-        return self.packages_dir / project / filename
-
-    def metadata_path(self, project: str, filename: str) -> Path:
-        return self.file_path(project, filename + METADATA_SUFFIX)
 
     def new_temp(self) -> HashingTempFile:
         return HashingTempFile(self.tmp_dir, self.owner.prefix("upload"))
@@ -273,9 +261,32 @@ class Storage:
             raise
         return Path(name)
 
-    def publish(self, temp: Path, final: Path, *, sync: bool = True) -> None:
+
+class Storage(TempFiles, Store):
+    """The packages tree of one data dir."""
+
+    def __init__(self, packages_dir: Path, tmp_dir: Path) -> None:
+        super().__init__(tmp_dir)
+        self.packages_dir = packages_dir
+
+    def ensure_dirs(self) -> None:
+        self.packages_dir.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+
+    def file_path(self, project: str, filename: str) -> Path:
+        """Where a distribution lives. Refuses anything that is not a plain name."""
+        check_names(project, filename)
+        return self.packages_dir / project / filename
+
+    def metadata_path(self, project: str, filename: str) -> Path:
+        return self.file_path(project, filename + METADATA_SUFFIX)
+
+    def publish(
+        self, temp: Path, final: Path, *, sync: bool = True, sha256: str | None = None
+    ) -> None:
         """Atomically move a complete temp file into place and make the rename durable
-        (`sync=False`: the caller fsyncs the directory once for a batch, before its rows)."""
+        (`sync=False`: the caller fsyncs the directory once for a batch, before its rows).
+        The temp file was hashed as it was written and fsynced: the rename cannot change it."""
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(temp, final)
         if sync:
@@ -287,6 +298,25 @@ class Storage:
                 path.unlink()
         for path in paths:
             fsync_dir(path.parent)
+
+    def exists(self, path: Path) -> bool:
+        return path.exists()
+
+    def sync_published(self, paths: Iterable[Path]) -> None:
+        for directory in sorted({self.packages_dir} | {path.parent for path in paths}):
+            fsync_dir(directory)
+
+    def open_read(self, path: Path) -> IO[bytes]:
+        return path.open("rb")
+
+    def objects(self) -> Iterator[StoredObject]:
+        now = time.time()
+        for base, _dirs, names in os.walk(self.packages_dir):
+            for name in names:
+                path = Path(base) / name
+                with contextlib.suppress(FileNotFoundError):
+                    stat = path.lstat()
+                    yield StoredObject(path, stat.st_size, now - stat.st_mtime)
 
 
 # The data dir holds password hashes (the database, its WAL, backups) and the session key:
@@ -321,6 +351,15 @@ def make_private(directory: Path) -> list[Path]:
             if existed:
                 changed.append(path)
     return changed
+
+
+def check_names(project: str, filename: str) -> None:
+    """ValueError unless `project` is a normalized name and `filename` one plain component:
+    stored names are built from these two only, so no request can name another path."""
+    if canonicalize_name(project) != project or not _is_plain(project):
+        raise ValueError(f"not a normalized project name: {project!r}")
+    if not _is_plain(filename):
+        raise ValueError(f"not a plain filename: {filename!r}")
 
 
 def _is_plain(name: str) -> bool:
