@@ -174,6 +174,8 @@ DEBIAN_TOOLS: dict[str, tuple[Path, str]] = {
     "nginx": (Path("/usr/sbin/nginx"), "the front-server tests"),
     "postgresql": (Path("/usr/lib/postgresql/*/bin/initdb"), "the PostgreSQL tests"),
 }
+
+
 def _present(binary: Path) -> bool:
     """The binary exists (a * in its path matches any version directory)."""
     if "*" in str(binary):
