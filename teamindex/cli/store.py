@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import Settings
+from ..config import Settings, parse_storage
 from ..db import Database
 from ..db.engines import is_postgresql
-from ..db.transfer import TransferError, copy_database
+from ..db.transfer import TableReport, TransferError, copy_database, refuse_non_empty
+from ..index.storage import StorageError, StorageUnavailable
+from ..index.storemigrate import StoreMigrateError, migrated_files
 from .base import CommandError, command
 
 
@@ -17,13 +19,38 @@ def _migrate_store_args(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="copy from the PostgreSQL database back into a fresh SQLite file in the data dir",
     )
+    parser.add_argument(
+        "--storage",
+        dest="storage",
+        type=parse_storage,
+        default=argparse.SUPPRESS,
+        help="also copy the data dir's files and docs into this empty bucket, s3://bucket/prefix"
+        " (back into the data dir with --reverse); endpoint and keys as for serve "
+        "(AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ... or TEAMINDEX_S3_* settings)",
+    )
 
 
-def copy_files(settings: Settings, *, reverse: bool) -> None:
-    """The hook for the files: with local storage they stay where they are (the data dir
-    is the same before and after). A storage backend other than the data dir copies and
-    verifies its objects here, before the metadata moves."""
-    del settings, reverse
+def _files_then_rows(
+    source: Database, target: Database, settings: Settings, *, reverse: bool
+) -> list[TableReport]:
+    """The rows' copy, preceded (with --storage) by the verified copy of every file and
+    docs build they list: a row never lands ahead of its object. With local storage the
+    files stay where they are (the data dir is the same before and after)."""
+
+    def rows() -> list[TableReport]:
+        return copy_database(
+            source, target, progress=lambda table, rows: print(f"  {table}: {rows} rows")
+        )
+
+    if not settings.storage:
+        return rows()
+    refuse_non_empty(target)  # before any file moves
+    with migrated_files(source, settings, reverse=reverse) as copied:
+        print(
+            f"  files: {copied.files} ({copied.bytes} bytes), {copied.metadata} .metadata,"
+            f" docs: {copied.docs} builds ({copied.docs_files} files), verified"
+        )
+        return rows()
 
 
 @command(_migrate_store_args)
@@ -46,11 +73,8 @@ def cmd_migrate_store(args: argparse.Namespace, settings: Settings) -> int:
         local.migrate()
         remote.migrate()
         source, target = (remote, local) if args.reverse else (local, remote)
-        copy_files(settings, reverse=args.reverse)
-        reports = copy_database(
-            source, target, progress=lambda table, rows: print(f"  {table}: {rows} rows")
-        )
-    except TransferError as exc:
+        reports = _files_then_rows(source, target, settings, reverse=args.reverse)
+    except (TransferError, StoreMigrateError, StorageError, StorageUnavailable) as exc:
         raise CommandError(str(exc)) from None
     finally:
         local.close()

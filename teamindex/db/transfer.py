@@ -131,6 +131,12 @@ def _refuse_non_empty(target: Database) -> None:
             )
 
 
+def refuse_non_empty(target: Database) -> None:
+    """Raise TransferError when `target` holds rows (migrate-store checks this before it
+    copies any file; copy_database checks again inside its transaction)."""
+    _refuse_non_empty(target)
+
+
 def copy_database(
     source: Database, target: Database, *, progress: Callable[[str, int], None] | None = None
 ) -> list[TableReport]:
