@@ -222,8 +222,17 @@ class ServerProcess:
 
 
 def start_server(
-    data_dir: Path, log: Path, *, threads: int = 8, workers: int = 1, timeout: float = 20.0
+    data_dir: Path,
+    log: Path,
+    *,
+    threads: int = 8,
+    workers: int = 1,
+    timeout: float = 20.0,
+    extra_env: dict[str, str] | None = None,
+    new_session: bool = False,
 ) -> ServerProcess:
+    """`extra_env` adds settings (a shared database and bucket: tests/test_two_nodes.py);
+    `new_session` makes the server a process group of its own, for a kill -9 of it all."""
     handle = log.open("ab")
     start = log.stat().st_size
     process = subprocess.Popen(
@@ -239,10 +248,11 @@ def start_server(
             "--workers",
             str(workers),
         ],
-        env=cli_env(data_dir),
+        env=cli_env(data_dir) | (extra_env or {}),
         stdin=subprocess.DEVNULL,
         stdout=handle,
         stderr=handle,
+        start_new_session=new_session,
     )
     handle.close()
     deadline = time.monotonic() + timeout
