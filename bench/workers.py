@@ -54,14 +54,18 @@ def free_port() -> int:
 
 
 def start(
-    data_dir: Path, workers: int, log: Path, database_url: str = ""
+    data_dir: Path,
+    workers: int,
+    log: Path,
+    database_url: str = "",
+    env: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     with log.open("ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "teamindex", "serve", "--data-dir", str(data_dir),
              "--port", str(port), "--workers", str(workers), "--database-url", database_url],
-            stdout=out, stderr=out, stdin=subprocess.DEVNULL,
+            stdout=out, stderr=out, stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})},
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}/simple/"
     headers = auth()
