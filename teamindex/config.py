@@ -496,3 +496,8 @@ def check_combination(settings: Settings) -> None:
             "--accel-redirect needs local storage (the front server reads the data dir); "
             "with --storage s3://... downloads redirect to or stream from the bucket"
         )
+    if settings.storage and settings.max_upload_size > 5 << 30:
+        raise ValueError(
+            "--max-upload-size above 5G needs local storage (S3 copies one object in one "
+            "request of at most 5 GiB)"
+        )

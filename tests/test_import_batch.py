@@ -13,6 +13,7 @@ from test_importer import index  # noqa: F401 (the fixture)
 from uploading import stored_files, temp_files
 
 from teamindex.index import importer, ingest
+from teamindex.index.storage import local as storage_local
 
 
 def corpus(tmp_path: Path, count: int) -> Path:
@@ -43,7 +44,7 @@ def test_a_batch_that_fails_before_commit_leaves_nothing(index, tmp_path, monkey
     db, storage, data = index
     monkeypatch.setattr(importer, "BATCH_FILES", 4)
     src = corpus(tmp_path, 10)
-    real_fsync = ingest.fsync_dir
+    real_fsync = storage_local.fsync_dir
     calls = {"n": 0}
 
     def failing_second_batch(path: Path) -> None:
@@ -53,7 +54,7 @@ def test_a_batch_that_fails_before_commit_leaves_nothing(index, tmp_path, monkey
                 raise OSError(5, "I/O error")
         real_fsync(path)
 
-    monkeypatch.setattr(ingest, "fsync_dir", failing_second_batch)
+    monkeypatch.setattr(storage_local, "fsync_dir", failing_second_batch)
     with pytest.raises(OSError, match="I/O error"):
         importer.import_paths(db, storage, [src])
     listed = {
@@ -65,7 +66,7 @@ def test_a_batch_that_fails_before_commit_leaves_nothing(index, tmp_path, monkey
     on_disk = {Path(path).name for path in stored_files(data) if not path.endswith(".metadata")}
     assert len(listed) == 4 and on_disk == listed  # the first batch; nothing of the second
     assert temp_files(data) == []
-    monkeypatch.setattr(ingest, "fsync_dir", real_fsync)
+    monkeypatch.setattr(storage_local, "fsync_dir", real_fsync)
     report = importer.import_paths(db, storage, [src])
     assert (report.imported, report.identical) == (6, 4)
     assert len(stored_files(data)) == 20

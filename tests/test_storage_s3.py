@@ -28,6 +28,7 @@ from web_support import docs_zip, seed
 
 from teamindex.config import Settings, load_settings, parse_storage
 from teamindex.context import services
+from teamindex.index.storage import StorageUnavailable
 from teamindex.index.storage.s3 import SHA256_KEY, S3Storage
 
 WHEEL = "foo-1.0-py3-none-any.whl"
@@ -56,17 +57,26 @@ def project_status(client, name: str = "foo") -> int:
 def test_the_object_is_checked_before_its_row_exists(
     client, settings, s3_server, tmp_path, monkeypatch
 ):
-    seen = []
-    real_verify = S3Storage.verify
+    seen, uploads = [], []
+    real_verify, real_put = S3Storage.verify, S3Storage.put_file
 
     def verify(self, key, size, sha256):
-        seen.append((key.rsplit("/", 1)[1], services().db.get_file(WHEEL)))
+        if "/packages/" in key:
+            seen.append((key.rsplit("/", 1)[1], services().db.get_file(WHEEL)))
         return real_verify(self, key, size, sha256)
 
+    def put_file(self, source, key, sha256):
+        uploads.append(services().db.conn.in_transaction)
+        return real_put(self, source, key, sha256)
+
     monkeypatch.setattr(S3Storage, "verify", verify)
+    monkeypatch.setattr(S3Storage, "put_file", put_file)
     wheel = make_wheel(tmp_path, "foo", "1.0")
     assert upload(client, wheel).status == "200 OK"
     assert seen == [(WHEEL, None), (WHEEL + ".metadata", None)]  # no row yet at either HEAD
+    # The uploads ran outside the write transaction (staged); under it, copies in the store.
+    assert uploads == [False, False]
+    assert [k for k in keys(s3_server, settings) if not k.startswith("packages/")] == []
     head = s3_server.client().head_object(
         Bucket=BUCKET, Key=f"{settings.s3_prefix}packages/foo/{WHEEL}"
     )
@@ -86,24 +96,25 @@ def test_a_store_holding_other_bytes_fails_the_upload_and_leaves_nothing(
     assert project_status(client) == 404
 
 
-def test_a_failure_after_the_first_object_removes_it(client, settings, tmp_path, monkeypatch):
-    """The wheel's object is stored, its .metadata fails: no row, and no object either."""
-    real_put = S3Storage.put_file
+def test_a_failure_after_the_first_object_removes_it(
+    client, settings, s3_server, tmp_path, monkeypatch
+):
+    """The wheel's object is in place, its .metadata's fails: no row, and no object (final
+    or staged) either."""
+    real_place = S3Storage._place_staged
 
-    def put_file(self, source, key, sha256):
+    def place(self, staged, size, key):
         if key.endswith(".metadata"):
-            from teamindex.index.storage import StorageUnavailable
-
             raise StorageUnavailable("object store unreachable for the test")
-        return real_put(self, source, key, sha256)
+        return real_place(self, staged, size, key)
 
-    monkeypatch.setattr(S3Storage, "put_file", put_file)
+    monkeypatch.setattr(S3Storage, "_place_staged", place)
     response = upload(client, make_wheel(tmp_path, "foo", "1.0"))
-    assert (
-        response.status
-        == "503 Storage unavailable: object store unreachable for the test; retry later."
+    assert response.status == (
+        "503 Storage unavailable: object store unreachable for the test; retry later."
     )
     assert stored_files(settings.data_dir) == [] and temp_files(settings.data_dir) == []
+    assert keys(s3_server, settings) == []
     assert project_status(client) == 404
 
 

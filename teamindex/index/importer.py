@@ -178,6 +178,7 @@ def _prepare_one(
                 upload_time=upload_time,
             )
         except BaseException:
+            storage.unstage(temp.path)
             temp.path.unlink(missing_ok=True)
             raise
     except (DistributionError, IngestError) as exc:

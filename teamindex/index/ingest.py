@@ -142,7 +142,7 @@ def ingest(
             raise InsufficientStorage("Insufficient storage: the index's disk is full.") from exc
         raise
     finally:
-        _unlink_leftovers(temp, meta_temp)
+        _unlink_leftovers(temp, meta_temp, storage=storage)
 
 
 def prepare(
@@ -163,6 +163,14 @@ def prepare(
     if inspection.metadata_bytes is not None:
         metadata_sha256 = hashlib.sha256(inspection.metadata_bytes).hexdigest()
         meta_temp = storage.write_temp(inspection.metadata_bytes)
+    # Object stores: the uploads happen here, outside the write lock (base.Store.stage).
+    try:
+        storage.stage(temp, digests.sha256)
+        if meta_temp is not None and metadata_sha256 is not None:
+            storage.stage(meta_temp, metadata_sha256)
+    except BaseException:
+        _unlink_leftovers(meta_temp, storage=storage)  # the caller drops `temp`'s
+        raise
     meta = inspection.metadata
     new = NewFile(
         project=info.project,
@@ -246,7 +254,7 @@ def ingest_batch(
         raise
     finally:
         for item in batch:
-            _unlink_leftovers(item.temp, item.meta_temp)
+            _unlink_leftovers(item.temp, item.meta_temp, storage=storage)
 
 
 def _independent_groups(batch: list[Prepared]) -> list[list[Prepared]]:
@@ -316,9 +324,11 @@ def _listed(db: Database, storage: Store, path: Path) -> bool:
     return db.get_file(path.name.removesuffix(METADATA_SUFFIX)) is not None
 
 
-def _unlink_leftovers(*paths: Path | None) -> None:
+def _unlink_leftovers(*paths: Path | None, storage: Store | None = None) -> None:
     for leftover in paths:
         if leftover is not None:
+            if storage is not None:
+                storage.unstage(leftover)  # staged but not published: a duplicate, a refusal
             with contextlib.suppress(FileNotFoundError):
                 leftover.unlink()
 

@@ -28,7 +28,7 @@ from .inflight import is_stale
 from .integrity import QUARANTINE, CheckReport, Problem, _quarantine, _walk_files
 from .progress import Progress
 from .removal import file_paths
-from .storage.s3 import PACKAGES, SHA256_KEY, S3Storage, s3_errors
+from .storage.s3 import INCOMING, PACKAGES, SHA256_KEY, S3Storage, s3_errors
 
 ORPHAN_GRACE_SECONDS = 3600.0
 
@@ -59,12 +59,15 @@ def check_bucket(
     found: dict[str, tuple[int, float]] = {}
     docs_found: dict[str, list[int]] = {start: [] for start in build_prefixes}
     packages, docs_root = storage.prefix + PACKAGES, storage.prefix + DOCS
+    incoming = storage.prefix + INCOMING
     for key, size, modified in listed:
         age = (datetime.now(timezone.utc) - modified.astimezone(timezone.utc)).total_seconds()
         if key.startswith(packages):
             found[key] = (size, age)
             if key not in expected:
                 report.problems += _orphan(storage, key, age, repair, grace_seconds, "stray")
+        elif key.startswith(incoming):  # staged by an upload that died before its row
+            report.problems += _orphan(storage, key, age, repair, grace_seconds, "temp")
         elif key.startswith(docs_root):
             start = _build_prefix(key, docs_root)
             if start in docs_found:

@@ -59,6 +59,15 @@ class Store(ABC):
         """Make a complete temp file visible as `final`, verified, and consume the temp file
         (`sha256`: its digest when the caller knows it, else it is computed)."""
 
+    def stage(self, temp: Path, sha256: str) -> None:  # noqa: B027 - a hook, local: none
+        """Before the write lock: send a complete temp file where publish() can place it
+        quickly. Object stores upload it to a staging key here, so that the database's
+        write lock is held for a server-side copy, not for the upload. Local disk: nothing
+        to do (publish is a rename)."""
+
+    def unstage(self, temp: Path) -> None:  # noqa: B027 - a hook, local: none
+        """Drop what stage() sent for a temp file that is not published after all."""
+
     @abstractmethod
     def remove(self, *paths: Path) -> None:
         """Remove stored files; a missing one is no error."""

@@ -17,6 +17,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
+import threading
+import uuid
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
@@ -31,6 +33,9 @@ from .base import StorageUnavailable, Store, StoredObject
 from .local import METADATA_SUFFIX, StorageError, TempFiles, check_names, digest_file
 
 PACKAGES = "packages/"
+INCOMING = "incoming/"  # staged uploads (stage), named after their process's owner token
+# One CopyObject request copies at most 5 GiB; --max-upload-size above it is refused.
+MAX_COPY_BYTES = 5 << 30
 PART_SIZE = 16 << 20  # multipart above this, in parts of this size
 TRANSFER = TransferConfig(
     multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE, max_concurrency=4
@@ -84,6 +89,8 @@ class S3Storage(TempFiles, Store):
         self.client = client
         self.bucket = bucket
         self.prefix = prefix  # "" or "some/prefix/"
+        self._staged: dict[Path, tuple[str, str]] = {}  # temp file -> (staging key, sha256)
+        self._staged_lock = threading.Lock()
 
     @property
     def where(self) -> str:
@@ -111,12 +118,50 @@ class S3Storage(TempFiles, Store):
     def metadata_path(self, project: str, filename: str) -> Path:
         return self.file_path(project, filename + METADATA_SUFFIX)
 
+    def stage(self, temp: Path, sha256: str) -> None:
+        key = f"{self.prefix}{INCOMING}{self.owner.token}-{uuid.uuid4().hex}"
+        self.put_file(temp, key, sha256)
+        with self._staged_lock:
+            self._staged[temp] = (key, sha256)
+
+    def unstage(self, temp: Path) -> None:
+        with self._staged_lock:
+            staged = self._staged.pop(temp, None)
+        if staged is not None:
+            with contextlib.suppress(OSError):
+                self.delete_key(staged[0])
+
     def publish(
         self, temp: Path, final: Path, *, sync: bool = True, sha256: str | None = None
     ) -> None:
-        digest = sha256 or digest_file(temp).sha256
-        self.put_file(temp, self.key(final), digest)
+        """The staged object copied to its name inside the store (or, not staged, the
+        upload itself), then checked: only then may the caller commit the row."""
+        with self._staged_lock:
+            staged = self._staged.pop(temp, None)
+        if staged is None:
+            self.put_file(temp, self.key(final), sha256 or digest_file(temp).sha256)
+        else:
+            try:
+                self._place_staged(staged, temp.stat().st_size, self.key(final))
+            finally:  # placed or not, the staging object has served
+                with contextlib.suppress(OSError):
+                    self.delete_key(staged[0])
         temp.unlink()
+
+    def _place_staged(self, staged: tuple[str, str], size: int, key: str) -> None:
+        source, sha256 = staged
+        with s3_errors(f"the copy to {key!r}"):
+            self.client.copy_object(
+                Bucket=self.bucket,
+                Key=key,
+                CopySource={"Bucket": self.bucket, "Key": source},
+                MetadataDirective="COPY",
+            )
+        problem = self.verify(key, size, sha256)
+        if problem is not None:
+            with contextlib.suppress(OSError):
+                self.delete_key(key)
+            raise StorageUnavailable(f"the object store holds other bytes for {key!r}: {problem}")
 
     def put_file(self, source: Path, key: str, sha256: str) -> None:
         """Upload a local file as `key` and check what the store then holds; on a mismatch
@@ -178,9 +223,15 @@ class S3Storage(TempFiles, Store):
         """Nothing to do: a finished PUT is durable."""
 
     def open_read(self, path: Path) -> IO[bytes]:
+        """One GET: its answer gives the size and the first bytes (a HEAD first cost a
+        second round trip per download), and a missing object fails here, before any
+        header is sent."""
         key = self.key(path)
-        size = int(self.head(key)["ContentLength"])
-        return cast(IO[bytes], ObjectReader(self.client, self.bucket, key, size))
+        with s3_errors(repr(key)):
+            answer = self.client.get_object(Bucket=self.bucket, Key=key)
+        reader = ObjectReader(self.client, self.bucket, key, int(answer["ContentLength"]))
+        reader.adopt(answer["Body"])
+        return cast(IO[bytes], reader)
 
     def open_key(self, key: str, size: int) -> ObjectReader:
         return ObjectReader(self.client, self.bucket, key, size)
@@ -232,6 +283,11 @@ class ObjectReader(io.RawIOBase):
         self.size = size
         self._pos = 0
         self._body: Any = None
+
+    def adopt(self, body: Any) -> None:
+        """Use an already open body that starts at the current position."""
+        self._drop_body()
+        self._body = body
 
     def readable(self) -> bool:
         return True
