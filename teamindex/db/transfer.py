@@ -12,9 +12,10 @@ import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import Database
+if TYPE_CHECKING:
+    from . import Database
 
 # Every table, parents before children (foreign keys hold at every insert). `state` comes
 # last: the triggers of the tables before it bump its serials, so its row is written
@@ -184,7 +185,7 @@ def verify(source: Database, target: Database) -> list[TableReport]:
 
 def copy_to_sqlite(source: Database, path: Path) -> list[TableReport]:
     """Copy `source` into a new SQLite file at `path` (a PostgreSQL database's backup)."""
-    target = Database(path)
+    target = type(source)(path)  # a Database, made without importing the package here
     try:
         target.migrate()
         return copy_database(source, target)

@@ -7,7 +7,10 @@ waits too long gets Busy. Readers take no lock and never wait (MVCC). Each state
 a transaction is its own (autocommit), as on SQLite.
 
 Connections come from a pool made on first use in each process (workers fork first), one
-checked out per thread and kept, as SQLite keeps one per thread.
+checked out per thread and kept, as SQLite keeps one per thread. Parameters are bound on the
+client (psycopg's ClientCursor): the queries' `? IS NULL OR ...` filters take an untyped
+None or text, which the server cannot type as a bound parameter, and a read is then one
+simple-protocol round trip.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from psycopg import errors as pg_errors
 from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool
 
-from . import Busy, InvalidText, migration_scripts
+from .base import Busy, InvalidText, migration_scripts
 
 # The advisory lock keys (any constants; no other application shares the database).
 WRITE_LOCK = 0x7465616D  # "team": every write transaction

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import Busy, migration_scripts
+from .base import Busy, migration_scripts
 
 
 def is_busy(exc: sqlite3.Error) -> bool:
