@@ -50,7 +50,8 @@ def migrate(data_dir: Path, database_url: str, storage: str, env: dict[str, str]
     if done.returncode != 0:
         raise RuntimeError(f"migrate-store failed: {done.stdout[-2000:]}{done.stderr[-2000:]}")
     lines = done.stdout.strip().splitlines()
-    return "\n".join([line.strip() for line in lines if "files:" in line] + lines[-1:])
+    summary = [line.strip() for line in lines if "files:" in line and "verified" in line]
+    return "\n".join(summary + lines[-1:])
 
 
 def a_wheel_of_the_big_project(url: str) -> str:
