@@ -200,9 +200,10 @@ def run_cli(data_dir: Path, *args: str, timeout: float = 60.0) -> subprocess.Com
 
 
 def add_users(data_dir: Path) -> None:
-    """A new data dir with users alice and root (admin), as `teamindex adduser` makes them."""
+    """A new data dir with users alice and root (admin), as `teamindex adduser` makes them
+    (in TEAMINDEX_DATABASE_URL's database when set, as the servers cli_env() starts)."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(data_dir / "teamindex.sqlite3")
+    db = Database(os.environ.get("TEAMINDEX_DATABASE_URL") or data_dir / "teamindex.sqlite3")
     db.migrate()
     for name, admin in (("alice", False), ("root", True)):
         db.add_user(name, hash_password(PASSWORD, FAST_HASH), is_admin=admin, now=utc_now())

@@ -4,6 +4,9 @@ Busy after the timeout, two servers on one database, and migrate-store both ways
 
 from __future__ import annotations
 
+import hashlib
+import re
+import signal
 import sqlite3
 import threading
 import time
@@ -13,6 +16,7 @@ from pathlib import Path
 import pytest
 from builders import make_wheel
 from conftest import FAST_HASH, USERS, add_token, add_user, basic
+from ops_support import add_users, big_wheel, post_upload, start_server, visible_files
 from pg_support import Cluster
 from uploading import upload
 
@@ -385,3 +389,33 @@ def test_backup_of_a_postgresql_index_is_a_verified_sqlite_copy(tmp_path, pg_url
     assert [f.filename for f in copy.all_files()] == ["kept-1.0-py3-none-any.whl"]
     copy.close()
     db.close()
+
+
+def test_forked_workers_share_one_postgresql_database(tmp_path, pg_url, monkeypatch):
+    """`serve --workers 2` on PostgreSQL: the parent migrates and closes its pool before the
+    fork, each worker opens its own; an upload through one worker is listed by both."""
+    monkeypatch.setenv("TEAMINDEX_DATABASE_URL", pg_url)
+    data_dir = tmp_path / "data"
+    add_users(data_dir)
+    assert not (data_dir / "teamindex.sqlite3").exists()
+    server = start_server(data_dir, tmp_path / "server.log", threads=4, workers=2)
+    try:
+        deadline = time.monotonic() + 20
+        while server.log_text().count("worker ready") < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.log_text().count("worker ready") == 2
+        wheel = big_wheel(tmp_path, "forked", "1.0", 1 << 16)
+        assert post_upload(server.url, wheel, "alice")[0] == 200
+        served: set[str] = set()
+        for _ in range(50):  # new connections until both workers answered
+            assert visible_files(server.url) == {
+                wheel.name: hashlib.sha256(wheel.read_bytes()).hexdigest()
+            }
+            served = set(re.findall(r"teamindex\.access\[(\d+)\]", server.log_text()))
+            if len(served) >= 2:
+                break
+        assert len(served) >= 2, server.log_text()[-2000:]
+    finally:
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(30) == 0
+    assert not (data_dir / "teamindex.sqlite3").exists()  # everything went to PostgreSQL
