@@ -115,6 +115,7 @@ class SeaweedS3:
     endpoint: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    ports: tuple[int, ...] = ()
 
     def client(self) -> Any:
         import boto3
@@ -173,6 +174,10 @@ class SeaweedS3:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(STOP_SECONDS)
+        # weed puts its gRPC unix sockets in /tmp whatever TMPDIR says: ours go with it.
+        for port in self.ports:
+            for socket_file in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
+                socket_file.unlink(missing_ok=True)
 
 
 def start_seaweedfs(directory: Path) -> SeaweedS3:
@@ -209,8 +214,17 @@ def start_seaweedfs(directory: Path) -> SeaweedS3:
     ]
     log_path = directory / "weed.log"
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=directory)
-    server = SeaweedS3(f"http://127.0.0.1:{ports['s3.port']}", process, log_path)
+        process = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=directory,
+            # Its log files and unix sockets go to this run's temp dir, not /tmp.
+            env=os.environ | {"TMPDIR": str(directory)},
+        )
+    server = SeaweedS3(
+        f"http://127.0.0.1:{ports['s3.port']}", process, log_path, tuple(ports.values())
+    )
     try:
         _wait_ready(server)
     except BaseException:
