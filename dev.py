@@ -167,17 +167,26 @@ def ensure_clients() -> list[str]:
 # package -> (the binary that proves it is there, the tests that need it). Debian's chromium
 # drives tests/browser through Playwright (`playwright install` downloads a browser build,
 # which cannot work here); Debian's nginx runs the config `teamindex nginx-config` prints in
-# front of teamindex (tests/e2e/test_nginx_front.py), from a temp dir.
+# front of teamindex (tests/e2e/test_nginx_front.py), from a temp dir. Debian's postgresql
+# gives tests/pg_support.py the binaries of a throwaway cluster (issue 16).
 DEBIAN_TOOLS: dict[str, tuple[Path, str]] = {
     "chromium": (Path("/usr/bin/chromium"), "the browser tests"),
     "nginx": (Path("/usr/sbin/nginx"), "the front-server tests"),
+    "postgresql": (Path("/usr/lib/postgresql/*/bin/initdb"), "the PostgreSQL tests"),
 }
+
+
+def _present(binary: Path) -> bool:
+    """The binary exists (a * in its path matches any version directory)."""
+    if "*" in str(binary):
+        return any(Path("/").glob(str(binary).lstrip("/")))
+    return binary.exists()
 
 
 def ensure_debian_tools() -> list[str]:
     """Install the missing DEBIAN_TOOLS with apt (one update, one install) when we are
     root; return the packages still missing."""
-    missing = [name for name, (binary, _tests) in DEBIAN_TOOLS.items() if not binary.exists()]
+    missing = [name for name, (binary, _tests) in DEBIAN_TOOLS.items() if not _present(binary)]
     if missing and os.geteuid() == 0 and shutil.which("apt-get") is not None:
         say(f"installing {' '.join(missing)} for the tests: apt-get install -y {' '.join(missing)}")
         os.environ.setdefault("DEBIAN_FRONTEND", "noninteractive")
@@ -188,7 +197,7 @@ def ensure_debian_tools() -> list[str]:
             )
         except SetupError as exc:
             say(f"could not install {' '.join(missing)}: {exc}")
-    return [name for name in missing if not DEBIAN_TOOLS[name][0].exists()]
+    return [name for name in missing if not _present(DEBIAN_TOOLS[name][0])]
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -239,8 +248,9 @@ def cmd_test(args: Sequence[str]) -> int:
 
 
 # The whole suite runs on the defaults (SQLite + the data dir); then the route, access and
-# end-to-end suites run again with their files in S3 (SeaweedFS, started by the tests).
-SECOND_PASS_ENV = {"TEAMINDEX_TEST_STORAGE": "s3"}
+# end-to-end suites run again on PostgreSQL (a throwaway cluster, tests/pg_support.py) with
+# their files in S3 (SeaweedFS, tests/s3_support.py), both started by the tests (issue 16).
+SECOND_PASS_ENV = {"TEAMINDEX_TEST_DATABASE": "postgresql", "TEAMINDEX_TEST_STORAGE": "s3"}
 SECOND_PASS_TESTS = (
     "tests/test_access_matrix.py",
     "tests/test_access.py",
@@ -248,13 +258,15 @@ SECOND_PASS_TESTS = (
     "tests/test_simple_routes.py",
     "tests/test_upload_routes.py",
     "tests/test_upstream_routes.py",
+    "tests/test_hotpath.py",
     "tests/test_hotfiles.py",
+    "tests/test_throttle.py",
     "tests/e2e",
 )
 
 
 def second_pass(args: Sequence[str]) -> subprocess.CompletedProcess[bytes]:
-    """After a whole-suite run: the storage-sensitive suites again on S3."""
+    """After a whole-suite run: the route, access and e2e suites again on PostgreSQL + S3."""
     flags = " ".join(f"{k}={v}" for k, v in SECOND_PASS_ENV.items())
     say(f"{flags} pytest {' '.join([*args, *SECOND_PASS_TESTS])}")
     return subprocess.run(

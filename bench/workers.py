@@ -1,11 +1,15 @@
 """`/simple/` and the 300-file project page at 1 and N `serve --workers`, in one run.
 
-    python bench/workers.py [--workers N] [--rounds 3] [--duration 10]
+    python bench/workers.py [--workers N] [--rounds 3] [--duration 10] [--postgresql]
 
 Uses bench/run.py's corpus (1,012 projects, 6,311 files; cached in bench/.cache), one
 data dir imported once, and the same wrk load (-t2 -c16, Basic auth on every request). The
 machine is shared, so the 1- and N-worker servers take turns, round after round, and the
 table gives each one's median and the load average around the run.
+
+--postgresql compares SQLite with PostgreSQL instead, both at N workers: the data dir's
+database is copied by `teamindex migrate-store` into a throwaway cluster (tests/pg_support.py:
+Debian's binaries, fsync off, which does not matter to reads) on loopback TCP.
 """
 
 from __future__ import annotations
@@ -49,13 +53,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start(data_dir: Path, workers: int, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start(
+    data_dir: Path,
+    workers: int,
+    log: Path,
+    database_url: str = "",
+    env: dict[str, str] | None = None,
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     with log.open("ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "teamindex", "serve", "--data-dir", str(data_dir),
-             "--port", str(port), "--workers", str(workers)],
-            stdout=out, stderr=out, stdin=subprocess.DEVNULL,
+             "--port", str(port), "--workers", str(workers), "--database-url", database_url],
+            stdout=out, stderr=out, stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})},
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}/simple/"
     headers = auth()
@@ -94,32 +104,49 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--postgresql", action="store_true", help="SQLite vs PostgreSQL at N workers"
+    )
     args = parser.parse_args()
     spec = corpus.CorpusSpec()
     main_corpus = corpus.generate(
         corpus.main_corpus_dists(spec), CACHE_DIR / "corpus" / f"main-{spec.key()}"
     )
     cfg = load.LoadConfig(2, args.connections, args.duration)
-    rates: dict[tuple[str, int], list[float]] = {}
+    rates: dict[tuple[str, str], list[float]] = {}
+    cluster = None
     with tempfile.TemporaryDirectory(prefix="teamindex-bench-workers-") as tmp:
         data_dir, log = Path(tmp) / "data", Path(tmp) / "server.log"
         data_dir.mkdir()
         teamindex("adduser", USER, "--password-stdin", data_dir=data_dir, stdin=PASSWORD + "\n")
         peers.link_tree(main_corpus.paths, Path(tmp) / "src")
         teamindex("import", "--quiet", Path(tmp) / "src", data_dir=data_dir)
+        # (label, workers, database URL) of the two servers that take turns
+        setups = [("1 worker", 1, ""), (f"{args.workers} workers", args.workers, "")]
+        if args.postgresql:
+            sys.path.insert(0, str(BENCH_DIR.parent / "tests"))
+            import pg_support
+
+            cluster = pg_support.start_cluster()
+            url_pg = cluster.empty_database()
+            teamindex("migrate-store", "--database-url", url_pg, data_dir=data_dir)
+            setups = [
+                (f"SQLite, {args.workers} workers", args.workers, ""),
+                (f"PostgreSQL, {args.workers} workers", args.workers, url_pg),
+            ]
         before = os.getloadavg()
         for round_ in range(args.rounds):
-            for workers in (1, args.workers) if round_ % 2 == 0 else (args.workers, 1):
-                process, url = start(data_dir, workers, log)
+            for label, workers, database_url in setups if round_ % 2 == 0 else setups[::-1]:
+                process, url = start(data_dir, workers, log, database_url)
                 try:
                     for name, target in (
                         ("/simple/", url),
                         ("project page", f"{url}{corpus.BIG_PROJECT}/"),
                     ):
                         result = load.run_load(target, auth(), cfg)
-                        rates.setdefault((name, workers), []).append(result.rps)
+                        rates.setdefault((name, label), []).append(result.rps)
                         print(
-                            f"round {round_ + 1}, {workers} worker(s), {name}: "
+                            f"round {round_ + 1}, {label}, {name}: "
                             f"{result.rps:,.0f} req/s, p99 {result.p99_ms:.1f} ms, "
                             f"{result.errors} errors",
                             flush=True,
@@ -127,11 +154,14 @@ def main() -> int:
                 finally:
                     stop(process)
         after = os.getloadavg()
-    print(f"\n| endpoint | 1 worker, req/s | {args.workers} workers, req/s | ratio |")
+        if cluster is not None:
+            cluster.stop()
+    (first, _w, _u), (second, _w2, _u2) = setups
+    print(f"\n| endpoint | {first}, req/s | {second}, req/s | ratio |")
     print("| --- | --- | --- | --- |")
     for name in ("/simple/", "project page"):
-        one = statistics.median(rates[(name, 1)])
-        many = statistics.median(rates[(name, args.workers)])
+        one = statistics.median(rates[(name, first)])
+        many = statistics.median(rates[(name, second)])
         print(f"| {name} | {one:,.0f} | {many:,.0f} | {many / one:.2f}x |")
     print(
         f"\nmedians of {args.rounds} alternating rounds, wrk -t2 -c{args.connections} "

@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     _sweep_crash_debris(storage)
     # Requests wait a few seconds for another writer, then answer 503; start-up waits as
     # long as a CLI command would.
-    db = Database(settings.db_path, busy_timeout_ms=REQUEST_BUSY_TIMEOUT_MS)
+    db = Database(settings.database, busy_timeout_ms=REQUEST_BUSY_TIMEOUT_MS)
     with db.waiting(BUSY_TIMEOUT_MS):
         db.migrate()
         db.prune_audit(
@@ -166,7 +166,7 @@ def prepare(settings: Settings) -> int:
     storage = open_storage(settings)
     storage.ensure_dirs()
     _sweep_crash_debris(storage)
-    db = Database(settings.db_path)
+    db = Database(settings.database)
     try:
         with db.waiting(BUSY_TIMEOUT_MS):
             db.migrate()

@@ -148,6 +148,21 @@ def _parse_upstream(value: str) -> str:
     return text if text.endswith("/") else text + "/"
 
 
+def _parse_database_url(value: str) -> str:
+    """Empty (SQLite in the data dir), sqlite:///PATH, or postgresql://... (psycopg 3)."""
+    text = value.strip()
+    if not text:
+        return ""
+    scheme = urlsplit(text).scheme
+    if scheme == "sqlite":
+        if not text.startswith("sqlite:///") or len(text) == len("sqlite:///"):
+            raise ValueError(f"not sqlite:///PATH: {text!r}")
+        return text
+    if scheme in {"postgresql", "postgres"}:
+        return text
+    raise ValueError(f"not a sqlite:/// or postgresql:// URL: {redact_url(text)!r}")
+
+
 def redact_url(url: str) -> str:
     """The URL with any password replaced by ****, for logs and `teamindex config`."""
     parts = urlsplit(url)
@@ -200,6 +215,8 @@ class Settings:
     audit_downloads: bool = False
     # The upstream proxy (issue 13); no upstream: the index is exactly what was uploaded.
     upstream: str = field(default="", repr=False)  # may carry user:password: never logged
+    # Metadata elsewhere than data_dir/teamindex.sqlite3 (issue 16): may carry a password.
+    database_url: str = field(default="", repr=False)
     upstream_ttl: int = 600
     upstream_stale_for: int = 7 * 86400
     upstream_min_age: int = 3 * 86400
@@ -255,6 +272,13 @@ class Settings:
     @property
     def db_path(self) -> Path:
         return self.data_dir / "teamindex.sqlite3"
+
+    @property
+    def database(self) -> Path | str:
+        """What Database() opens: the SQLite file (a Path) or a postgresql:// URL."""
+        if self.database_url.startswith("sqlite:///"):
+            return Path(self.database_url.removeprefix("sqlite:///"))  # ////: absolute
+        return self.database_url or self.db_path
 
     @property
     def packages_dir(self) -> Path:
@@ -348,6 +372,12 @@ OPTIONS: tuple[Option, ...] = (
         _parse_upstream,
         "a PEP 503/691 simple index to proxy for names that are not private (e.g. PyPI's "
         "simple index URL); credentials as user:password@ in the URL; none: no proxy",
+    ),
+    Option(
+        "database_url",
+        _parse_database_url,
+        "where the metadata lives: empty for SQLite in the data dir (or sqlite:///PATH), or "
+        "postgresql://user:password@host/db (psycopg 3; extra `teamindex[postgresql]`)",
     ),
     Option("upstream_ttl", parse_duration, "how long an upstream page is used unrevalidated"),
     Option(

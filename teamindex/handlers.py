@@ -3,10 +3,10 @@ HTTP answer here (errors.py keeps the error type and the response shape, below e
 
 from __future__ import annotations
 
-from flask import Flask, Response
+from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from .db import Busy
+from .db import Busy, InvalidText
 from .errors import HTTPError, plain_error
 from .index.storage import HashingStalled, StorageUnavailable
 
@@ -46,6 +46,14 @@ def register_error_handlers(app: Flask) -> None:
         )
         response.headers["Retry-After"] = str(BUSY_RETRY_SECONDS)
         return response
+
+    @app.errorhandler(InvalidText)
+    def _invalid_text(error: InvalidText) -> Response:
+        # PostgreSQL stores no NUL character: nothing named with one exists (a read finds
+        # nothing, as on SQLite), and nothing with one is written.
+        if request.method in {"GET", "HEAD"}:
+            return plain_error(404, "Not found: no name here holds a NUL character.")
+        return plain_error(400, "Text with a NUL character is not accepted here.")
 
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(error: RequestEntityTooLarge) -> Response:

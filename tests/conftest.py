@@ -13,6 +13,7 @@ import pytest
 import waitress
 from flask import Flask
 from flask.testing import FlaskClient
+from pg_support import pg_cluster, wanted  # noqa: F401 - pg_cluster: a fixture for all tests
 from s3_support import SeaweedS3, register_store, start_seaweedfs, test_storage_is_s3
 
 from teamindex.access.auth import hash_password, new_token_secret, token_digest
@@ -53,6 +54,14 @@ def add_token(app: Flask, user: str, **fields: object) -> tuple[int, str]:
     return token_id, secret
 
 
+def database_for_test(request: pytest.FixtureRequest) -> str:
+    """A fresh PostgreSQL database's URL with TEAMINDEX_TEST_DATABASE=postgresql, else ""
+    (SQLite in the data dir)."""
+    if not wanted():
+        return ""
+    return request.getfixturevalue("pg_cluster").fresh_database()
+
+
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
     """One SeaweedFS S3 endpoint for the whole session (s3_support)."""
@@ -62,8 +71,16 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
-    base = Settings(data_dir=tmp_path / "data", password_hash=FAST_HASH, threads=4)
+def settings(
+    tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    database_url = database_for_test(request)
+    if database_url:
+        # CLI commands the test runs (in-process or as subprocesses) find the same database.
+        monkeypatch.setenv("TEAMINDEX_DATABASE_URL", database_url)
+    base = Settings(
+        data_dir=tmp_path / "data", password_hash=FAST_HASH, threads=4, database_url=database_url
+    )
     if not test_storage_is_s3():
         return base
     # Stream: the Flask test client reads the bytes (e2e's real clients follow redirects).
@@ -88,13 +105,16 @@ def client(app: Flask) -> FlaskClient:
 
 
 @pytest.fixture
-def make_app(settings: Settings) -> Iterator[Callable[..., Flask]]:
+def make_app(settings: Settings, request: pytest.FixtureRequest) -> Iterator[Callable[..., Flask]]:
     """Apps with non-default settings (same users as the `app` fixture), in their own
-    data dir: `make_app(anonymous_read=True)`."""
+    data dir (and database): `make_app(anonymous_read=True)`."""
     made: list[Flask] = []
+    own = {"database_url": database_for_test(request)} if settings.database_url else {}
+    if own:  # CLI commands of the test act on this app's data dir, so on its database
+        request.getfixturevalue("monkeypatch").setenv("TEAMINDEX_DATABASE_URL", own["database_url"])
 
     def factory(**changes: object) -> Flask:
-        custom = replace(settings, data_dir=settings.data_dir.parent / "custom", **changes)
+        custom = replace(settings, data_dir=settings.data_dir.parent / "custom", **(own | changes))
         if custom.storage:  # its own data dir: its own prefix too
             custom = register_store(replace(custom, storage=settings.storage + "custom/"))
         app = create_app(custom)

@@ -177,7 +177,13 @@ def big_wheel(
 
 
 def cli_env(data_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TEAMINDEX_")}
+    # TEAMINDEX_DATABASE_URL stays: on PostgreSQL (the settings fixture sets it) it is the
+    # database that goes with the test's data dir.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("TEAMINDEX_") or k == "TEAMINDEX_DATABASE_URL"
+    }
     env.update(TEAMINDEX_DATA_DIR=str(data_dir), TEAMINDEX_PASSWORD_HASH=FAST_HASH)
     return env
 
@@ -194,9 +200,10 @@ def run_cli(data_dir: Path, *args: str, timeout: float = 60.0) -> subprocess.Com
 
 
 def add_users(data_dir: Path) -> None:
-    """A new data dir with users alice and root (admin), as `teamindex adduser` makes them."""
+    """A new data dir with users alice and root (admin), as `teamindex adduser` makes them
+    (in TEAMINDEX_DATABASE_URL's database when set, as the servers cli_env() starts)."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(data_dir / "teamindex.sqlite3")
+    db = Database(os.environ.get("TEAMINDEX_DATABASE_URL") or data_dir / "teamindex.sqlite3")
     db.migrate()
     for name, admin in (("alice", False), ("root", True)):
         db.add_user(name, hash_password(PASSWORD, FAST_HASH), is_admin=admin, now=utc_now())
@@ -216,8 +223,17 @@ class ServerProcess:
 
 
 def start_server(
-    data_dir: Path, log: Path, *, threads: int = 8, workers: int = 1, timeout: float = 20.0
+    data_dir: Path,
+    log: Path,
+    *,
+    threads: int = 8,
+    workers: int = 1,
+    timeout: float = 20.0,
+    extra_env: dict[str, str] | None = None,
+    new_session: bool = False,
 ) -> ServerProcess:
+    """`extra_env` adds settings (a shared database and bucket: tests/test_two_nodes.py);
+    `new_session` makes the server a process group of its own, for a kill -9 of it all."""
     handle = log.open("ab")
     start = log.stat().st_size
     process = subprocess.Popen(
@@ -233,10 +249,11 @@ def start_server(
             "--workers",
             str(workers),
         ],
-        env=cli_env(data_dir),
+        env=cli_env(data_dir) | (extra_env or {}),
         stdin=subprocess.DEVNULL,
         stdout=handle,
         stderr=handle,
+        start_new_session=new_session,
     )
     handle.close()
     deadline = time.monotonic() + timeout

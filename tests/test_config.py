@@ -188,3 +188,37 @@ def test_new_projects_policy_parses(text, expected):
 def test_new_projects_policy_refuses_nonsense(text):
     with pytest.raises(ValueError, match="TEAMINDEX_NEW_PROJECTS"):
         load_settings({}, environ={"TEAMINDEX_NEW_PROJECTS": text})
+
+
+@pytest.mark.parametrize(
+    ("url", "database"),
+    [
+        ("", Path("/srv/ti/teamindex.sqlite3")),
+        ("sqlite:///elsewhere/ti.sqlite3", Path("elsewhere/ti.sqlite3")),
+        ("sqlite:////var/lib/ti.sqlite3", Path("/var/lib/ti.sqlite3")),
+        ("postgresql://ti:secret@db.internal/ti", "postgresql://ti:secret@db.internal/ti"),
+        ("postgres:///ti?host=/run/postgresql", "postgres:///ti?host=/run/postgresql"),
+    ],
+)
+def test_database_url_picks_the_engine(url, database):
+    settings = load_settings({}, {"TEAMINDEX_DATA_DIR": "/srv/ti", "TEAMINDEX_DATABASE_URL": url})
+    assert settings.database == database
+
+
+@pytest.mark.parametrize(
+    "url", ["mysql://ti:secret@db/ti", "sqlite://", "sqlite:///", "ti.sqlite3", "http://x/"]
+)
+def test_database_url_refuses_other_schemes_without_showing_the_password(url):
+    with pytest.raises(ValueError, match="TEAMINDEX_DATABASE_URL") as caught:
+        load_settings({}, {"TEAMINDEX_DATABASE_URL": url})
+    assert "secret" not in str(caught.value)
+
+
+def test_config_shows_the_database_password_as_stars(capsys, monkeypatch):
+    from teamindex.cli import main
+
+    monkeypatch.setenv("TEAMINDEX_DATABASE_URL", "postgresql://ti:secret@db.internal/ti")
+    assert main(["config"]) == 0
+    out = capsys.readouterr().out
+    assert "database_url = postgresql://ti:****@db.internal/ti  # env TEAMINDEX_DATABASE_URL" in out
+    assert "ti:secret@" not in out

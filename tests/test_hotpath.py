@@ -21,6 +21,7 @@ from werkzeug.test import EnvironBuilder, run_wsgi_app
 from teamindex.access.auth import hash_password
 from teamindex.api.hotpath import HotReads
 from teamindex.clock import utc_now
+from teamindex.db import Database
 from teamindex.ops.metrics import collectors
 
 JSON = "application/vnd.pypi.simple.v1+json"
@@ -166,12 +167,15 @@ def test_token_limited_to_projects_sees_only_those(published, client):
 
 def change_password_elsewhere(app: Flask, user: str) -> None:
     """What `teamindex passwd` in another process does: its own connection, its own commit."""
-    db_path = app.extensions["teamindex"].settings.db_path
-    with sqlite3.connect(db_path) as conn:
-        conn.execute(
-            "UPDATE users SET password_hash = ? WHERE name = ?",
-            (hash_password("a-new-password", "pbkdf2:sha256:1000"), user),
-        )
+    elsewhere = Database(app.extensions["teamindex"].settings.database)
+    try:
+        with elsewhere.transaction() as conn:
+            conn.execute(
+                "UPDATE users SET password_hash = ? WHERE name = ?",
+                (hash_password("a-new-password", "pbkdf2:sha256:1000"), user),
+            )
+    finally:
+        elsewhere.close()
 
 
 def test_auth_changes_take_effect_on_the_next_request(published, client):

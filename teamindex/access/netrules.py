@@ -6,7 +6,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 import math
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -15,7 +14,7 @@ from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from ..clock import utc_stamp
-from ..db.core import Busy
+from ..db.core import Busy, DatabaseError
 from ..models import ThrottleEntry, ThrottleState
 
 log = logging.getLogger("teamindex")
@@ -184,7 +183,7 @@ class Throttle:
                 window=policy.window,
                 cooldown=policy.cooldown,
             )
-        except (sqlite3.Error, OSError, Busy) as exc:
+        except (*DatabaseError, OSError, Busy) as exc:
             log.warning("throttle: a failed login from %s was not counted: %s", ip, exc)
             return []
         self._prune(now)
@@ -203,7 +202,7 @@ class Throttle:
             self._written[(user, ip)] = now
         try:
             self.store.add_known_address(user, address_key(ip), now)
-        except (sqlite3.Error, OSError, Busy) as exc:
+        except (*DatabaseError, OSError, Busy) as exc:
             log.warning("throttle: a login of %s from %s was not recorded: %s", user, ip, exc)
             return
         self._prune(now)
@@ -218,7 +217,7 @@ class Throttle:
             self.store.prune_throttle(
                 now=now, window=self.policy.window, known_for=self.policy.known_for
             )
-        except (sqlite3.Error, OSError, Busy) as exc:
+        except (*DatabaseError, OSError, Busy) as exc:
             log.warning("throttle: pruning skipped: %s", exc)
 
 

@@ -64,7 +64,7 @@ def _name_arg(parser: argparse.ArgumentParser) -> None:
 
 def _serve_args(parser: argparse.ArgumentParser) -> None:
     for option in OPTIONS:
-        if option.name == "data_dir":
+        if option.name in {"data_dir", "database_url"}:  # add_data_dir() adds them
             continue
         parser.add_argument(option.flag, dest=option.name, type=option.parse, help=option.help)
 
@@ -271,6 +271,9 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if report.rejected else 0
 
 
+OPTIONS_BY_NAME = {option.name: option for option in OPTIONS}
+
+
 def add_data_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir",
@@ -279,6 +282,13 @@ def add_data_dir(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=argparse.SUPPRESS,
         help="data directory (env TEAMINDEX_DATA_DIR, default ./data)",
+    )
+    parser.add_argument(
+        "--database-url",
+        dest="database_url",
+        type=OPTIONS_BY_NAME["database_url"].parse,
+        default=argparse.SUPPRESS,
+        help="metadata database (env TEAMINDEX_DATABASE_URL; default: SQLite in the data dir)",
     )
 
 
@@ -296,6 +306,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
             docs,  # noqa: F401 - upload-docs
             ops,  # noqa: F401 - yank, unyank, delete, backup, restore, check, config
             publisher,  # noqa: F401 - trusted publishers
+            store,  # noqa: F401 - migrate-store
             throttle,  # noqa: F401 - throttle list, throttle clear
             upstream,  # noqa: F401 - protect, cache
         )

@@ -39,7 +39,7 @@ def open_database(settings: Settings) -> Database:
             f"data dir {settings.data_dir} does not exist "
             "(create it, or start `teamindex serve` once)"
         )
-    db = Database(settings.db_path)
+    db = Database(settings.database)
     db.migrate()
     return db
 

@@ -268,7 +268,7 @@ def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
         raise CommandError(str(exc)) from None
     finally:
         progress.finish()
-    Database(settings.db_path).migrate()
+    Database(settings.database).migrate()
     print("\n".join(restore_summary(report, settings.data_dir)))
     if report.docs_absent:
         print(
@@ -371,7 +371,7 @@ def _check_bucket(
 
 def _config_args(parser: argparse.ArgumentParser) -> None:
     for option in OPTIONS:
-        if option.name != "data_dir":
+        if option.name not in {"data_dir", "database_url"}:  # every command has those
             parser.add_argument(option.flag, dest=option.name, type=option.parse, help=option.help)
 
 
@@ -388,7 +388,7 @@ def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
         value = getattr(settings, item.name)
         if isinstance(value, tuple):
             value = ",".join(value)
-        if item.name == "upstream":
+        if item.name in {"upstream", "database_url"}:
             value = redact_url(value)  # its password stays out of terminals and logs
         if item.name == "s3_secret_access_key" and value:
             value = "****"
@@ -401,7 +401,7 @@ def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
 
 def _nginx_config_args(parser: argparse.ArgumentParser) -> None:
     for option in OPTIONS:  # the serve settings the config must match (port, accel, limits)
-        if option.name != "data_dir":
+        if option.name not in {"data_dir", "database_url"}:  # every command has those
             parser.add_argument(option.flag, dest=option.name, type=option.parse, help=option.help)
     parser.add_argument("--listen", default="", help="ADDR:PORT nginx listens on (80, or 443)")
     parser.add_argument("--server-name", default="_", help="server_name (default: any)")

@@ -7,7 +7,16 @@ Every query of the application is a method of Database; sqlite3.Row never leaves
 from __future__ import annotations
 
 from .access import AccessQueries
-from .core import BUSY_TIMEOUT_MS, REQUEST_BUSY_TIMEOUT_MS, Busy, Conflict, Connections
+from .core import (
+    BUSY_TIMEOUT_MS,
+    REQUEST_BUSY_TIMEOUT_MS,
+    Busy,
+    Conflict,
+    Connections,
+    DatabaseError,
+    IntegrityError,
+    InvalidText,
+)
 from .index import IndexQueries
 from .oidc import OidcQueries
 from .operations import OperationQueries
@@ -23,6 +32,9 @@ __all__ = [
     "Conflict",
     "Connections",
     "Database",
+    "DatabaseError",
+    "IntegrityError",
+    "InvalidText",
 ]
 
 
@@ -36,4 +48,5 @@ class Database(
     UpstreamQueries,
     OidcQueries,
 ):
-    """Access to one SQLite file; every query of the application is a method here."""
+    """Access to one database (SQLite or PostgreSQL); every query of the application is a
+    method here."""

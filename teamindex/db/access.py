@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 
 from ..models import (
     AllowEntry,
@@ -11,7 +10,7 @@ from ..models import (
     Project,
     Token,
 )
-from .core import Conflict, Connections
+from .core import Conflict, Connections, IntegrityError
 from .rows import (
     SELECT_API_KEYS,
     bump_serial,
@@ -30,7 +29,7 @@ class AccessQueries(Connections):
                     " VALUES (?, ?, ?, ?, ?)",
                     (name, display_name, now, serial, visibility),
                 )
-        except sqlite3.IntegrityError as exc:
+        except IntegrityError as exc:
             raise Conflict(f"project {name!r} already exists") from exc
         project = self.get_project(name)
         assert project is not None
@@ -73,7 +72,8 @@ class AccessQueries(Connections):
     def project_counts(self, project_id: int) -> tuple[int, int, int]:
         """(releases, files, bytes) of a project."""
         row = self.conn.execute(
-            "SELECT count(DISTINCT r.id), count(f.id), ifnull(sum(f.size), 0) FROM releases r"
+            "SELECT count(DISTINCT r.id), count(f.id), CAST(coalesce(sum(f.size), 0) AS BIGINT)"
+            " FROM releases r"
             " LEFT JOIN files f ON f.release_id = r.id WHERE r.project_id = ?",
             (project_id,),
         ).fetchone()
@@ -94,7 +94,7 @@ class AccessQueries(Connections):
         with self.transaction() as conn:
             cursor = conn.execute(
                 "INSERT INTO tokens (user_id, digest, scope, projects, allow_ips, note, created,"
-                " expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
                     user_id,
                     digest,
@@ -106,7 +106,8 @@ class AccessQueries(Connections):
                     expires,
                 ),
             )
-        return int(cursor.lastrowid or 0)
+            token_id = int(cursor.fetchone()[0])
+        return token_id
 
     def token_by_digest(self, digest: str) -> Token | None:
         row = self.conn.execute(SELECT_API_KEYS + " WHERE t.digest = ?", (digest,)).fetchone()
@@ -151,13 +152,13 @@ class AccessQueries(Connections):
                     "INSERT INTO allowlist (user_id, cidr, note, created) VALUES (?, ?, ?, ?)",
                     (user_id, cidr, note, now),
                 )
-        except sqlite3.IntegrityError as exc:
+        except IntegrityError as exc:
             raise Conflict(f"{cidr} is already on that allowlist") from exc
 
     def remove_allow(self, cidr: str, user_id: int | None) -> bool:
         with self.transaction() as conn:
             cursor = conn.execute(
-                "DELETE FROM allowlist WHERE cidr = ? AND ifnull(user_id, 0) = ifnull(?, 0)",
+                "DELETE FROM allowlist WHERE cidr = ? AND coalesce(user_id, 0) = coalesce(?, 0)",
                 (cidr, user_id),
             )
         return cursor.rowcount == 1
@@ -165,7 +166,7 @@ class AccessQueries(Connections):
     def allowlist(self, user_id: int | None) -> list[str]:
         """CIDRs of the global list (user_id None) or of one user's list."""
         rows = self.conn.execute(
-            "SELECT cidr FROM allowlist WHERE ifnull(user_id, 0) = ifnull(?, 0)", (user_id,)
+            "SELECT cidr FROM allowlist WHERE coalesce(user_id, 0) = coalesce(?, 0)", (user_id,)
         ).fetchall()
         return [row[0] for row in rows]
 
@@ -183,8 +184,8 @@ class AccessQueries(Connections):
         """Write audit rows in one transaction (download records come in batches)."""
         with self.transaction() as conn:
             conn.executemany(
-                "INSERT INTO audit (time, ip, user, token_id, action, project, filename, outcome,"
-                " detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                'INSERT INTO audit (time, ip, "user", token_id, action, project, filename,'
+                " outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         event.time,
@@ -216,8 +217,8 @@ class AccessQueries(Connections):
         the latest `limit` newest first (the web view and the CLI, which page on ids)."""
         filters = (since, user, user, project, project, action, action, before, before)
         rows = self.conn.execute(
-            "SELECT time, ip, user, token_id, action, project, filename, outcome, detail, id"
-            " FROM audit WHERE time >= ? AND (? IS NULL OR user = ?)"
+            'SELECT time, ip, "user", token_id, action, project, filename, outcome, detail, id'
+            ' FROM audit WHERE time >= ? AND (? IS NULL OR "user" = ?)'
             " AND (? IS NULL OR project = ?) AND (? IS NULL OR action = ?)"
             " AND (? IS NULL OR id < ?)"
             " ORDER BY CASE WHEN ? THEN -id ELSE id END LIMIT ?",  # ids grow with time
@@ -236,7 +237,8 @@ class AccessQueries(Connections):
         with self.transaction() as conn:
             conn.executemany(
                 "INSERT INTO download_counts (day, filename, project, count) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (day, filename) DO UPDATE SET count = count + excluded.count",
+                " ON CONFLICT (day, filename) DO UPDATE"
+                " SET count = download_counts.count + excluded.count",
                 [(day, filename, project, n) for (project, filename), n in counts.items()],
             )
 

@@ -1,20 +1,30 @@
 """Connections, transactions and migrations: the base every query mixin builds on.
 
-Readers never wait for the writer (WAL); writers serialize on SQLite's own lock, across the
-server and any CLI process. Durability: synchronous=FULL, so a COMMIT that returned is on disk.
+The engine (engines/sqlite.py, the reference, or engines/postgresql.py) does the work; this
+class is the surface the mixins use, the same for both: `conn`, `transaction()`,
+`savepoint()`, `waiting()`, `skippable()`, `migrate()`, `schema_version()`, `close()`.
 """
 
 from __future__ import annotations
 
-import errno
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from importlib import resources
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+
+from .engines import (
+    Busy,
+    Conflict,
+    Conn,
+    DatabaseError,
+    Engine,
+    IntegrityError,
+    InvalidText,
+    migration_scripts,
+    open_engine,
+)
 
 # How long a statement waits for another connection's write lock (SQLite's busy timeout).
 # CLI commands and the server's start-up wait long: their writer is usually a short one.
@@ -29,121 +39,60 @@ SKIP_LOG_SECONDS = 60.0  # one log line per kind of skipped write per minute
 
 log = logging.getLogger("teamindex")
 
-
-class Conflict(Exception):
-    """A write broke a uniqueness rule (existing user, file, ...)."""
-
-
-class Busy(Exception):
-    """Another connection held the write lock past the busy timeout; nothing was written.
-    The server answers 503 with Retry-After (errors.py)."""
-
-
-def is_busy(exc: sqlite3.Error) -> bool:
-    """SQLITE_BUSY or SQLITE_LOCKED, extended codes included ("database is locked")."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is None:
-        return "locked" in str(exc) or "busy" in str(exc)
-    return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-
-
-def migration_scripts() -> list[tuple[int, str]]:
-    found = []
-    for entry in resources.files("teamindex.migrations").iterdir():
-        if entry.name.endswith(".sql"):
-            found.append((int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8")))
-    found.sort()
-    # A gap would be skipped forever by databases already past it (user_version only grows).
-    numbers = [number for number, _script in found]
-    if numbers != list(range(1, len(numbers) + 1)):
-        raise RuntimeError(f"migrations must be numbered 1..N without gaps, found {numbers}")
-    return found
+__all__ = [
+    "BUSY_TIMEOUT_MS",
+    "REQUEST_BUSY_TIMEOUT_MS",
+    "Busy",
+    "Conflict",
+    "Connections",
+    "DatabaseError",
+    "IntegrityError",
+    "InvalidText",
+    "migration_scripts",
+]
 
 
 class Connections:
-    """One SQLite file, a connection per thread."""
+    """One database (a SQLite file or a postgresql:// URL), a connection per thread."""
 
-    def __init__(self, path: Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
-        self.path = path
-        self.busy_timeout_ms = busy_timeout_ms
-        self._local = threading.local()
+    def __init__(self, target: Path | str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
+        self.engine: Engine = open_engine(target, busy_timeout_ms)
         self._skips_logged: dict[str, float] = {}
         self._skips_lock = threading.Lock()
 
-    def connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.row_factory = sqlite3.Row
-        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.execute("PRAGMA foreign_keys = ON")
-        return conn
+    @property
+    def busy_timeout_ms(self) -> int:
+        return self.engine.busy_timeout_ms
 
     @property
-    def conn(self) -> sqlite3.Connection:
+    def dialect(self) -> str:
+        """ "sqlite" or "postgresql": for the few callers whose work is engine-specific."""
+        return self.engine.name
+
+    @property
+    def conn(self) -> Conn:
         """This thread's connection, opened on first use and kept (waitress threads persist)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = self.connect()
-        return conn
+        return self.engine.conn
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        self.engine.close()
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction: BEGIN IMMEDIATE takes the write lock up front (no upgrade
-        deadlocks), COMMIT on success, ROLLBACK on any exception (a failed COMMIT too).
-        SQLITE_FULL is raised as OSError(ENOSPC): a full database is a full disk to callers;
-        a lock held by someone else past the busy timeout is raised as Busy."""
-        conn = self.conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if is_busy(exc):
-                raise Busy(f"database is locked by another writer: {exc}") from exc
-            raise
-        try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
-                raise OSError(errno.ENOSPC, f"database full: {exc}") from exc
-            if isinstance(exc, sqlite3.OperationalError) and is_busy(exc):
-                raise Busy(f"database is locked by another writer: {exc}") from exc
-            raise
+    def transaction(self) -> AbstractContextManager[Conn]:
+        """A write transaction: writers serialize (BEGIN IMMEDIATE on SQLite, an advisory
+        lock on PostgreSQL), COMMIT on success, ROLLBACK on any exception; a lock held by
+        someone else past the busy timeout is raised as Busy."""
+        return self.engine.transaction()
 
-    @contextmanager
-    def savepoint(self) -> Iterator[None]:
+    def savepoint(self) -> AbstractContextManager[None]:
         """Inside a transaction: undo only this block's writes when it raises (a batch of
         imports keeps the rows of the files before a refused one)."""
-        conn = self.conn
-        conn.execute("SAVEPOINT item")
-        try:
-            yield
-        except BaseException:
-            conn.execute("ROLLBACK TO item")
-            conn.execute("RELEASE item")
-            raise
-        conn.execute("RELEASE item")
+        return self.engine.savepoint()
 
-    @contextmanager
-    def waiting(self, busy_timeout_ms: int) -> Iterator[None]:
+    def waiting(self, busy_timeout_ms: int) -> AbstractContextManager[None]:
         """This thread's statements wait up to `busy_timeout_ms` for another writer, instead
         of the connection's usual time (e.g. the server's start-up waits as long as a CLI
         command, its requests only a few seconds)."""
-        conn = self.conn
-        previous = conn.execute("PRAGMA busy_timeout").fetchone()[0]
-        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        try:
-            yield
-        finally:
-            conn.execute(f"PRAGMA busy_timeout = {int(previous)}")
+        return self.engine.waiting(busy_timeout_ms)
 
     @contextmanager
     def skippable(self, what: str) -> Iterator[None]:
@@ -165,32 +114,8 @@ class Connections:
                 log.warning("database busy (another writer holds the lock): skipped %s", what)
 
     def migrate(self) -> int:
-        """Apply numbered migrations past PRAGMA user_version; return the schema version.
-
-        Each runs with foreign keys off (SQLite ignores that pragma inside a transaction, so
-        it is set before): rebuilding a table (0005) drops the old one, which with foreign
-        keys on would cascade-delete every row pointing at it. foreign_key_check then proves
-        the result consistent before it commits."""
-        conn = self.conn
-        current = conn.execute("PRAGMA user_version").fetchone()[0]
-        for number, script in migration_scripts():
-            if number <= current:
-                continue
-            conn.execute("PRAGMA foreign_keys = OFF")
-            try:
-                conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};")
-                broken = conn.execute("PRAGMA foreign_key_check").fetchall()
-                if broken:
-                    raise RuntimeError(f"migration {number} broke foreign keys: {broken[:5]}")
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            finally:
-                conn.execute("PRAGMA foreign_keys = ON")
-            current = number
-        return current
+        """Apply the numbered migrations not applied yet; return the schema version."""
+        return self.engine.migrate()
 
     def schema_version(self) -> int:
-        return self.conn.execute("PRAGMA user_version").fetchone()[0]
+        return self.engine.schema_version()

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from ..models import (
     FileRecord,
     NewFile,
     Project,
 )
-from .core import Conflict, Connections
+from .core import Conflict, Connections, IntegrityError
 from .rows import (
     FILE_SELECT,
     bump_serial,
@@ -93,7 +93,7 @@ class IndexQueries(Connections):
             "   AND (? OR p.visibility = 'team' OR EXISTS"
             "        (SELECT 1 FROM roles o WHERE o.project_id = p.id AND o.user_id = ?))"
             " ORDER BY p.name",
-            (int(everything), viewer_id),
+            (everything, viewer_id),
         ).fetchall()
         return [(row[0], row[1]) for row in rows]
 
@@ -137,7 +137,8 @@ class IndexQueries(Connections):
     def deleted_filenames_like(self, pattern: str) -> list[tuple[str, str]]:
         """(filename, sha256) of deleted files matching a LIKE pattern (ASCII case-blind)."""
         rows = self.conn.execute(
-            "SELECT filename, sha256 FROM deleted_files WHERE filename LIKE ?", (pattern,)
+            "SELECT filename, sha256 FROM deleted_files WHERE lower(filename) LIKE lower(?)",
+            (pattern,),
         ).fetchall()
         return [(row[0], row[1]) for row in rows]
 
@@ -158,9 +159,10 @@ class IndexQueries(Connections):
         project = conn.execute("SELECT id FROM projects WHERE name = ?", (new.project,)).fetchone()
         if project is None:
             project_id = conn.execute(
-                "INSERT INTO projects (name, display_name, created, serial) VALUES (?, ?, ?, ?)",
+                "INSERT INTO projects (name, display_name, created, serial) VALUES (?, ?, ?, ?)"
+                " RETURNING id",
                 (new.project, new.display_name, new.upload_time, serial),
-            ).lastrowid
+            ).fetchone()[0]
             if new.uploader_id is not None:
                 conn.execute(
                     "INSERT INTO roles (user_id, project_id, role) VALUES (?, ?, 'owner')",
@@ -188,7 +190,7 @@ class IndexQueries(Connections):
         ).fetchone()[0]
         try:
             conn.execute(FILE_INSERT, _file_row(release_id, new))
-        except sqlite3.IntegrityError as exc:
+        except IntegrityError as exc:
             raise Conflict(f"file {new.filename!r} already exists") from exc
 
     def filename_by_sha256(self, sha256: str) -> str | None:
@@ -219,7 +221,7 @@ class IndexQueries(Connections):
         select = "SELECT filename, sha256 FROM deleted_files WHERE filename IN"
         return {row[0]: row[1] for row in self._rows_in(select, filenames)}
 
-    def _rows_in(self, select: str, values: Sequence[str]) -> Iterator[sqlite3.Row]:
+    def _rows_in(self, select: str, values: Sequence[str]) -> Iterator[Any]:
         """The rows of `select` (which ends in `IN`) for every value, asked in chunks that
         stay under SQLite's limit on host parameters."""
         for chunk in _chunks(values):
@@ -264,7 +266,7 @@ class IndexQueries(Connections):
             rows.append(_file_row(release_id, new))
         try:
             conn.executemany(FILE_INSERT, rows)
-        except sqlite3.IntegrityError as exc:
+        except IntegrityError as exc:
             raise Conflict(f"a file of this batch already exists ({exc})") from exc
 
     def _project_for(self, new: NewFile, serial: int) -> int:
@@ -275,15 +277,16 @@ class IndexQueries(Connections):
             conn.execute("UPDATE projects SET serial = ? WHERE id = ?", (serial, row[0]))
             return int(row[0])
         project_id = conn.execute(
-            "INSERT INTO projects (name, display_name, created, serial) VALUES (?, ?, ?, ?)",
+            "INSERT INTO projects (name, display_name, created, serial) VALUES (?, ?, ?, ?)"
+            " RETURNING id",
             (new.project, new.display_name, new.upload_time, serial),
-        ).lastrowid
+        ).fetchone()[0]
         if new.uploader_id is not None:
             conn.execute(
                 "INSERT INTO roles (user_id, project_id, role) VALUES (?, ?, 'owner')",
                 (new.uploader_id, project_id),
             )
-        return int(project_id)  # type: ignore[arg-type]
+        return int(project_id)
 
     def _release_for(self, project_id: int, new: NewFile) -> int:
         """The release's id; the first file of a version creates it with its metadata."""

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import sqlite3
+from typing import Any
 
 from ..models import Publisher
-from .core import Conflict, Connections
+from .core import Conflict, Connections, IntegrityError
 
 _SELECT_PUBLISHERS = (
     "SELECT p.id, p.project_name, p.pending, p.kind, p.issuer, p.claims, p.user_id, u.name,"
@@ -14,7 +14,7 @@ _SELECT_PUBLISHERS = (
 )
 
 
-def _publisher_from(row: sqlite3.Row) -> Publisher:
+def _publisher_from(row: Any) -> Publisher:
     return Publisher(
         id=row[0],
         project=row[1],
@@ -47,7 +47,7 @@ class OidcQueries(Connections):
             with self.transaction() as conn:
                 cursor = conn.execute(
                     "INSERT INTO publishers (project_id, project_name, pending, kind, issuer,"
-                    " claims, user_id, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    " claims, user_id, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                     (
                         project_id,
                         project,
@@ -59,9 +59,10 @@ class OidcQueries(Connections):
                         now,
                     ),
                 )
-        except sqlite3.IntegrityError as exc:
+                publisher_id = int(cursor.fetchone()[0])
+        except IntegrityError as exc:
             raise Conflict(f"that publisher is already registered for {project!r}") from exc
-        return int(cursor.lastrowid or 0)
+        return publisher_id
 
     def list_publishers(self, project: str | None = None) -> list[Publisher]:
         rows = self.conn.execute(
@@ -102,7 +103,7 @@ class OidcQueries(Connections):
                     "INSERT INTO oidc_seen (issuer, jti, expires) VALUES (?, ?, ?)",
                     (issuer, jti, expires),
                 )
-        except sqlite3.IntegrityError:
+        except IntegrityError:
             return False
         return True
 
@@ -123,10 +124,10 @@ class OidcQueries(Connections):
         with self.transaction() as conn:
             cursor = conn.execute(
                 "INSERT INTO tokens (user_id, digest, scope, projects, allow_ips, note, created,"
-                " expires) VALUES (?, ?, 'upload', ?, '[]', ?, ?, ?)",
+                " expires) VALUES (?, ?, 'upload', ?, '[]', ?, ?, ?) RETURNING id",
                 (publishers[0].user_id, digest, json.dumps(projects), note, now, expires),
             )
-            token_id = int(cursor.lastrowid or 0)
+            token_id = int(cursor.fetchone()[0])
             conn.executemany(
                 "INSERT INTO minted_tokens (token_id, publisher_id, repository, workflow, ref,"
                 " run_id) VALUES (?, ?, ?, ?, ?, ?)",

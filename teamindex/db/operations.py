@@ -94,7 +94,9 @@ class OperationQueries(Connections):
 
     def storage_totals(self) -> tuple[int, int]:
         """(number of files, their total bytes) as recorded; /metrics reads this, not the disk."""
-        row = self.conn.execute("SELECT count(*), ifnull(sum(size), 0) FROM files").fetchone()
+        row = self.conn.execute(
+            "SELECT count(*), CAST(coalesce(sum(size), 0) AS BIGINT) FROM files"
+        ).fetchone()
         return row[0], row[1]
 
     @contextmanager
@@ -106,7 +108,14 @@ class OperationQueries(Connections):
 
     def backup_to(self, target: Path) -> None:
         """A consistent online copy: the sqlite3 backup API in one step copies one read
-        snapshot while writers go on (WAL)."""
+        snapshot while writers go on (WAL). From PostgreSQL the copy is a SQLite file too
+        (migrate-store's copy, verified; writers wait for it), so a backup restores into
+        any data dir and `migrate-store` takes it back into PostgreSQL."""
+        if self.dialect != "sqlite":
+            from .transfer import copy_to_sqlite
+
+            copy_to_sqlite(self, target)  # type: ignore[arg-type]
+            return
         dest = sqlite3.connect(target, isolation_level=None)
         try:
             self.conn.backup(dest)

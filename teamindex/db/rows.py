@@ -1,9 +1,11 @@
-"""Shared SELECT prefixes and sqlite3.Row -> model conversions (rows never leave the package)."""
+"""Shared SELECT prefixes and row -> model conversions (rows never leave the package).
+
+A row is a sqlite3.Row or the PostgreSQL engine's Row: both read by position and by name."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
+from typing import Any
 
 from ..models import (
     FileRecord,
@@ -11,6 +13,7 @@ from ..models import (
     Token,
     User,
 )
+from .core import Conn
 
 FILE_SELECT = (
     "SELECT f.id, r.version, f.filename, f.packagetype, f.python_version, f.requires_python,"
@@ -21,18 +24,18 @@ FILE_SELECT = (
 
 DOCS_SELECT = (
     "SELECT p.name, r.version, r.canonical_version, d.build, d.files, d.size, d.uploaded,"
-    " ifnull(u.name, '') FROM docs d JOIN releases r ON r.id = d.release_id"
+    " coalesce(u.name, '') FROM docs d JOIN releases r ON r.id = d.release_id"
     " JOIN projects p ON p.id = r.project_id LEFT JOIN users u ON u.id = d.uploader_id"
 )
 
 
-def bump_serial(conn: sqlite3.Connection) -> int:
+def bump_serial(conn: Conn) -> int:
     return conn.execute(
         "UPDATE state SET serial = serial + 1 WHERE id = 1 RETURNING serial"
     ).fetchone()[0]
 
 
-def project_from(row: sqlite3.Row) -> Project:
+def project_from(row: Any) -> Project:
     return Project(row["id"], row["name"], row["display_name"], row["serial"], row["visibility"])
 
 
@@ -43,11 +46,11 @@ SELECT_API_KEYS = (
 )
 
 
-def allowlists_from(row: sqlite3.Row) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def allowlists_from(row: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple((row["global_cidrs"] or "").split()), tuple((row["user_cidrs"] or "").split())
 
 
-def token_from(row: sqlite3.Row, id_column: str = "id") -> Token:
+def token_from(row: Any, id_column: str = "id") -> Token:
     return Token(
         id=row[id_column],
         user_id=row["user_id"],
@@ -64,11 +67,11 @@ def token_from(row: sqlite3.Row, id_column: str = "id") -> Token:
     )
 
 
-def user_from(row: sqlite3.Row) -> User:
+def user_from(row: Any) -> User:
     return User(row["id"], row["name"], row["password_hash"], bool(row["is_admin"]))
 
 
-def file_from(row: sqlite3.Row, project: str) -> FileRecord:
+def file_from(row: Any, project: str) -> FileRecord:
     return FileRecord(
         id=row["id"],
         project=project,

@@ -7,12 +7,11 @@ give up (the caller logs it). Each failure is one upsert statement for all its k
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from ..models import ThrottleEntry, ThrottleState
-from .core import Connections
+from .core import Conn, Connections
 
 # How long a throttle write waits for another writer before it is skipped.
 BRIEF_WAIT_MS = 1_000
@@ -21,25 +20,25 @@ BRIEF_WAIT_MS = 1_000
 # it is the old count plus one inside the window, else a fresh 1; reaching the key's limit
 # when not blocked already blocks it until :now + :cooldown and starts counting anew (0).
 _COUNT_FAILURE = """
-INSERT INTO throttle (kind, subject, window_start, failures, max_failures, blocked_until)
+INSERT INTO throttle AS t (kind, subject, window_start, failures, max_failures, blocked_until)
 SELECT column1, column2, :now, CASE WHEN column3 <= 1 THEN 0 ELSE 1 END, column3,
        CASE WHEN column3 <= 1 THEN :now + :cooldown ELSE 0 END
-FROM (VALUES ('address', :address, :address_limit), ('user', :user, :user_limit))
+FROM (VALUES ('address', :address, :address_limit), ('user', :user, :user_limit)) AS v
 WHERE column2 IS NOT NULL
 ON CONFLICT (kind, subject) DO UPDATE SET
     blocked_until = CASE
-        WHEN blocked_until <= :now AND excluded.max_failures <=
-             CASE WHEN window_start > :now - :window THEN failures + 1 ELSE 1 END
-        THEN :now + :cooldown ELSE blocked_until END,
+        WHEN t.blocked_until <= :now AND excluded.max_failures <=
+             CASE WHEN t.window_start > :now - :window THEN t.failures + 1 ELSE 1 END
+        THEN :now + :cooldown ELSE t.blocked_until END,
     failures = CASE
-        WHEN blocked_until <= :now AND excluded.max_failures <=
-             CASE WHEN window_start > :now - :window THEN failures + 1 ELSE 1 END
+        WHEN t.blocked_until <= :now AND excluded.max_failures <=
+             CASE WHEN t.window_start > :now - :window THEN t.failures + 1 ELSE 1 END
         THEN 0
-        ELSE CASE WHEN window_start > :now - :window THEN failures + 1 ELSE 1 END END,
+        ELSE CASE WHEN t.window_start > :now - :window THEN t.failures + 1 ELSE 1 END END,
     window_start = CASE
-        WHEN window_start <= :now - :window THEN :now  -- the window is over: a new one
-        WHEN blocked_until <= :now AND excluded.max_failures <= failures + 1 THEN :now
-        ELSE window_start END,
+        WHEN t.window_start <= :now - :window THEN :now  -- the window is over: a new one
+        WHEN t.blocked_until <= :now AND excluded.max_failures <= t.failures + 1 THEN :now
+        ELSE t.window_start END,
     max_failures = excluded.max_failures
 RETURNING kind, subject, failures = 0
 """
@@ -47,7 +46,7 @@ RETURNING kind, subject, failures = 0
 
 class ThrottleQueries(Connections):
     @contextmanager
-    def _brief_wait(self) -> Iterator[sqlite3.Connection]:
+    def _brief_wait(self) -> Iterator[Conn]:
         with self.waiting(BRIEF_WAIT_MS):
             yield self.conn
 
@@ -55,11 +54,11 @@ class ThrottleQueries(Connections):
         """Blocks on the address key and the user key, and the user's last login from this
         address, in one statement (run only for logins not verified before)."""
         row = self.conn.execute(
-            "SELECT ifnull((SELECT blocked_until FROM throttle"
+            "SELECT coalesce((SELECT blocked_until FROM throttle"
             " WHERE kind = 'address' AND subject = :address), 0),"
-            " ifnull((SELECT blocked_until FROM throttle"
+            " coalesce((SELECT blocked_until FROM throttle"
             " WHERE kind = 'user' AND subject = :user), 0),"
-            " (SELECT seen FROM known_addresses WHERE user = :user AND address = :address)",
+            ' (SELECT seen FROM known_addresses WHERE "user" = :user AND address = :address)',
             {"address": address, "user": user},
         ).fetchone()
         return ThrottleState(row[0], row[1], row[2])
@@ -94,8 +93,8 @@ class ThrottleQueries(Connections):
         """Remember that `user` logged in from `address` (the throttle's address key)."""
         with self._brief_wait() as conn:
             conn.execute(
-                "INSERT INTO known_addresses (user, address, seen) VALUES (?, ?, ?)"
-                " ON CONFLICT (user, address) DO UPDATE SET seen = excluded.seen",
+                'INSERT INTO known_addresses ("user", address, seen) VALUES (?, ?, ?)'
+                ' ON CONFLICT ("user", address) DO UPDATE SET seen = excluded.seen',
                 (user, address, now),
             )
 

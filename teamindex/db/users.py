@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 from ..models import (
     LoginFacts,
     User,
 )
-from .core import Conflict, Connections
+from .core import Conflict, Connections, IntegrityError
 from .rows import (
     allowlists_from,
     token_from,
@@ -86,12 +84,13 @@ class UserQueries(Connections):
             with self.transaction() as conn:
                 cursor = conn.execute(
                     "INSERT INTO users (name, password_hash, is_admin, created)"
-                    " VALUES (?, ?, ?, ?)",
+                    " VALUES (?, ?, ?, ?) RETURNING id",
                     (name, password_hash, int(is_admin), now),
                 )
-        except sqlite3.IntegrityError as exc:
+                user_id = int(cursor.fetchone()[0])
+        except IntegrityError as exc:
             raise Conflict(f"user {name!r} already exists") from exc
-        return User(int(cursor.lastrowid or 0), name, password_hash, is_admin)
+        return User(user_id, name, password_hash, is_admin)
 
     def set_password(self, name: str, password_hash: str) -> bool:
         with self.transaction() as conn:

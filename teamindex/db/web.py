@@ -13,6 +13,10 @@ from .rows import (
     DOCS_SELECT,
 )
 
+# By release; p.id and o.role too, which PostgreSQL needs for the project and role columns
+# (it derives nothing from r.id alone across the join) and change no group.
+GROUP_RELEASES = " GROUP BY r.id, p.id, o.role"
+
 
 class WebQueries(Connections):
     def release_infos(
@@ -30,10 +34,10 @@ class WebQueries(Connections):
             " LEFT JOIN roles o ON o.project_id = p.id AND o.user_id = ?"
         )
         if project_id is None:
-            rows = self.conn.execute(query + " GROUP BY r.id", (viewer_id,)).fetchall()
+            rows = self.conn.execute(query + GROUP_RELEASES, (viewer_id,)).fetchall()
         else:
             rows = self.conn.execute(
-                query + " WHERE r.project_id = ? GROUP BY r.id", (viewer_id, project_id)
+                query + " WHERE r.project_id = ?" + GROUP_RELEASES, (viewer_id, project_id)
             ).fetchall()
         return [ReleaseInfo(*row[:8], bool(row[8]), *row[9:]) for row in rows]
 
@@ -47,7 +51,7 @@ class WebQueries(Connections):
     def file_uploaders(self, project_id: int) -> dict[int, str]:
         """File id -> uploader's user name ("" when unknown or deleted)."""
         rows = self.conn.execute(
-            "SELECT f.id, ifnull(u.name, '') FROM files f JOIN releases r ON r.id = f.release_id"
+            "SELECT f.id, coalesce(u.name, '') FROM files f JOIN releases r ON r.id = f.release_id"
             " LEFT JOIN users u ON u.id = f.uploader_id WHERE r.project_id = ?",
             (project_id,),
         ).fetchall()
