@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from ..clock import utc_stamp
-from ..db.core import Busy, DatabaseError
+from ..db.core import Busy, database_errors
 from ..models import ThrottleEntry, ThrottleState
 
 log = logging.getLogger("teamindex")
@@ -183,7 +183,7 @@ class Throttle:
                 window=policy.window,
                 cooldown=policy.cooldown,
             )
-        except (*DatabaseError, OSError, Busy) as exc:
+        except (*database_errors(), OSError, Busy) as exc:
             log.warning("throttle: a failed login from %s was not counted: %s", ip, exc)
             return []
         self._prune(now)
@@ -202,7 +202,7 @@ class Throttle:
             self._written[(user, ip)] = now
         try:
             self.store.add_known_address(user, address_key(ip), now)
-        except (*DatabaseError, OSError, Busy) as exc:
+        except (*database_errors(), OSError, Busy) as exc:
             log.warning("throttle: a login of %s from %s was not recorded: %s", user, ip, exc)
             return
         self._prune(now)
@@ -217,7 +217,7 @@ class Throttle:
             self.store.prune_throttle(
                 now=now, window=self.policy.window, known_for=self.policy.known_for
             )
-        except (*DatabaseError, OSError, Busy) as exc:
+        except (*database_errors(), OSError, Busy) as exc:
             log.warning("throttle: pruning skipped: %s", exc)
 
 

@@ -13,9 +13,9 @@ from .core import (
     Busy,
     Conflict,
     Connections,
-    DatabaseError,
-    IntegrityError,
     InvalidText,
+    database_errors,
+    integrity_errors,
 )
 from .index import IndexQueries
 from .oidc import OidcQueries
@@ -32,9 +32,9 @@ __all__ = [
     "Conflict",
     "Connections",
     "Database",
-    "DatabaseError",
-    "IntegrityError",
     "InvalidText",
+    "database_errors",
+    "integrity_errors",
 ]
 
 

@@ -10,7 +10,7 @@ from ..models import (
     Project,
     Token,
 )
-from .core import Conflict, Connections, IntegrityError
+from .core import Conflict, Connections, integrity_errors
 from .rows import (
     SELECT_API_KEYS,
     bump_serial,
@@ -29,7 +29,7 @@ class AccessQueries(Connections):
                     " VALUES (?, ?, ?, ?, ?)",
                     (name, display_name, now, serial, visibility),
                 )
-        except IntegrityError as exc:
+        except integrity_errors() as exc:
             raise Conflict(f"project {name!r} already exists") from exc
         project = self.get_project(name)
         assert project is not None
@@ -152,7 +152,7 @@ class AccessQueries(Connections):
                     "INSERT INTO allowlist (user_id, cidr, note, created) VALUES (?, ?, ?, ?)",
                     (user_id, cidr, note, now),
                 )
-        except IntegrityError as exc:
+        except integrity_errors() as exc:
             raise Conflict(f"{cidr} is already on that allowlist") from exc
 
     def remove_allow(self, cidr: str, user_id: int | None) -> bool:

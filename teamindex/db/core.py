@@ -18,10 +18,10 @@ from .engines import (
     Busy,
     Conflict,
     Conn,
-    DatabaseError,
     Engine,
-    IntegrityError,
     InvalidText,
+    database_errors,
+    integrity_errors,
     migration_scripts,
     open_engine,
 )
@@ -45,9 +45,9 @@ __all__ = [
     "Busy",
     "Conflict",
     "Connections",
-    "DatabaseError",
-    "IntegrityError",
     "InvalidText",
+    "database_errors",
+    "integrity_errors",
     "migration_scripts",
 ]
 

@@ -10,7 +10,7 @@ from ..models import (
     NewFile,
     Project,
 )
-from .core import Conflict, Connections, IntegrityError
+from .core import Conflict, Connections, integrity_errors
 from .rows import (
     FILE_SELECT,
     bump_serial,
@@ -190,7 +190,7 @@ class IndexQueries(Connections):
         ).fetchone()[0]
         try:
             conn.execute(FILE_INSERT, _file_row(release_id, new))
-        except IntegrityError as exc:
+        except integrity_errors() as exc:
             raise Conflict(f"file {new.filename!r} already exists") from exc
 
     def filename_by_sha256(self, sha256: str) -> str | None:
@@ -266,7 +266,7 @@ class IndexQueries(Connections):
             rows.append(_file_row(release_id, new))
         try:
             conn.executemany(FILE_INSERT, rows)
-        except IntegrityError as exc:
+        except integrity_errors() as exc:
             raise Conflict(f"a file of this batch already exists ({exc})") from exc
 
     def _project_for(self, new: NewFile, serial: int) -> int:

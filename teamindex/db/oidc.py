@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from ..models import Publisher
-from .core import Conflict, Connections, IntegrityError
+from .core import Conflict, Connections, integrity_errors
 
 _SELECT_PUBLISHERS = (
     "SELECT p.id, p.project_name, p.pending, p.kind, p.issuer, p.claims, p.user_id, u.name,"
@@ -60,7 +60,7 @@ class OidcQueries(Connections):
                     ),
                 )
                 publisher_id = int(cursor.fetchone()[0])
-        except IntegrityError as exc:
+        except integrity_errors() as exc:
             raise Conflict(f"that publisher is already registered for {project!r}") from exc
         return publisher_id
 
@@ -103,7 +103,7 @@ class OidcQueries(Connections):
                     "INSERT INTO oidc_seen (issuer, jti, expires) VALUES (?, ?, ?)",
                     (issuer, jti, expires),
                 )
-        except IntegrityError:
+        except integrity_errors():
             return False
         return True
 

@@ -6,7 +6,7 @@ from ..models import (
     LoginFacts,
     User,
 )
-from .core import Conflict, Connections, IntegrityError
+from .core import Conflict, Connections, integrity_errors
 from .rows import (
     allowlists_from,
     token_from,
@@ -88,7 +88,7 @@ class UserQueries(Connections):
                     (name, password_hash, int(is_admin), now),
                 )
                 user_id = int(cursor.fetchone()[0])
-        except IntegrityError as exc:
+        except integrity_errors() as exc:
             raise Conflict(f"user {name!r} already exists") from exc
         return User(user_id, name, password_hash, is_admin)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import sys
 from contextlib import AbstractContextManager
 from importlib import resources
 from typing import Any, Protocol
@@ -22,18 +23,23 @@ class InvalidText(ValueError):
     nothing by that name can exist here, so the server answers as for a missing one."""
 
 
-def _driver_errors() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:
-    """(integrity errors, all database errors) of the drivers installed: psycopg is an
-    optional extra, so without it only sqlite3's count."""
-    try:
-        import psycopg
-    except ImportError:
-        return (sqlite3.IntegrityError,), (sqlite3.Error,)
-    return (sqlite3.IntegrityError, psycopg.IntegrityError), (sqlite3.Error, psycopg.Error)
+def integrity_errors() -> tuple[type[Exception], ...]:
+    """The constraint errors of the drivers in use (catch these, never sqlite3.*): sqlite3's,
+    and psycopg's once the PostgreSQL engine has imported it. A function, not a constant:
+    psycopg is an optional extra costing ~0.1 s to import, so a server on SQLite never loads
+    it (an `except` clause evaluates this only when something was raised)."""
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is None:
+        return (sqlite3.IntegrityError,)
+    return (sqlite3.IntegrityError, psycopg.IntegrityError)
 
 
-# Neutral names for code that catches a driver's errors (catch these, never sqlite3.*).
-IntegrityError, DatabaseError = _driver_errors()
+def database_errors() -> tuple[type[Exception], ...]:
+    """Every database error of the drivers in use (see integrity_errors)."""
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is None:
+        return (sqlite3.Error,)
+    return (sqlite3.Error, psycopg.Error)
 
 
 class Conn(Protocol):
