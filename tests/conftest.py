@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -163,7 +164,10 @@ class RunningServer:
 
     def stop(self) -> None:
         self.stop_event.set()
-        self.server.pull_trigger()
+        # The server thread may already have stopped and closed its trigger (EBADF): then
+        # there is nothing left to wake.
+        with contextlib.suppress(OSError):
+            self.server.pull_trigger()
         self.thread.join(timeout=30)
         assert not self.thread.is_alive(), "the test server did not stop"
 
