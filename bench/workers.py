@@ -1,11 +1,13 @@
 """`/simple/` and the 300-file project page at 1 and N `serve --workers`, in one run.
 
-    python bench/workers.py [--workers N] [--rounds 3] [--duration 10] [--postgresql]
+    python bench/workers.py [--workers N] [--rounds 3] [--duration 10] [--postgresql] [--no-peryx]
 
 Uses bench/run.py's corpus (1,012 projects, 6,311 files; cached in bench/.cache), one
 data dir imported once, and the same wrk load (-t2 -c16, Basic auth on every request). The
 machine is shared, so the 1- and N-worker servers take turns, round after round, and the
-table gives each one's median and the load average around the run.
+table gives each one's median and the load average around the run. peryx (a hosted index
+read with a token, seeded by `peryx import-dir`) is measured in every round too, so the ratio
+to it comes from the same run (`--no-peryx` skips it).
 
 --postgresql compares SQLite with PostgreSQL instead, both at N workers: the data dir's
 database is copied by `teamindex migrate-store` into a throwaway cluster (tests/pg_support.py:
@@ -98,6 +100,37 @@ def auth() -> dict[str, str]:
     return {"Authorization": f"Basic {token}", "Accept": HTML}
 
 
+class Peryx:
+    """peryx (bench/peers.py: a hosted index read with a token) on the same corpus, measured
+    in every round beside the teamindex servers, so the ratio comes from one run (issue 16)."""
+
+    def __init__(self, tmp: Path, files: list[Path]) -> None:
+        self.peer = peers.PeryxPeer("peryx", "peryx", PASSWORD)
+        self.version = self.peer.install()
+        self.store, self.log = tmp / "peryx", tmp / "peryx.log"
+        self.peer.load(files, [], self.store)
+
+    def measure(
+        self, cfg: load.LoadConfig, rates: dict[tuple[str, str], list[float]], round_: int
+    ) -> None:
+        handle = self.peer.start(self.store, free_port(), self.log)
+        try:
+            peers.wait_for_status(handle.index_url, auth(), handle.proc, 60)
+            for name, target in (
+                ("/simple/", handle.index_url),
+                ("project page", f"{handle.index_url}{corpus.BIG_PROJECT}/"),
+            ):
+                result = load.run_load(target, auth(), cfg)
+                rates.setdefault((name, "peryx"), []).append(result.rps)
+                print(
+                    f"round {round_ + 1}, {self.version}, {name}: {result.rps:,.0f} req/s, "
+                    f"p99 {result.p99_ms:.1f} ms, {result.errors} errors",
+                    flush=True,
+                )
+        finally:
+            peers.stop_process(handle.proc)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
@@ -106,6 +139,9 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument(
         "--postgresql", action="store_true", help="SQLite vs PostgreSQL at N workers"
+    )
+    parser.add_argument(
+        "--no-peryx", action="store_true", help="skip peryx (measured in the same rounds)"
     )
     args = parser.parse_args()
     spec = corpus.CorpusSpec()
@@ -134,8 +170,11 @@ def main() -> int:
                 (f"SQLite, {args.workers} workers", args.workers, ""),
                 (f"PostgreSQL, {args.workers} workers", args.workers, url_pg),
             ]
+        peryx = None if args.no_peryx else Peryx(Path(tmp), main_corpus.paths)
         before = os.getloadavg()
         for round_ in range(args.rounds):
+            if peryx is not None:
+                peryx.measure(cfg, rates, round_)
             for label, workers, database_url in setups if round_ % 2 == 0 else setups[::-1]:
                 process, url = start(data_dir, workers, log, database_url)
                 try:
@@ -157,12 +196,18 @@ def main() -> int:
         if cluster is not None:
             cluster.stop()
     (first, _w, _u), (second, _w2, _u2) = setups
-    print(f"\n| endpoint | {first}, req/s | {second}, req/s | ratio |")
-    print("| --- | --- | --- | --- |")
+    with_peryx = peryx is not None
+    extra = " peryx, req/s | N workers / peryx |" if with_peryx else ""
+    print(f"\n| endpoint | {first}, req/s | {second}, req/s | ratio |{extra}")
+    print("| --- | --- | --- | --- |" + (" --- | --- |" if with_peryx else ""))
     for name in ("/simple/", "project page"):
         one = statistics.median(rates[(name, first)])
         many = statistics.median(rates[(name, second)])
-        print(f"| {name} | {one:,.0f} | {many:,.0f} | {many / one:.2f}x |")
+        row = f"| {name} | {one:,.0f} | {many:,.0f} | {many / one:.2f}x |"
+        if with_peryx:
+            theirs = statistics.median(rates[(name, "peryx")])
+            row += f" {theirs:,.0f} | {many / theirs:.2f}x |"
+        print(row)
     print(
         f"\nmedians of {args.rounds} alternating rounds, wrk -t2 -c{args.connections} "
         f"-d{args.duration:g}s; load average (1/5/15 min) before "
