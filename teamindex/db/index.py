@@ -156,38 +156,7 @@ class IndexQueries(Connections):
         duplicate filename or content."""
         conn = self.conn
         serial = bump_serial(conn)
-        project = conn.execute("SELECT id FROM projects WHERE name = ?", (new.project,)).fetchone()
-        if project is None:
-            project_id = conn.execute(
-                "INSERT INTO projects (name, display_name, created, serial) VALUES (?, ?, ?, ?)"
-                " RETURNING id",
-                (new.project, new.display_name, new.upload_time, serial),
-            ).fetchone()[0]
-            if new.uploader_id is not None:
-                conn.execute(
-                    "INSERT INTO roles (user_id, project_id, role) VALUES (?, ?, 'owner')",
-                    (new.uploader_id, project_id),
-                )
-        else:
-            project_id = project[0]
-            conn.execute("UPDATE projects SET serial = ? WHERE id = ?", (serial, project_id))
-        conn.execute(
-            "INSERT INTO releases (project_id, version, canonical_version, summary,"
-            " metadata_json, created) VALUES (?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (project_id, canonical_version) DO NOTHING",
-            (
-                project_id,
-                new.version,
-                new.canonical_version,
-                new.summary,
-                new.metadata_json,
-                new.upload_time,
-            ),
-        )
-        release_id = conn.execute(
-            "SELECT id FROM releases WHERE project_id = ? AND canonical_version = ?",
-            (project_id, new.canonical_version),
-        ).fetchone()[0]
+        release_id = self._release_for(self._project_for(new, serial), new)
         try:
             conn.execute(FILE_INSERT, _file_row(release_id, new))
         except integrity_errors() as exc:
