@@ -239,6 +239,18 @@ def _docs_debris(problem: Problem, data_dir: Path, quarantine: Path) -> list[Pro
     return [problem]
 
 
+def stale_temps(tmp_dir: Path, data_dir: Path, quarantine: Path, repair: bool) -> list[Problem]:
+    """Temp files of dead processes (uploads, imports) in `tmp_dir`, quarantined on repair;
+    every store keeps its temp files in the data dir."""
+    problems = []
+    for path in _walk_files(tmp_dir):
+        if is_stale(tmp_dir, path):
+            if repair:
+                _quarantine(data_dir, quarantine, path)
+            problems.append(Problem("temp", path, "left by a dead process", repair))
+    return problems
+
+
 def _quarantine(data_dir: Path, target_dir: Path, path: Path) -> None:
     target = target_dir / path.relative_to(data_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -277,11 +289,7 @@ def check_index(
             if _settled(path, now):
                 problem = Problem("docs-stray", path, "no docs row names it", repair)
                 report.problems += _docs_debris(problem, data_dir, quarantine)
-    for path in _walk_files(storage.tmp_dir):
-        if is_stale(storage.tmp_dir, path):
-            if repair:
-                _quarantine(data_dir, quarantine, path)
-            report.problems.append(Problem("temp", path, "left by a dead process", repair))
+    report.problems += stale_temps(storage.tmp_dir, data_dir, quarantine, repair)
     for path in _entries(docs.root / INCOMING):
         if _settled(path, time.time()):
             problem = Problem("docs-incoming", path, "left by a dead upload", repair)

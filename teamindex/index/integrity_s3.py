@@ -24,8 +24,7 @@ from typing import cast
 from ..db import Database
 from ..models import FileRecord
 from .docstore_s3 import DOCS, S3DocsStore
-from .inflight import is_stale
-from .integrity import QUARANTINE, CheckReport, Problem, _quarantine, _walk_files
+from .integrity import QUARANTINE, CheckReport, Problem, stale_temps
 from .progress import Progress
 from .removal import file_paths
 from .storage.s3 import INCOMING, PACKAGES, SHA256_KEY, S3Storage, s3_errors
@@ -75,11 +74,7 @@ def check_bucket(
             else:
                 report.problems += _orphan(storage, key, age, repair, grace_seconds, "docs-stray")
     report.problems += _open_uploads(storage, repair, grace_seconds)
-    for path in _walk_files(storage.tmp_dir):
-        if is_stale(storage.tmp_dir, path):
-            if repair:
-                _quarantine(data_dir, quarantine, path)
-            report.problems.append(Problem("temp", path, "left by a dead process", repair))
+    report.problems += stale_temps(storage.tmp_dir, data_dir, quarantine, repair)
     progress.start(len(records) + len(builds), sum(r.size for r in records))
     for record in records:
         problems = _check_record(storage, record)
