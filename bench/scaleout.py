@@ -31,7 +31,7 @@ from pathlib import Path
 import corpus
 import load
 import peers
-from workers import CACHE_DIR, PASSWORD, USER, auth, start, stop, teamindex
+from workers import CACHE_DIR, PASSWORD, USER, auth, measure, page_targets, start, stop, teamindex
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import pg_support
@@ -110,16 +110,8 @@ def main() -> int:
                         expected = 302 if env and args.downloads == "redirect" else 200
                         status = peers.http_get(download, auth())[0]
                         assert status == expected, (label, status)
-                        targets = (url, f"{url}{corpus.BIG_PROJECT}/", download)
-                        for name, target in zip(ENDPOINTS, targets, strict=True):
-                            result = load.run_load(target, auth(), cfg)
-                            rates.setdefault((name, label), []).append(result.rps)
-                            print(
-                                f"round {round_ + 1}, {label}, {name}: "
-                                f"{result.rps:,.0f} req/s, p99 {result.p99_ms:.1f} ms, "
-                                f"{result.errors} errors",
-                                flush=True,
-                            )
+                        targets = [*page_targets(url), ("download", download)]
+                        measure(targets, label, cfg, rates, round_)
                     finally:
                         stop(process)
             after = os.getloadavg()

@@ -100,33 +100,44 @@ def auth() -> dict[str, str]:
     return {"Authorization": f"Basic {token}", "Accept": HTML}
 
 
+Rates = dict[tuple[str, str], list[float]]
+
+
+def measure(
+    targets: list[tuple[str, str]], label: str, cfg: load.LoadConfig, rates: Rates, round_: int
+) -> None:
+    """Load each (endpoint name, URL) in turn, keep its rate under (name, label), say it."""
+    for name, target in targets:
+        result = load.run_load(target, auth(), cfg)
+        rates.setdefault((name, label), []).append(result.rps)
+        print(
+            f"round {round_ + 1}, {label}, {name}: {result.rps:,.0f} req/s, "
+            f"p99 {result.p99_ms:.1f} ms, {result.errors} errors",
+            flush=True,
+        )
+
+
+def page_targets(simple_url: str) -> list[tuple[str, str]]:
+    """`/simple/` and the 300-file project page under one index URL."""
+    return [("/simple/", simple_url), ("project page", f"{simple_url}{corpus.BIG_PROJECT}/")]
+
+
 class Peryx:
     """peryx (bench/peers.py: a hosted index read with a token) on the same corpus, measured
     in every round beside the teamindex servers, so the ratio comes from one run (issue 16)."""
 
     def __init__(self, tmp: Path, files: list[Path]) -> None:
         self.peer = peers.PeryxPeer("peryx", "peryx", PASSWORD)
-        self.version = self.peer.install()
+        print(f"peer: {self.peer.install()}", flush=True)
         self.store, self.log = tmp / "peryx", tmp / "peryx.log"
         self.peer.load(files, [], self.store)
 
-    def measure(
-        self, cfg: load.LoadConfig, rates: dict[tuple[str, str], list[float]], round_: int
-    ) -> None:
+    def measure(self, cfg: load.LoadConfig, rates: Rates, round_: int) -> None:
+        """One round of page loads, kept under the label "peryx"."""
         handle = self.peer.start(self.store, free_port(), self.log)
         try:
             peers.wait_for_status(handle.index_url, auth(), handle.proc, 60)
-            for name, target in (
-                ("/simple/", handle.index_url),
-                ("project page", f"{handle.index_url}{corpus.BIG_PROJECT}/"),
-            ):
-                result = load.run_load(target, auth(), cfg)
-                rates.setdefault((name, "peryx"), []).append(result.rps)
-                print(
-                    f"round {round_ + 1}, {self.version}, {name}: {result.rps:,.0f} req/s, "
-                    f"p99 {result.p99_ms:.1f} ms, {result.errors} errors",
-                    flush=True,
-                )
+            measure(page_targets(handle.index_url), "peryx", cfg, rates, round_)
         finally:
             peers.stop_process(handle.proc)
 
@@ -178,18 +189,7 @@ def main() -> int:
             for label, workers, database_url in setups if round_ % 2 == 0 else setups[::-1]:
                 process, url = start(data_dir, workers, log, database_url)
                 try:
-                    for name, target in (
-                        ("/simple/", url),
-                        ("project page", f"{url}{corpus.BIG_PROJECT}/"),
-                    ):
-                        result = load.run_load(target, auth(), cfg)
-                        rates.setdefault((name, label), []).append(result.rps)
-                        print(
-                            f"round {round_ + 1}, {label}, {name}: "
-                            f"{result.rps:,.0f} req/s, p99 {result.p99_ms:.1f} ms, "
-                            f"{result.errors} errors",
-                            flush=True,
-                        )
+                    measure(page_targets(url), label, cfg, rates, round_)
                 finally:
                     stop(process)
         after = os.getloadavg()
