@@ -436,6 +436,8 @@ def test_fifty_concurrent_cold_requests_make_one_upstream_fetch(
             thread.join(60)
         assert results == [200] * 20
         assert fake_upstream.count(f"/files/{wheel.filename}") == 1
+        upstream = app.extensions["teamindex"].upstream  # the per-key locks were let go
+        assert (len(upstream.pages._locks), len(upstream.files.locks)) == (0, 0)
     finally:
         running.stop()
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .client import UpstreamClient, UpstreamFailed, chunks
+from .keyedlocks import KeyedLocks
 from .pages import UpstreamFile
 from .stats import Stats
 
@@ -72,8 +73,7 @@ class FileCache:
         self.files_dir = directory / "files"
         self.tmp_dir = directory / "tmp"
         self.limit = limit
-        self._locks: dict[str, threading.Lock] = {}
-        self._guard = threading.Lock()
+        self.locks = KeyedLocks()  # per sha256: one upstream fetch for concurrent misses
         self._evicting = threading.Lock()
         self.fetches = 0
         self.rejected = 0
@@ -111,10 +111,6 @@ class FileCache:
 
     # -- fetching ----------------------------------------------------------------------------
 
-    def lock(self, sha256: str) -> threading.Lock:
-        with self._guard:
-            return self._locks.setdefault(sha256, threading.Lock())
-
     def _client(self) -> UpstreamClient:
         if self.client is None:
             raise UpstreamFailed(503, "offline: the file is not cached")
@@ -122,15 +118,14 @@ class FileCache:
 
     def fetch(self, found: UpstreamFile) -> Path:
         """Fetch, verify and store a file before serving it (verify-then-serve)."""
-        lock = self.lock(found.sha256)
-        acquired = lock.acquire(timeout=FILE_LOCK_WAIT)
+        acquired = self.locks.acquire(found.sha256, FILE_LOCK_WAIT)
         try:
             path = self.cached(found.sha256)
             if path is not None:
                 self.stats.add("file", "hit")
                 return path
             self.stats.add("file", "miss")
-            relay = Relay(self, found, self._open(found), None)
+            relay = Relay(self, found, self._open(found), held=False)
             for _chunk in relay:
                 pass
             path = self.cached(found.sha256)
@@ -139,28 +134,27 @@ class FileCache:
             return path
         finally:
             if acquired:
-                lock.release()
+                self.locks.release(found.sha256)
 
     def stream(self, found: UpstreamFile) -> Relay | Path:
         """Start relaying a file to the client (GET of a file with a known size). Holds the
         file's lock until the relay ends, so a concurrent request waits and then reads the
         stored copy instead of fetching it again (then the stored path is returned)."""
-        lock = self.lock(found.sha256)
-        acquired = lock.acquire(timeout=FILE_LOCK_WAIT)
+        acquired = self.locks.acquire(found.sha256, FILE_LOCK_WAIT)
         try:
             path = self.cached(found.sha256)
             if path is not None:
                 self.stats.add("file", "hit")
                 if acquired:
-                    lock.release()
+                    self.locks.release(found.sha256)
                 return path
             self.stats.add("file", "miss")
             response = self._open(found)
         except BaseException:
             if acquired:
-                lock.release()
+                self.locks.release(found.sha256)
             raise
-        return Relay(self, found, response, lock if acquired else None)
+        return Relay(self, found, response, held=acquired)
 
     def _open(self, found: UpstreamFile) -> urllib3.BaseHTTPResponse:
         client = self._client()
@@ -254,12 +248,13 @@ class Relay:
         cache: FileCache,
         found: UpstreamFile,
         response: urllib3.BaseHTTPResponse,
-        lock: threading.Lock | None,
+        *,
+        held: bool,
     ) -> None:
         self.cache = cache
         self.found = found
         self.response = response
-        self.lock = lock
+        self.held = held  # this relay holds the file's lock in cache.locks until it ends
         self.closed = False
 
     def __iter__(self) -> Iterator[bytes]:
@@ -314,5 +309,5 @@ class Relay:
         self.closed = True
         self.response.close()  # possibly half read: never back into the pool
         self.response.release_conn()
-        if self.lock is not None:
-            self.lock.release()
+        if self.held:
+            self.cache.locks.release(self.found.sha256)

@@ -42,6 +42,7 @@ from packaging.utils import (
 
 from ..clock import utc_stamp
 from .client import UpstreamClient, UpstreamFailed
+from .keyedlocks import KeyedLocks
 from .stats import Stats
 
 log = logging.getLogger("teamindex")
@@ -256,8 +257,8 @@ class PageCache:
         self.memory_files = MEMORY_FILES
         self._memory: OrderedDict[str, UpstreamPage] = OrderedDict()  # least recent first
         self._memory_weight = 0
-        self._locks: dict[str, threading.Lock] = {}
-        self._guard = threading.Lock()
+        self._locks = KeyedLocks()  # per name: one upstream request for concurrent misses
+        self._guard = threading.Lock()  # the memory dict and its weight
         self.fetches = 0  # upstream page requests made (metrics, tests)
 
     def get(self, name: str) -> UpstreamPage:
@@ -272,8 +273,7 @@ class PageCache:
         self.stats.add("page", "miss")
         if self.client is None:
             raise PageUnavailable(503, f"offline: no cached upstream page for {name}")
-        lock = self._lock_for(name)
-        if not lock.acquire(timeout=LOCK_WAIT):
+        if not self._locks.acquire(name, LOCK_WAIT):
             return self._stale_or_raise(name, cached, PageUnavailable(504, "upstream busy"))
         try:
             cached = self._cached(name)
@@ -281,7 +281,7 @@ class PageCache:
                 return cached  # another request fetched it (or failed to) while this one waited
             return self._refresh(name, cached)
         finally:
-            lock.release()
+            self._locks.release(name)
 
     def peek(self, name: str) -> UpstreamPage | None:
         """The page from memory if it may be used as it is (fresh, offline, or stale while
@@ -355,10 +355,6 @@ class PageCache:
         """A refresh of this copy failed a moment ago, and it may still be served stale."""
         now = self.clock()
         return now < page.retry_after and now - page.fetched <= self.stale_for
-
-    def _lock_for(self, name: str) -> threading.Lock:
-        with self._guard:
-            return self._locks.setdefault(name, threading.Lock())
 
     def _path(self, name: str) -> Path:
         return self.directory / f"{name}.json"
