@@ -700,3 +700,21 @@ def test_metrics_count_upstream_requests_hits_misses_errors_bytes_and_the_cache(
     app.extensions["teamindex"].upstream.pages.stale_for = 0
     assert page(app, "other").status_code == 502
     assert scrape(client)[("teamindex_upstream_errors_total", (("kind", "page"),))] == 1
+
+
+def test_the_first_download_while_fetched_has_the_stored_copys_headers(
+    proxy, fake_upstream, tmp_path
+) -> None:
+    """Relayed while fetched (first GET) or sent from the cache (later): the same headers,
+    but for Accept-Ranges, which only the stored copy can honour."""
+    wheel = fake_upstream.publish(tmp_path, "six", "1.0")
+    client = proxy().test_client()
+    url = f"/files/six/{wheel.filename}"
+    first = get(client, url, basic("alice"))
+    again = get(client, url, basic("alice"))
+    assert fake_upstream.count(f"/files/{wheel.filename}") == 1  # the first was the fetch
+    assert first[:2] == again[:2] == (200, wheel.data)
+    assert "Accept-Ranges" not in first[2] and again[2].pop("Accept-Ranges") == "bytes"
+    again[2].pop("Date")  # send_file's conditional answer dates itself; waitress dates both
+    assert first[2] == again[2]
+    assert first[2]["Content-Disposition"] == f"inline; filename={wheel.filename}"

@@ -9,6 +9,7 @@ read, token scopes and token project lists apply unchanged (permissions.decide).
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -225,9 +226,19 @@ def _streamed(relay: Relay, found: UpstreamFile) -> Response:
     response.headers["ETag"] = f'"{found.sha256}"'
     response.headers["Cache-Control"] = FILE_CACHE_CONTROL
     response.headers["X-Content-Type-Options"] = "nosniff"
+    # send_file's header for the stored copy (download_name=): the same name in a browser.
+    response.headers.set("Content-Disposition", "inline", **_file_names(found.filename))
     if found.upload_time is not None:
         response.last_modified = found.upload_time
     return response
+
+
+def _file_names(filename: str) -> dict[str, str]:
+    """Content-Disposition's filename parameters as werkzeug's send_file writes them."""
+    if filename.isascii():
+        return {"filename": filename}
+    simple = unicodedata.normalize("NFKD", filename).encode("ascii", "ignore").decode("ascii")
+    return {"filename": simple, "filename*": "UTF-8''" + quote(filename, safe="!#$&+^`|~")}
 
 
 @dataclass(frozen=True)
