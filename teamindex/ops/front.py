@@ -148,12 +148,7 @@ server {{
     sendfile on;
     tcp_nopush on;
     proxy_http_version 1.1;
-    proxy_set_header Connection "";
-    proxy_set_header Host $host;
-    proxy_set_header X-Forwarded-For $remote_addr;
-    proxy_set_header X-Forwarded-Proto $scheme;
-    proxy_set_header X-Forwarded-Host $host;
-
+{_proxy_headers("    ")}
     location / {{
         proxy_pass http://teamindex;
     }}
@@ -175,7 +170,9 @@ server {{
         proxy_pass http://teamindex{FRONT_CHECK_PREFIX}$request_uri;
         proxy_pass_request_body off;
         proxy_set_header Content-Length "";
-{cache_lines}    }}
+        # A location with its own proxy_set_header inherits none: the client's
+        # X-Forwarded-For would reach teamindex, which believes nginx.
+{_proxy_headers("        ")}{cache_lines}    }}
 
     location @teamindex {{
         proxy_pass http://teamindex;
@@ -194,6 +191,20 @@ server {{
     }}
 }}
 """
+
+
+def _proxy_headers(indent: str) -> str:
+    """Keepalive to teamindex, and the client as nginx saw it (never as the client says)."""
+    return "".join(
+        f"{indent}proxy_set_header {name} {value};\n"
+        for name, value in (
+            ("Connection", '""'),
+            ("Host", "$host"),
+            ("X-Forwarded-For", "$remote_addr"),
+            ("X-Forwarded-Proto", "$scheme"),
+            ("X-Forwarded-Host", "$host"),
+        )
+    )
 
 
 def _var(header: str) -> str:
