@@ -68,20 +68,22 @@ def upstream_address(settings: Settings) -> str:
     return f"{host}:{settings.port}"
 
 
-def warnings(settings: Settings) -> list[str]:
-    """Serve settings the printed config relies on but that are not set here."""
+def warnings(settings: Settings, front: str = "nginx") -> list[str]:
+    """Serve settings the printed config for `front` (nginx, Caddy) relies on but that are
+    not set here."""
     found = []
     if not settings.accel_redirect:
+        kept = " and nginx caches nothing" if front == "nginx" else ""
         found.append(
             f"serve needs --accel-redirect {DEFAULT_ACCEL} (TEAMINDEX_ACCEL_REDIRECT): "
-            "without it teamindex sends every file itself and nginx caches nothing"
+            f"without it teamindex sends every file itself{kept}"
         )
     if not settings.trusted_proxy:
         found.append(
-            "serve needs --trusted-proxy with nginx's address (TEAMINDEX_TRUSTED_PROXY="
-            "127.0.0.1): otherwise allowlists, throttling and the audit see nginx, not clients"
+            f"serve needs --trusted-proxy with {front}'s address (TEAMINDEX_TRUSTED_PROXY="
+            f"127.0.0.1): otherwise allowlists, throttling and the audit see {front}, not clients"
         )
-    if settings.audit_downloads:
+    if settings.audit_downloads and front == "nginx":
         found.append(
             "--audit-downloads is on: nginx keeps no decision, so every download is recorded"
         )

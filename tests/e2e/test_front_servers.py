@@ -1,10 +1,12 @@
-"""nginx in front, as `teamindex nginx-config` prints it: teamindex checks, nginx sends.
+"""nginx and Caddy in front, as `teamindex nginx-config` and `teamindex caddy-config` print
+them: teamindex checks, the front server sends.
 
-Real nginx (Debian package) runs the printed config in front of a real waitress server
-with `--accel-redirect /_protected/`. Flask's own answer (the same data dir without a front)
-is the reference: every request shape must get the same status, headers and body through
-nginx, on the first request (teamindex answers with X-Accel-Redirect) and on repeats
-(nginx's kept decision, no Python request).
+Real nginx and Caddy (Debian packages) run the printed config in front of a real waitress
+server with `--accel-redirect /_protected/`; every test runs with each. Flask's own answer
+(the same data dir without a front) is the reference: every request shape must get the same
+status, headers and body through the front, on the first request (teamindex answers with
+X-Accel-Redirect) and on repeats (nginx: its kept decision, no Python request; Caddy keeps
+none: one bodiless Python answer per download).
 """
 
 from __future__ import annotations
@@ -21,7 +23,14 @@ from builders import make_wheel
 from conftest import PASSWORD, USERS, LiveServer, add_token, add_user, basic, start_server
 from flask import Flask
 from flask.testing import FlaskClient
-from front_support import Nginx, free_port, require_nginx, start_nginx
+from front_support import (
+    FrontServer,
+    free_port,
+    require_caddy,
+    require_nginx,
+    start_caddy,
+    start_nginx,
+)
 from ops_support import run_cli
 from s3_support import local_disk_only
 from tools import client, run, uv
@@ -34,10 +43,11 @@ from .conftest import seed
 
 pytestmark = [
     pytest.mark.e2e,
-    local_disk_only("nginx sends files from the data dir; S3 storage refuses --accel-redirect"),
+    local_disk_only("the front sends files from the data dir; S3 refuses --accel-redirect"),
 ]
 
-WINDOW = 2  # --cache-seconds for these tests
+FRONTS = ("nginx", "caddy")
+WINDOW = 2  # nginx's --cache-seconds for these tests (Caddy keeps no decision)
 ACCEL = "/_protected/"
 # What a file answer carries; compared between both paths (Date and Server differ).
 COMPARED = (
@@ -52,20 +62,28 @@ COMPARED = (
     "WWW-Authenticate",
     "Content-Encoding",
 )
+PRIVATE_HEADERS = ("x-accel-", "x-teamindex-")
 
 
 @dataclass
 class Front:
-    nginx: Nginx
+    kind: str  # nginx or caddy
+    server: FrontServer
     live: LiveServer
     app: Flask
     reference: FlaskClient  # the same data dir, no front: today's answers
     python_requests: list[str]
+    python_peers: list[str]  # REMOTE_ADDR as teamindex saw it (after --trusted-proxy)
     wheel: Path
     private_wheel: Path
 
+    @property
+    def window(self) -> int:
+        """How long a yes is kept by the front (a revoked credential works that long)."""
+        return WINDOW if self.kind == "nginx" else 0
+
     def get(self, path: str, headers: dict[str, str], method: str = "GET") -> Answer:
-        connection = http.client.HTTPConnection("127.0.0.1", int(self.nginx.url.rsplit(":")[2]))
+        connection = http.client.HTTPConnection("127.0.0.1", self.server.port)
         try:
             connection.request(method, path, headers=headers)
             response = connection.getresponse()
@@ -95,9 +113,10 @@ class Answer:
         return self.status, kept, self.body
 
 
-@pytest.fixture
-def front(settings: Settings, tmp_path: Path) -> Iterator[Front]:
-    require_nginx()
+@pytest.fixture(params=FRONTS)
+def front(request: pytest.FixtureRequest, settings: Settings, tmp_path: Path) -> Iterator[Front]:
+    kind = request.param
+    require_nginx() if kind == "nginx" else require_caddy()
     fronted = replace(
         settings,
         data_dir=settings.data_dir.parent / "fronted",
@@ -117,18 +136,21 @@ def front(settings: Settings, tmp_path: Path) -> Iterator[Front]:
     db = app.extensions["teamindex"].db
     db.set_visibility("secret-core", "restricted")
     python_requests: list[str] = []
+    python_peers: list[str] = []
     inner = app.wsgi_app
 
     def counting(environ: dict[str, Any], start_response: Any) -> Any:
         python_requests.append(environ.get("PATH_INFO", ""))
+        python_peers.append(environ.get("REMOTE_ADDR", ""))
         return inner(environ, start_response)
 
     app.wsgi_app = counting  # type: ignore[method-assign]
     live, running = start_server(app, fronted)
     port = free_port()
+    nginx_only = ["--cache-dir", str(tmp_path / "nginx-cache"), "--cache-seconds", str(WINDOW)]
     printed = run_cli(
         fronted.data_dir,
-        "nginx-config",
+        f"{kind}-config",
         "--port",
         live.url.rsplit(":", 1)[1],
         "--accel-redirect",
@@ -137,27 +159,27 @@ def front(settings: Settings, tmp_path: Path) -> Iterator[Front]:
         "127.0.0.1",
         "--listen",
         f"127.0.0.1:{port}",
-        "--cache-dir",
-        str(tmp_path / "nginx-cache"),
-        "--cache-seconds",
-        str(WINDOW),
+        *(nginx_only if kind == "nginx" else []),
     )
     assert printed.returncode == 0, printed.stderr
     assert "note:" not in printed.stderr  # every serve setting it relies on is set
-    nginx = start_nginx(tmp_path / "nginx", printed.stdout, port)
+    start = start_nginx if kind == "nginx" else start_caddy
+    server = start(tmp_path / kind, printed.stdout, port)
     reference_app = create_app(replace(fronted, accel_redirect=""))
     try:
         yield Front(
-            nginx,
+            kind,
+            server,
             live,
             app,
             reference_app.test_client(),
             python_requests,
+            python_peers,
             wheel,
             private_wheel,
         )
     finally:
-        nginx.stop()
+        server.stop()
         running.stop()
         reference_app.extensions["teamindex"].db.close()
         db.close()
@@ -167,9 +189,19 @@ def file_url(wheel: Path, project: str) -> str:
     return f"/files/{project}/{wheel.name}"
 
 
-def test_the_printed_config_passes_nginx_t(front: Front) -> None:
-    """The text the command prints is a valid nginx config (nginx -t on it)."""
-    assert "[emerg]" not in front.nginx.log_text()
+def test_the_printed_config_loads_without_complaint(front: Front) -> None:
+    """The text the command prints is a valid config, which nginx or Caddy load without a
+    warning (Caddy warns about anything `caddy fmt` would change, too)."""
+    log = front.server.log_text()
+    assert "[emerg]" not in log and "[warn]" not in log
+    complaints = [
+        line
+        for line in log.splitlines()
+        if '"level":"warn"' in line or '"level":"error"' in line
+        # the test's own wrapper (front_support.caddy_wrapper) turns these off
+        if "admin endpoint disabled" not in line and "automatic HTTPS is completely" not in line
+    ]
+    assert complaints == []
 
 
 def request_shapes(front: Front) -> list[tuple[str, str, dict[str, str]]]:
@@ -207,16 +239,21 @@ def request_shapes(front: Front) -> list[tuple[str, str, dict[str, str]]]:
 
 
 def test_both_paths_give_the_same_answers(front: Front) -> None:
-    """Through nginx — first ask (X-Accel-Redirect), then repeats (nginx's kept decision)
-    — each request gets exactly the answer teamindex gives without a front."""
+    """Through the front — first ask (X-Accel-Redirect), then repeats (nginx's kept
+    decision) — each request gets exactly the answer teamindex gives without a front."""
     for method, path, headers in request_shapes(front):
         expected = front.expected(path, headers, method).compared()
         for attempt in range(3):
-            got = front.get(path, headers, method).compared()
+            answer = front.get(path, headers, method)
+            got = answer.compared()
             assert got == expected, f"{method} {path} {headers} {attempt} {got[:2]} {expected[:2]}"
+            # teamindex's notes to the front never reach the client
+            assert not [h for h in answer.headers if h.lower().startswith(PRIVATE_HEADERS)]
 
 
-def test_repeat_downloads_cost_no_python_request(front: Front) -> None:
+def test_repeat_downloads_cost_no_python_request_behind_nginx(front: Front) -> None:
+    """nginx answers repeats from its kept decision; Caddy, which keeps none, asks
+    teamindex once per download (and still sends the bytes itself)."""
     url = file_url(front.wheel, "team-core")
     first = front.get(url, basic("alice"))
     assert first.status == 200
@@ -224,7 +261,8 @@ def test_repeat_downloads_cost_no_python_request(front: Front) -> None:
     for _ in range(20):
         again = front.get(url, basic("alice"))
         assert again.status == 200 and again.body == first.body
-    assert len(front.python_requests) == asked  # nginx answered all 20 itself
+    # nginx answered all 20 itself; Caddy asked for each
+    assert len(front.python_requests) == asked + (0 if front.kind == "nginx" else 20)
     assert front.wheel.read_bytes() == first.body
     # Another credential is asked about on its own, not served on alice's decision.
     assert front.get(url, basic("bob")).status == 200
@@ -248,7 +286,7 @@ def test_internal_location_is_unreachable_from_outside(front: Front) -> None:
             assert b"PK" not in answer.body[:2]
 
 
-def test_restricted_project_is_missing_for_outsiders_through_nginx(front: Front) -> None:
+def test_restricted_project_is_missing_for_outsiders_through_the_front(front: Front) -> None:
     url = file_url(front.private_wheel, "secret-core")
     for _ in range(2):  # the owner's kept decision is not the outsider's
         assert front.get(url, basic("bob")).status == 200
@@ -264,8 +302,9 @@ def test_revoked_token_is_refused_within_the_window(front: Front) -> None:
     assert front.get(url, headers).status == 200
     assert front.get(url, headers).status == 200  # kept by nginx now
     front.app.extensions["teamindex"].db.revoke_token(token_id, utc_now())
-    deadline = time.monotonic() + WINDOW + 1.5
+    deadline = time.monotonic() + front.window + 1.5
     while front.get(url, headers).status == 200:
+        assert front.window, "a revoked token still downloads with no kept decision"
         assert time.monotonic() < deadline, "a revoked token still downloads after the window"
         time.sleep(0.2)
     assert front.get(url, headers).status == 401
@@ -279,10 +318,10 @@ def test_a_token_limited_to_other_projects_gets_nothing(front: Front) -> None:
         assert front.get(url, basic("__token__", secret)).status == 404
 
 
-def test_pip_and_uv_install_through_nginx(
+def test_pip_and_uv_install_through_the_front(
     front: Front, env: dict[str, str], venv_python: Path, tmp_path: Path
 ) -> None:
-    index_url = f"http://alice:{PASSWORD}@{front.nginx.url.removeprefix('http://')}/simple/"
+    index_url = f"http://alice:{PASSWORD}@{front.server.url.removeprefix('http://')}/simple/"
     run(
         [client("pip"), "--python", venv_python, "install", "--index-url", index_url, "team-app"],
         env=env,
@@ -304,7 +343,7 @@ def test_pip_and_uv_install_through_nginx(
         env=env,
     )
     run([target / "bin" / "python", "-c", "import team_app, team_core"], env=env)
-    # An outsider of the restricted project cannot install it through nginx either.
+    # An outsider of the restricted project cannot install it through the front either.
     refused = run(
         [
             uv(),
@@ -334,3 +373,13 @@ def test_pip_and_uv_install_through_nginx(
         ],
         env=env,
     )
+
+
+def test_a_forwarded_for_from_the_client_is_not_believed(front: Front) -> None:
+    """The front replaces the client's X-Forwarded-For with the address it saw, which
+    teamindex believes from --trusted-proxy: allowlists and the audit see the real peer."""
+    url = file_url(front.wheel, "team-core")
+    spoofed = {**basic("alice"), "X-Forwarded-For": "203.0.113.7"}
+    seen = len(front.python_peers)
+    assert front.get(url, spoofed).status == 200
+    assert front.python_peers[seen:] == ["127.0.0.1"]
