@@ -10,9 +10,9 @@ matches the header and runs `file_server` on the file it names. Unlike nginx:
   usual checks) and Caddy sends the bytes. Conditional requests need nothing special:
   teamindex answers 304s and 416s itself and only a 200 or 206 comes back as X-Accel.
 - Go's file server makes its own ETag, Last-Modified and (for unknown extensions) no
-  Content-Type, and would re-evaluate Range/If-Range against those: the config puts
-  teamindex's headers back (deferred `header`) and keeps the Range only when teamindex
-  answered a 206 (X-Teamindex-Ranges), dropping If-Range, which teamindex already decided.
+  Content-Type, and would re-evaluate conditional requests against those: the config puts
+  teamindex's headers back (deferred `header`), keeps the Range only when teamindex
+  answered a 206 (X-Teamindex-Ranges) and drops the conditions teamindex has decided.
 - No internal location to protect: `file_server` only runs inside `handle_response`, so a
   request for /_protected/... is proxied to teamindex as any path is (404).
 """
@@ -34,6 +34,9 @@ from .front import (
 # The headers of a file answer that are teamindex's own (api/files.py), not Go's.
 _OWN_HEADERS = ("ETag", "Last-Modified", "Content-Type")
 _STATIC_HEADERS = (("Cache-Control", FILE_CACHE_CONTROL), ("X-Content-Type-Options", "nosniff"))
+# What teamindex has decided before it names the file: Go's file server must not decide
+# again against its own ETag and the file's mtime.
+_DECIDED = ("If-Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since")
 # Caddyfile tokens are split on whitespace; `{...}` is a placeholder even inside quotes.
 _UNSAFE_IN_PATH = set('{}"\\\n\r\t')
 
@@ -88,14 +91,15 @@ def caddy_config(settings: Settings, options: FrontOptions) -> str:
 
 def _file_answer_lines(packages: str, *, ranged: bool) -> str:
     """file_server on the file teamindex named, with teamindex's headers (api/files.py)."""
-    dropped = "If-Range" if ranged else "Range"  # teamindex has decided both already
+    dropped = _DECIDED if ranged else ("Range", *_DECIDED)
     # Go names the upstream's headers canonically (Etag): so must the placeholder.
     own = "".join(f"\t\t\t\t{name} {{rp.header.{name.title()}}}\n" for name in _OWN_HEADERS)
     static = "".join(f'\t\t\t\t{name} "{value}"\n' for name, value in _STATIC_HEADERS)
+    removed = "".join(f"\t\t\trequest_header -{name}\n" for name in dropped)
     return (
         f'\t\t\troot * "{packages}"\n'
         f"\t\t\trewrite * /{{rp.header.{FILE_HEADER}}} # X-Accel-Redirect's, unescaped\n"
-        f"\t\t\trequest_header -{dropped}\n"
+        f"{removed}"
         "\t\t\theader {\n"
         f"{own}{static}"
         "\t\t\t\tdefer # over file_server's own ETag, Last-Modified and type\n"
