@@ -35,6 +35,7 @@ from front_support import (
 from ops_support import run_cli
 from s3_support import local_disk_only
 from tools import client, run, uv
+from uploading import OCTET_STREAM, encode_multipart, upload_fields
 
 from teamindex.app import create_app
 from teamindex.clock import utc_now
@@ -85,10 +86,12 @@ class Front:
         """How long a yes is kept by the front (a revoked credential works that long)."""
         return WINDOW if self.kind == "nginx" else 0
 
-    def get(self, path: str, headers: dict[str, str], method: str = "GET") -> Answer:
-        connection = http.client.HTTPConnection("127.0.0.1", self.server.port)
+    def get(
+        self, path: str, headers: dict[str, str], method: str = "GET", body: bytes | None = None
+    ) -> Answer:
+        connection = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=60)
         try:
-            connection.request(method, path, headers=headers)
+            connection.request(method, path, body=body, headers=headers)
             response = connection.getresponse()
             return Answer(response.status, dict(response.getheaders()), response.read())
         finally:
@@ -392,3 +395,16 @@ def test_a_forwarded_for_from_the_client_is_not_believed(front: Front) -> None:
     seen = len(front.python_peers)
     assert front.get(url, spoofed).status == 200
     assert front.python_peers[seen:] == ["127.0.0.1"]
+
+
+def test_an_upload_goes_through_and_downloads_back(front: Front, tmp_path: Path) -> None:
+    """twine's POST through the front (under its body size limit), then
+    the new file through the front's download path."""
+    wheel = make_wheel(tmp_path, "team-new", "2.0", padding=3_000_000)
+    data = wheel.read_bytes()
+    body, content_type = encode_multipart(upload_fields(data), (wheel.name, data, OCTET_STREAM))
+    headers = {**basic("alice"), "Content-Type": content_type}
+    answer = front.get("/legacy/", headers, "POST", body)
+    assert answer.status == 200, answer.body
+    downloaded = front.get(file_url(wheel, "team-new"), basic("alice"))
+    assert downloaded.status == 200 and downloaded.body == data
