@@ -198,3 +198,20 @@ def test_every_caddy_config_variant_is_a_valid_caddyfile(tmp_path: Path) -> None
         if name == "ipv6":
             (server,) = routes.values()
             assert server["listen"] == ["[::1]:8443"] and "[::1]:9000" in printed.stdout
+
+
+def test_the_readme_shows_the_printed_caddy_block(tmp_path: Path) -> None:
+    """The README's Caddyfile is the command's output (up to the second handle_response,
+    which it abbreviates), so it cannot drift from what the e2e tests run."""
+    printed = run_cli(
+        Path("/var/lib/teamindex"),
+        "caddy-config",
+        *("--server-name", "pypi.example.internal", "--port", "8080"),
+        *("--tls-cert", "/etc/ssl/pypi.crt", "--tls-key", "/etc/ssl/pypi.key"),
+        *("--accel-redirect", ACCEL, "--trusted-proxy", "127.0.0.1"),
+    )
+    assert printed.returncode == 0, printed.stderr
+    block = printed.stdout[printed.stdout.index("https://") :]
+    shown = block[: block.index("said 200")]
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert shown in readme

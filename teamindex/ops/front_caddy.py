@@ -1,7 +1,7 @@
 """The Caddy configuration in front of teamindex: `teamindex caddy-config` prints it.
 
 One function of the settings, like nginx's (front.py), so the README's Caddyfile, the one
-tests/e2e/test_caddy_front.py runs and the one an admin installs are the same text. Caddy
+tests/e2e/test_front_servers.py runs and the one an admin installs are the same text. Caddy
 2.5+ can act on teamindex's `X-Accel-Redirect` answer: `reverse_proxy`'s `handle_response`
 matches the header and runs `file_server` on the file it names. Unlike nginx:
 
@@ -18,6 +18,8 @@ matches the header and runs `file_server` on the file it names. Unlike nginx:
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from ..config import Settings
 from .front import (
@@ -48,15 +50,13 @@ def caddy_config(settings: Settings, options: FrontOptions) -> str:
     tls = options.tls_cert is not None and options.tls_key is not None
     bind, port = _split_listen(options.listen, "443" if tls else "80")
     accel = settings.accel_redirect or DEFAULT_ACCEL
-    packages = str(settings.packages_dir.resolve())
-    if _UNSAFE_IN_PATH & set(packages):
-        raise ValueError(f"the packages dir {packages!r} holds a character Caddy cannot read")
+    packages = _quoted("the packages dir", settings.packages_dir.resolve())
     scheme = "https" if tls else "http"
     names = [n for n in options.server_name.split() if n != "_"] or [""]
     sites = ", ".join(f"{scheme}://{name}:{port}" for name in names)
     body_mib = (settings.max_upload_size >> 20) + FORM_OVERHEAD_MB
     tls_lines = (
-        f"\ttls {options.tls_cert} {options.tls_key}\n"
+        f"\ttls {_quoted('--tls-cert', options.tls_cert)} {_quoted('--tls-key', options.tls_key)}\n"
         if tls
         else "\t# plain HTTP: passwords cross the network in clear. Use --tls-cert/--tls-key.\n"
     )
@@ -97,7 +97,7 @@ def _file_answer_lines(packages: str, *, ranged: bool) -> str:
     static = "".join(f'\t\t\t\t{name} "{value}"\n' for name, value in _STATIC_HEADERS)
     removed = "".join(f"\t\t\trequest_header -{name}\n" for name in dropped)
     return (
-        f'\t\t\troot * "{packages}"\n'
+        f"\t\t\troot * {packages}\n"
         f"\t\t\trewrite * /{{rp.header.{FILE_HEADER}}} # X-Accel-Redirect's, unescaped\n"
         f"{removed}"
         "\t\t\theader {\n"
@@ -106,6 +106,14 @@ def _file_answer_lines(packages: str, *, ranged: bool) -> str:
         "\t\t\t}\n"
         "\t\t\tfile_server\n"
     )
+
+
+def _quoted(what: str, path: Path | None) -> str:
+    """`path` as one Caddyfile token, or ValueError if Caddy would read it otherwise."""
+    text = str(path)
+    if _UNSAFE_IN_PATH & set(text):
+        raise ValueError(f"{what} {text!r} holds a character Caddy cannot read")
+    return f'"{text}"'
 
 
 def _split_listen(listen: str, default_port: str) -> tuple[str, str]:
