@@ -16,6 +16,7 @@ import pytest
 from builders import make_sdist, make_wheel
 from conftest import add_token, add_user, basic
 from flask import Flask
+from s3_support import local_disk_only
 from test_hotpath import call, change_password_elsewhere, environ, hot_layer
 from uploading import upload
 
@@ -193,6 +194,7 @@ def test_a_file_missing_from_disk_is_flasks_404(published, client):
     assert not hot and status.startswith("404") and b"restores it" in body
 
 
+@local_disk_only("the front server reads the data dir; S3 storage refuses --accel-redirect")
 def test_with_a_front_server_hot_downloads_name_the_file_as_flask_does(make_app, tmp_path):
     """`serve --accel-redirect`: the hot path answers a download as files.front_sends does
     (no body, the file named for nginx or Caddy), so Caddy's one request per download is
