@@ -475,6 +475,7 @@ def measure_front(
         return
     results.versions[front] = version
     peer = make_peer("teamindex", args)
+    peer.install()  # a no-op once the teamindex row made its venv (not run with --servers "")
     results.put("loadavg", column, os.getloadavg()[0])
     run_dir = ctx.run_root / column
     shutil.rmtree(run_dir, ignore_errors=True)
