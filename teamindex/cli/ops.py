@@ -397,7 +397,7 @@ def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-# -- nginx-config, caddy-config -----------------------------------------------------------------
+# -- nginx-config -----------------------------------------------------------------------------
 
 
 def _front_args(parser: argparse.ArgumentParser, front: str) -> None:
