@@ -166,12 +166,14 @@ def ensure_clients() -> list[str]:
 
 # package -> (the binary that proves it is there, the tests that need it). Debian's chromium
 # drives tests/browser through Playwright (`playwright install` downloads a browser build,
-# which cannot work here); Debian's nginx runs the config `teamindex nginx-config` prints in
-# front of teamindex (tests/e2e/test_nginx_front.py), from a temp dir. Debian's postgresql
-# gives tests/pg_support.py the binaries of a throwaway cluster (issue 16).
+# which cannot work here); Debian's nginx and caddy run the configs `teamindex nginx-config`
+# and `caddy-config` print in front of teamindex (tests/e2e/test_front_servers.py), from a
+# temp dir. Debian's postgresql gives tests/pg_support.py the binaries of a throwaway
+# cluster (issue 16).
 DEBIAN_TOOLS: dict[str, tuple[Path, str]] = {
     "chromium": (Path("/usr/bin/chromium"), "the browser tests"),
     "nginx": (Path("/usr/sbin/nginx"), "the front-server tests"),
+    "caddy": (Path("/usr/bin/caddy"), "the Caddy front-server tests"),
     "postgresql": (Path("/usr/lib/postgresql/*/bin/initdb"), "the PostgreSQL tests"),
 }
 

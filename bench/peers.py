@@ -831,11 +831,31 @@ http {{
 """
 
 
+CADDY_FRONT_WRAPPER = """\
+{{
+\tadmin off
+\tauto_https off
+\tstorage file_system "{prefix}/storage"
+}}
+import "{prefix}/teamindex.caddy"
+"""
+
+
+def caddy_version() -> str | None:
+    """Caddy's version string, or None when Caddy is not installed."""
+    exe = shutil.which("caddy")
+    if not exe:
+        return None
+    out = subprocess.run([exe, "version"], capture_output=True, text=True, timeout=30, check=False)
+    return out.stdout.strip() or None
+
+
 def start_teamindex_front(
-    peer: TeamindexPeer, wheel: Path, run_dir: Path, password: str
+    peer: TeamindexPeer, wheel: Path, run_dir: Path, password: str, front: str = "nginx"
 ) -> tuple[ServerHandle, ServerHandle]:
-    """teamindex (`serve --accel-redirect`) with nginx in front, configured by the output of
-    `teamindex nginx-config` exactly as the README documents: (teamindex, nginx)."""
+    """teamindex (`serve --accel-redirect`) with nginx or Caddy in front, configured by the
+    output of `teamindex nginx-config` / `caddy-config` exactly as the README documents:
+    (teamindex, the front)."""
     data_dir = run_dir / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     peer._cli("adduser", USER, "--admin", "--password-stdin", "--data", data_dir, stdin=password)
@@ -852,27 +872,42 @@ def start_teamindex_front(
         "teamindex-front", spawn(cmd, run_dir / "teamindex.log"), "", "", "",
         run_dir / "teamindex.log",
     )  # fmt: skip
-    prefix = run_dir / "nginx"
+    prefix = run_dir / front
     prefix.mkdir(parents=True, exist_ok=True)
-    printed = peer._cli(
-        "nginx-config", "--data", data_dir, "--port", str(port), *serve_flags,
-        "--listen", f"127.0.0.1:{front_port}", "--cache-dir", prefix / "auth-cache",
-    )  # fmt: skip
-    (prefix / "teamindex.conf").write_text(printed.stdout)
-    user = "root" if os.geteuid() == 0 else "nobody"  # the data dir is owner-only
-    (prefix / "nginx.conf").write_text(FRONT_WRAPPER.format(prefix=prefix, user=user))
-    exe = shutil.which("nginx") or "/usr/sbin/nginx"
-    proc = spawn(
-        [exe, "-p", prefix, "-e", "stderr", "-c", prefix / "nginx.conf", "-g", "daemon off;"],
-        prefix / "stdout.log",
-    )
+    listen = ["--listen", f"127.0.0.1:{front_port}"]
+    if front == "caddy":
+        printed = peer._cli(
+            "caddy-config", "--data", data_dir, "--port", str(port), *serve_flags, *listen
+        )
+        (prefix / "teamindex.caddy").write_text(printed.stdout)
+        (prefix / "Caddyfile").write_text(CADDY_FRONT_WRAPPER.format(prefix=prefix))
+        exe = shutil.which("caddy") or "/usr/bin/caddy"
+        xdg = {"XDG_CONFIG_HOME": str(prefix / "config"), "XDG_DATA_HOME": str(prefix / "data")}
+        proc = spawn(
+            [exe, "run", "--config", prefix / "Caddyfile", "--adapter", "caddyfile"],
+            prefix / "error.log",
+            env={**os.environ, **xdg},
+        )
+    else:
+        printed = peer._cli(
+            "nginx-config", "--data", data_dir, "--port", str(port), *serve_flags, *listen,
+            "--cache-dir", prefix / "auth-cache",
+        )  # fmt: skip
+        (prefix / "teamindex.conf").write_text(printed.stdout)
+        user = "root" if os.geteuid() == 0 else "nobody"  # the data dir is owner-only
+        (prefix / "nginx.conf").write_text(FRONT_WRAPPER.format(prefix=prefix, user=user))
+        exe = shutil.which("nginx") or "/usr/sbin/nginx"
+        proc = spawn(
+            [exe, "-p", prefix, "-e", "stderr", "-c", prefix / "nginx.conf", "-g", "daemon off;"],
+            prefix / "stdout.log",
+        )
     base = f"http://127.0.0.1:{front_port}"
-    nginx = ServerHandle("nginx-front", proc, base, f"{base}/simple/", f"{base}/legacy/",
-                         prefix / "error.log")  # fmt: skip
+    handle = ServerHandle(f"{front}-front", proc, base, f"{base}/simple/", f"{base}/legacy/",
+                          prefix / "error.log")  # fmt: skip
     try:
         wait_for_status(f"{base}/simple/", {}, proc, 30, want=401)
     except BaseException:
-        nginx.stop()
+        handle.stop()
         teamindex.stop()
         raise
-    return teamindex, nginx
+    return teamindex, handle

@@ -45,8 +45,10 @@ PEER_LABELS = {
     "peryx": "peryx",
     "nginx": "nginx",
     "front": "teamindex + nginx",
+    "caddy-front": "teamindex + caddy",
 }
-COLUMNS = (*PEER_KEYS, "front", "nginx")
+COLUMNS = (*PEER_KEYS, "front", "caddy-front", "nginx")
+FRONT_COLUMNS = {"nginx": "front", "caddy": "caddy-front"}
 
 
 @dataclass(frozen=True)
@@ -460,30 +462,37 @@ def measure_peer(key: str, ctx: Context, results: Results) -> None:
             shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def measure_front(ctx: Context, results: Results, args: argparse.Namespace) -> None:
-    """teamindex as the README runs it behind nginx (`teamindex nginx-config`): the 100 KB
-    wheel, which nginx sends after teamindex's check (kept by nginx for 5 s)."""
-    if peers.nginx_version() is None:
-        results.note("nginx not installed: the teamindex + nginx column is skipped")
+def measure_front(
+    ctx: Context, results: Results, args: argparse.Namespace, front: str = "nginx"
+) -> None:
+    """teamindex as the README runs it behind nginx or Caddy (`teamindex nginx-config`,
+    `caddy-config`): the 100 KB wheel, which the front sends after teamindex's check (kept
+    by nginx for 5 s; Caddy asks teamindex for every download)."""
+    column = FRONT_COLUMNS[front]
+    version = peers.nginx_version() if front == "nginx" else peers.caddy_version()
+    if version is None:
+        results.note(f"{front} not installed: the {PEER_LABELS[column]} column is skipped")
         return
+    results.versions[front] = version
     peer = make_peer("teamindex", args)
-    results.put("loadavg", "front", os.getloadavg()[0])
-    run_dir = ctx.run_root / "front"
+    peer.install()  # a no-op once the teamindex row made its venv (not run with --servers "")
+    results.put("loadavg", column, os.getloadavg()[0])
+    run_dir = ctx.run_root / column
     shutil.rmtree(run_dir, ignore_errors=True)
-    teamindex, nginx = peers.start_teamindex_front(peer, ctx.large_wheel, run_dir, PASSWORD)
+    teamindex, server = peers.start_teamindex_front(peer, ctx.large_wheel, run_dir, PASSWORD, front)
     try:
         auth = {"Authorization": peers.basic_auth_header(peers.USER, PASSWORD)}
         link = clients.find_file(
-            nginx.index_url, corpus.LARGE_WHEEL_PROJECT, ctx.large_wheel.name, auth
+            server.index_url, corpus.LARGE_WHEEL_PROJECT, ctx.large_wheel.name, auth
         )
         step(
             results,
-            "front",
+            column,
             "~100 KB wheel",
-            lambda: measure_endpoint(results, "front", "wheel_100k", link.url, auth, ctx),
+            lambda: measure_endpoint(results, column, "wheel_100k", link.url, auth, ctx),
         )
     finally:
-        nginx.stop()
+        server.stop()
         teamindex.stop()
         if not args.keep:
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -643,8 +652,8 @@ def write_reports(
         render_table(results, len(ctx.upload_files), ctx.args.import_files),
         "",
         "↑ higher is better, ↓ lower is better; ratio = teamindex / best of the other peers "
-        "(teamindex + nginx is teamindex's own front configuration; nginx alone is a ceiling, "
-        "not a peer).",
+        "(teamindex + nginx and teamindex + caddy are teamindex's own front configurations; "
+        "nginx alone is a ceiling, not a peer).",
         "",
         "## Machine",
         "",
@@ -690,7 +699,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--servers", default=",".join(PEER_KEYS), help=f"comma list from {','.join(PEER_KEYS)}"
     )
-    p.add_argument("--no-nginx", action="store_true", help="skip the nginx ceiling row")
+    p.add_argument(
+        "--no-nginx",
+        action="store_true",
+        help="skip the front columns (nginx, Caddy) and the nginx ceiling",
+    )
     p.add_argument(
         "--duration", type=float, help="seconds per load run (default 10, 3 with --quick)"
     )
@@ -792,10 +805,11 @@ def main(argv: list[str] | None = None) -> int:
         except (peers.BenchError, OSError, RuntimeError, ValueError) as exc:
             results.note(f"{key}: not measured: {shorten(str(exc))}")
     if not args.no_nginx:
-        try:
-            measure_front(ctx, results, args)
-        except (peers.BenchError, OSError, RuntimeError) as exc:
-            results.note(f"teamindex + nginx: not measured: {shorten(str(exc))}")
+        for front, column in FRONT_COLUMNS.items():
+            try:
+                measure_front(ctx, results, args, front)
+            except (peers.BenchError, OSError, RuntimeError) as exc:
+                results.note(f"{PEER_LABELS[column]}: not measured: {shorten(str(exc))}")
         try:
             measure_nginx(ctx, results)
         except (peers.BenchError, OSError, RuntimeError) as exc:

@@ -117,14 +117,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     web.init_app(app)
     metrics.init_app(app)  # /metrics and its counters
     # Cached simple pages for known logins, before Flask's request machinery (issue 3),
-    # and their downloads, unless a front server sends the files (issue 14).
+    # and their downloads (issue 14; with a front server, the answer naming the file).
     counters = metrics.collectors(app)
     app.wsgi_app = HotReads(  # type: ignore[method-assign]
         app.wsgi_app,
         app.extensions[EXTENSION_KEY],
         counters.count_request,
         counters.count_download,
-        files=not settings.accel_redirect,
     )
     requestlog.init_app(app)  # one log line per request, hot path included
     make_private(settings.data_dir)  # the database and session key now exist: 0600

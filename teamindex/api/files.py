@@ -185,17 +185,30 @@ def _count_download(record: FileRecord, reader: Principal) -> None:
 def front_sends(sent: Response, prefix: str, path: Path) -> Response:
     """Flask's answer with the body left to the front server: every header but the length
     and range (nginx computes those for the Range it is asked), no body, and
-    `X-Accel-Redirect: PREFIX<project>/<file>` (nginx maps PREFIX to packages/)."""
+    `X-Accel-Redirect: PREFIX<project>/<file>` (nginx maps PREFIX to packages/; Caddy
+    reads the same name, unescaped, from X-Teamindex-File)."""
     sent.close()  # send_file opened the file; nginx opens it again
     answer = Response(status=200)
     answer.headers.clear()
     for key, value in sent.headers.items():
         if key.lower() not in {"content-length", "content-range"}:
             answer.headers[key] = value
-    answer.headers["X-Accel-Redirect"] = prefix + quote(f"{path.parent.name}/{path.name}")
+    for key, value in front_headers(prefix, path):
+        answer.headers[key] = value
     if sent.status_code == 206:  # nginx omits Accept-Ranges on its 206; this adds it back
         answer.headers[RANGES_HEADER] = "bytes"
     return answer
+
+
+def front_headers(prefix: str, path: Path) -> list[tuple[str, str]]:
+    """The headers naming the file under packages/ for the front server (the hot path
+    sends them too, api/hotfiles.py)."""
+    name = f"{path.parent.name}/{path.name}"
+    return [
+        ("X-Accel-Redirect", prefix + quote(name)),
+        # Unescaped, for Caddy: its rewrite escapes the placeholder, so %2B would stay literal.
+        (FILE_HEADER, name),
+    ]
 
 
 # Names nginx may take literally from the header: every wheel and sdist name uses these.

@@ -24,6 +24,9 @@ a file without upload-time) is Flask's. Its LRU mark is refreshed at most once a
 
 The reply is built as files.download builds it through send_file (same headers, same 304
 for If-None-Match and If-Modified-Since); tests send each request to both paths and compare.
+With a front server (`--accel-redirect`) a hosted file's 200 is files.front_sends' answer,
+no body and the file named for the front: Caddy, which keeps no decision, asks for every
+download, and this is the cheap way to answer it.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ from ..context import Services
 from ..index.storage import METADATA_SUFFIX
 from ..upstream import Origin, Visibility
 from . import proxy
-from .files import FILE_CACHE_CONTROL
+from .files import FILE_CACHE_CONTROL, front_headers
 from .objectfiles import REDIRECT_CACHE_CONTROL
 
 FILES_PREFIX = "/files/"
@@ -111,23 +114,18 @@ def answer_download(svc: Services, environ: dict[str, Any]) -> FileAnswer | None
         return None
     if not found.upstream and not svc.storage.local and svc.settings.s3_downloads == "redirect":
         return _redirect(svc, found.path, project, dist_name, metadata, login)
-    try:
-        # waitress closes it; the upstream proxy's cache is always on local disk
-        body: IO[bytes] | None = (
-            open(found.path, "rb")  # noqa: SIM115
-            if found.upstream
-            else svc.storage.open_read(found.path)
-        )
-    except OSError:
-        return None
-    assert body is not None
-    try:
-        size = body.seek(0, os.SEEK_END)
-        body.seek(0)
-    except OSError:
-        body.close()
-        raise
-    if found.upstream and svc.upstream is not None:
+    # With a front server a hosted file is named, not sent (files.front_sends).
+    accel = svc.settings.accel_redirect if not found.upstream else ""
+    body: IO[bytes] | None = None
+    if accel:
+        if not found.path.is_file():
+            return None  # Flask's 404 says how to restore it
+        size = 0
+    else:
+        body, size = _opened(svc, found)
+        if body is None:
+            return None
+    if body is not None and found.upstream and svc.upstream is not None:
         svc.upstream.files.touch(found.path, os.fstat(body.fileno()).st_mtime)
         svc.upstream.stats.add("metadata" if metadata else "file", "hit")
     last_modified = http_date(found.last_modified)
@@ -147,9 +145,29 @@ def answer_download(svc: Services, environ: dict[str, Any]) -> FileAnswer | None
     if not is_resource_modified(environ, quote_etag(found.etag), last_modified=last_modified):
         status = 304
         remove_entity_headers(headers)  # as werkzeug does for a 304
-        body.close()
+        if body is not None:
+            body.close()
         body = None
+    elif accel:
+        headers += front_headers(accel, found.path)
     return FileAnswer(status, headers, body, project, dist_name, metadata, login)
+
+
+def _opened(svc: Services, found: Readable) -> tuple[IO[bytes] | None, int]:
+    """The file open for waitress to send (it closes it), and its size; None if it cannot
+    be opened (Flask answers)."""
+    try:
+        # the upstream proxy's cache is always on local disk
+        body = open(found.path, "rb") if found.upstream else svc.storage.open_read(found.path)  # noqa: SIM115
+    except OSError:
+        return None, 0
+    try:
+        size = body.seek(0, os.SEEK_END)
+        body.seek(0)
+    except OSError:
+        body.close()
+        raise
+    return body, size
 
 
 def _redirect(

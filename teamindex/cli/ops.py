@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import cast
 
@@ -29,6 +29,7 @@ from ..index.removal import delete_dists
 from ..index.storage import Store, open_storage
 from ..ops.front import DEFAULT_CACHE_SECONDS, FrontOptions, nginx_config
 from ..ops.front import warnings as front_warnings
+from ..ops.front_caddy import caddy_config
 from .base import CommandError, command, open_database
 
 
@@ -399,14 +400,30 @@ def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
 # -- nginx-config -----------------------------------------------------------------------------
 
 
-def _nginx_config_args(parser: argparse.ArgumentParser) -> None:
+def _front_args(parser: argparse.ArgumentParser, front: str) -> None:
+    """The flags nginx-config and caddy-config share: serve's, and where `front` listens."""
     for option in OPTIONS:  # the serve settings the config must match (port, accel, limits)
         if option.name not in {"data_dir", "database_url"}:  # every command has those
             parser.add_argument(option.flag, dest=option.name, type=option.parse, help=option.help)
-    parser.add_argument("--listen", default="", help="ADDR:PORT nginx listens on (80, or 443)")
-    parser.add_argument("--server-name", default="_", help="server_name (default: any)")
+    parser.add_argument("--listen", default="", help=f"ADDR:PORT {front} listens on (80, or 443)")
+    parser.add_argument("--server-name", default="_", help="server name (default: any)")
     parser.add_argument("--tls-cert", type=Path, help="certificate file (with --tls-key)")
     parser.add_argument("--tls-key", type=Path, help="private key file (with --tls-cert)")
+
+
+def _front_options(args: argparse.Namespace) -> FrontOptions:
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise CommandError("--tls-cert and --tls-key go together")
+    return FrontOptions(
+        listen=args.listen,
+        server_name=args.server_name,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+    )
+
+
+def _nginx_config_args(parser: argparse.ArgumentParser) -> None:
+    _front_args(parser, "nginx")
     parser.add_argument(
         "--cache-dir",
         type=Path,
@@ -428,19 +445,32 @@ def cmd_nginx_config(args: argparse.Namespace, settings: Settings) -> int:
     streamed through, files sent by nginx after teamindex's checks (X-Accel-Redirect), and
     repeat downloads answered by nginx from a decision it keeps for --cache-seconds.
     Include it inside nginx's http {} block (Debian: /etc/nginx/conf.d/teamindex.conf)."""
-    if (args.tls_cert is None) != (args.tls_key is None):
-        raise CommandError("--tls-cert and --tls-key go together")
     if args.cache_seconds < 0:
         raise CommandError("--cache-seconds must be 0 or more")
-    options = FrontOptions(
-        listen=args.listen,
-        server_name=args.server_name,
-        tls_cert=args.tls_cert,
-        tls_key=args.tls_key,
-        cache_dir=args.cache_dir,
-        cache_seconds=args.cache_seconds,
+    options = replace(
+        _front_options(args), cache_dir=args.cache_dir, cache_seconds=args.cache_seconds
     )
     for warning in front_warnings(settings):
         print(f"teamindex: note: {warning}", file=sys.stderr)
     sys.stdout.write(nginx_config(settings, options))
+    return 0
+
+
+# -- caddy-config -----------------------------------------------------------------------------
+
+
+@command(lambda parser: _front_args(parser, "Caddy"))
+def cmd_caddy_config(args: argparse.Namespace, settings: Settings) -> int:
+    """Print a Caddyfile site block for this data dir and serve settings (Caddy 2.5+): TLS,
+    uploads streamed through, files sent by Caddy after teamindex's checks (X-Accel-Redirect
+    matched by reverse_proxy's handle_response). Every download asks teamindex once; core
+    Caddy keeps no decision. Import it from /etc/caddy/Caddyfile."""
+    options = _front_options(args)
+    try:
+        text = caddy_config(settings, options)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    for warning in front_warnings(settings, "Caddy"):
+        print(f"teamindex: note: {warning}", file=sys.stderr)
+    sys.stdout.write(text)
     return 0

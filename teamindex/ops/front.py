@@ -68,20 +68,22 @@ def upstream_address(settings: Settings) -> str:
     return f"{host}:{settings.port}"
 
 
-def warnings(settings: Settings) -> list[str]:
-    """Serve settings the printed config relies on but that are not set here."""
+def warnings(settings: Settings, front: str = "nginx") -> list[str]:
+    """Serve settings the printed config for `front` (nginx, Caddy) relies on but that are
+    not set here."""
     found = []
     if not settings.accel_redirect:
+        kept = " and nginx caches nothing" if front == "nginx" else ""
         found.append(
             f"serve needs --accel-redirect {DEFAULT_ACCEL} (TEAMINDEX_ACCEL_REDIRECT): "
-            "without it teamindex sends every file itself and nginx caches nothing"
+            f"without it teamindex sends every file itself{kept}"
         )
     if not settings.trusted_proxy:
         found.append(
-            "serve needs --trusted-proxy with nginx's address (TEAMINDEX_TRUSTED_PROXY="
-            "127.0.0.1): otherwise allowlists, throttling and the audit see nginx, not clients"
+            f"serve needs --trusted-proxy with {front}'s address (TEAMINDEX_TRUSTED_PROXY="
+            f"127.0.0.1): otherwise allowlists, throttling and the audit see {front}, not clients"
         )
-    if settings.audit_downloads:
+    if settings.audit_downloads and front == "nginx":
         found.append(
             "--audit-downloads is on: nginx keeps no decision, so every download is recorded"
         )
@@ -148,12 +150,7 @@ server {{
     sendfile on;
     tcp_nopush on;
     proxy_http_version 1.1;
-    proxy_set_header Connection "";
-    proxy_set_header Host $host;
-    proxy_set_header X-Forwarded-For $remote_addr;
-    proxy_set_header X-Forwarded-Proto $scheme;
-    proxy_set_header X-Forwarded-Host $host;
-
+{_proxy_headers("    ")}
     location / {{
         proxy_pass http://teamindex;
     }}
@@ -175,7 +172,9 @@ server {{
         proxy_pass http://teamindex{FRONT_CHECK_PREFIX}$request_uri;
         proxy_pass_request_body off;
         proxy_set_header Content-Length "";
-{cache_lines}    }}
+        # A location with its own proxy_set_header inherits none: the client's
+        # X-Forwarded-For would reach teamindex, which believes nginx.
+{_proxy_headers("        ")}{cache_lines}    }}
 
     location @teamindex {{
         proxy_pass http://teamindex;
@@ -194,6 +193,20 @@ server {{
     }}
 }}
 """
+
+
+def _proxy_headers(indent: str) -> str:
+    """Keepalive to teamindex, and the client as nginx saw it (never as the client says)."""
+    return "".join(
+        f"{indent}proxy_set_header {name} {value};\n"
+        for name, value in (
+            ("Connection", '""'),
+            ("Host", "$host"),
+            ("X-Forwarded-For", "$remote_addr"),
+            ("X-Forwarded-Proto", "$scheme"),
+            ("X-Forwarded-Host", "$host"),
+        )
+    )
 
 
 def _var(header: str) -> str:
