@@ -28,6 +28,7 @@ from .index.inflight import sweep_dead
 from .index.storage import Store, make_private, open_storage
 from .ops import metrics, requestlog
 from .ops.health import bp as health_bp
+from .ops.serving import INLINE_KEY
 from .upstream import Upstream
 
 log = logging.getLogger("teamindex")
@@ -119,13 +120,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     # Cached simple pages for known logins, before Flask's request machinery (issue 3),
     # and their downloads, unless a front server sends the files (issue 14).
     counters = metrics.collectors(app)
-    app.wsgi_app = HotReads(  # type: ignore[method-assign]
+    hot = HotReads(
         app.wsgi_app,
         app.extensions[EXTENSION_KEY],
         counters.count_request,
         counters.count_download,
         files=not settings.accel_redirect,
     )
+    app.wsgi_app = hot  # type: ignore[method-assign]
+    app.extensions[INLINE_KEY] = hot.pre_answer  # page hits on waitress' socket thread
     requestlog.init_app(app)  # one log line per request, hot path included
     make_private(settings.data_dir)  # the database and session key now exist: 0600
     return app

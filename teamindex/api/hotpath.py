@@ -18,6 +18,10 @@ Anything else — no or unknown credentials, a redirect, 401/403/404/406/429, a 
 rendered — goes to Flask, which answers it and fills the caches. Flask's answer is the
 reference: tests check that both paths send the same status, headers and body. Downloads
 take the same shortcut under the same rules (hotfiles.py).
+
+Page hits are also answered on waitress' socket thread (ops/serving.py, `pre_answer`): the
+decision is the one statement and a cache lookup, bounded work, and handing each request to
+a worker thread and its answer back cost more than the answer itself (issue 13).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from ..access.permissions import (
 )
 from ..context import Services
 from ..ops.requestlog import USER_KEY
+from ..ops.serving import DECISION_KEY
 from ..upstream import Origin
 from . import proxy, render
 from .hotfiles import FILE_RULE, FILES_PREFIX, answer_download
@@ -59,6 +64,9 @@ PROJECT_PATH = re.compile(r"/simple/([a-z0-9]+(?:-[a-z0-9]+)*)/")
 ROOT_RULE = "/simple/"
 PROJECT_RULE = "/simple/<name>/"
 SEND_BLOCK = 1 << 20
+# Pages up to this size are returned as bytes: copied once, sent with the header.
+SMALL_BODY = 64 << 10
+PageAnswer = tuple[str, CachedPage, str]  # route, page, content type
 
 
 class HotReads:
@@ -83,11 +91,10 @@ class HotReads:
         started = time.perf_counter()
         if self.files and environ.get("PATH_INFO", "").startswith(FILES_PREFIX):
             return self.download(environ, start_response, started)
-        try:
-            answer = self.answer(environ)
-        except Exception:  # a shortcut must not fail a request Flask can still answer
-            log.exception("hot path failed; Flask answers %s", environ.get("PATH_INFO"))
-            answer = None
+        if DECISION_KEY in environ:  # decided on the socket thread (pre_answer)
+            answer = self.decided_answer(environ, environ.pop(DECISION_KEY))
+        else:
+            answer = self.checked_answer(environ)
         if answer is None:
             return self.app(environ, start_response)
         rule, page, content_type = answer
@@ -102,6 +109,8 @@ class HotReads:
         self.count(rule, "GET", reply.status, time.perf_counter() - started)
         if not reply.body:
             return []
+        if len(reply.body) <= SMALL_BODY:
+            return [reply.body]  # sent with the header in one piece (ops/serving.py)
         # Handed over as a file: waitress copies a returned bytes object into its output
         # buffer, but sends from a wsgi.file_wrapper directly (430 KB root page: +30% req/s).
         return wrap_file(environ, io.BytesIO(reply.body), SEND_BLOCK)
@@ -134,7 +143,36 @@ class HotReads:
             return []
         return wrap_file(environ, found.body, SEND_BLOCK)
 
-    def answer(self, environ: dict[str, Any]) -> tuple[str, CachedPage, str] | None:
+    def pre_answer(self, environ: dict[str, Any]) -> tuple[PageAnswer, str | None] | None:
+        """For the socket thread (ops/serving.py): (answer, user name) when this is a page
+        hit, handed to __call__ of the same request under DECISION_KEY; None for everything
+        else (downloads included: file I/O stays off the socket thread)."""
+        answer = self.checked_answer(environ)
+        if answer is None:
+            return None
+        return answer, environ.get(USER_KEY)
+
+    @staticmethod
+    def decided_answer(
+        environ: dict[str, Any], decision: tuple[PageAnswer, str | None] | None
+    ) -> PageAnswer | None:
+        """The answer pre_answer gave on the socket thread (None: Flask answers)."""
+        if decision is None:
+            return None
+        answer, user = decision
+        if user is not None:
+            environ[USER_KEY] = user  # for the request log
+        return answer
+
+    def checked_answer(self, environ: dict[str, Any]) -> PageAnswer | None:
+        """answer(), with a failure logged and left to Flask."""
+        try:
+            return self.answer(environ)
+        except Exception:  # a shortcut must not fail a request Flask can still answer
+            log.exception("hot path failed; Flask answers %s", environ.get("PATH_INFO"))
+            return None
+
+    def answer(self, environ: dict[str, Any]) -> PageAnswer | None:
         """(route, page, content type) when the hot path may answer, else None."""
         # The path first: downloads and uploads pass here too and must cost nothing more.
         path = environ.get("PATH_INFO", "")
