@@ -128,7 +128,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         files=not settings.accel_redirect,
     )
     app.wsgi_app = hot  # type: ignore[method-assign]
-    app.extensions[INLINE_KEY] = hot.pre_answer  # page hits on waitress' socket thread
+    if not settings.database_url:  # page hits on waitress' socket thread: SQLite reads only
+        app.extensions[INLINE_KEY] = hot.pre_answer
     requestlog.init_app(app)  # one log line per request, hot path included
     make_private(settings.data_dir)  # the database and session key now exist: 0600
     return app

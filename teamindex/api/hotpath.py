@@ -31,6 +31,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from werkzeug.http import HTTP_STATUS_CODES
@@ -67,6 +68,16 @@ SEND_BLOCK = 1 << 20
 # Pages up to this size are returned as bytes: copied once, sent with the header.
 SMALL_BODY = 64 << 10
 PageAnswer = tuple[str, CachedPage, str]  # route, page, content type
+
+
+@dataclass(frozen=True)
+class Decided:
+    """A page hit decided on waitress' socket thread (HotReads.pre_answer)."""
+
+    answer: PageAnswer
+    user: str | None  # for the request log
+    admit: VerifiedLogin | None  # a login whose record (_admit) is due: written by a worker
+    ip: str
 
 
 class HotReads:
@@ -143,26 +154,29 @@ class HotReads:
             return []
         return wrap_file(environ, found.body, SEND_BLOCK)
 
-    def pre_answer(self, environ: dict[str, Any]) -> tuple[PageAnswer, str | None] | None:
-        """For the socket thread (ops/serving.py): (answer, user name) when this is a page
-        hit, handed to __call__ of the same request under DECISION_KEY; None for everything
-        else (downloads included: file I/O stays off the socket thread)."""
-        answer = self.checked_answer(environ)
-        if answer is None:
-            return None
-        return answer, environ.get(USER_KEY)
+    def pre_answer(self, environ: dict[str, Any]) -> tuple[Decided | None, bool]:
+        """For waitress' socket thread (ops/serving.py): the decision, handed to __call__ of
+        the same request under DECISION_KEY (None: Flask answers), and whether the socket
+        thread may send it. Not when the login's record is due (_admit's database write
+        goes to a worker, which may wait for the write lock), nor for downloads (file I/O)."""
+        found = self.checked_decision(environ)
+        if found is None:
+            return None, False
+        answer, login = found
+        user = login.principal.user
+        ip = environ.get("REMOTE_ADDR") or ""
+        due = self._admit_due(login, ip)
+        return Decided(answer, user.name if user else None, login if due else None, ip), not due
 
-    @staticmethod
-    def decided_answer(
-        environ: dict[str, Any], decision: tuple[PageAnswer, str | None] | None
-    ) -> PageAnswer | None:
+    def decided_answer(self, environ: dict[str, Any], decided: Decided | None) -> PageAnswer | None:
         """The answer pre_answer gave on the socket thread (None: Flask answers)."""
-        if decision is None:
+        if decided is None:
             return None
-        answer, user = decision
-        if user is not None:
-            environ[USER_KEY] = user  # for the request log
-        return answer
+        if decided.admit is not None:
+            self._admit(decided.admit, decided.ip)
+        if decided.user is not None:
+            environ[USER_KEY] = decided.user  # for the request log
+        return decided.answer
 
     def checked_answer(self, environ: dict[str, Any]) -> PageAnswer | None:
         """answer(), with a failure logged and left to Flask."""
@@ -172,8 +186,28 @@ class HotReads:
             log.exception("hot path failed; Flask answers %s", environ.get("PATH_INFO"))
             return None
 
+    def checked_decision(self, environ: dict[str, Any]) -> tuple[PageAnswer, VerifiedLogin] | None:
+        """decision(), with a failure logged and left to Flask."""
+        try:
+            return self.decision(environ)
+        except Exception:  # a shortcut must not fail a request Flask can still answer
+            log.exception("hot path failed; Flask answers %s", environ.get("PATH_INFO"))
+            return None
+
     def answer(self, environ: dict[str, Any]) -> PageAnswer | None:
-        """(route, page, content type) when the hot path may answer, else None."""
+        """(route, page, content type) when the hot path may answer, else None; the login
+        is admitted (_admit) and named for the request log."""
+        found = self.decision(environ)
+        if found is None:
+            return None
+        answer, login = found
+        self._admit(login, environ.get("REMOTE_ADDR") or "")
+        if login.principal.user is not None:
+            environ[USER_KEY] = login.principal.user.name  # for the request log
+        return answer
+
+    def decision(self, environ: dict[str, Any]) -> tuple[PageAnswer, VerifiedLogin] | None:
+        """(answer, login) when the hot path may answer, else None. Reads only."""
         # The path first: downloads and uploads pass here too and must cost nothing more.
         path = environ.get("PATH_INFO", "")
         match = None if path == ROOT_PATH else PROJECT_PATH.fullmatch(path)
@@ -201,10 +235,7 @@ class HotReads:
             rule = PROJECT_RULE
         if found is None:
             return None
-        self._admit(login, ip)
-        if login.principal.user is not None:
-            environ[USER_KEY] = login.principal.user.name  # for the request log
-        return rule, found, content_type
+        return (rule, found, content_type), login
 
     def _root_page(self, content_type: str, login: VerifiedLogin) -> CachedPage | None:
         serial, auth_serial = self.svc.db.serials()
@@ -253,6 +284,13 @@ class HotReads:
         if not proxy.may_read(login.principal, name, project, role):
             return None
         return proxy.warm_page(upstream, self.svc.pages, name, project, rules, content_type)
+
+    def _admit_due(self, login: VerifiedLogin, ip: str) -> bool:
+        """Whether _admit would write to the database now."""
+        principal = login.principal
+        if principal.token is not None and self.svc.token_touch.due(principal.token.id, ip):
+            return True
+        return principal.user is not None and self.svc.throttle.success_due(ip, principal.user.name)
 
     def _admit(self, login: VerifiedLogin, ip: str) -> None:
         """The per-request part of a login, as authenticate() does it for a login it

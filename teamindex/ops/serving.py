@@ -322,7 +322,8 @@ class AddressCounts:
 # would see, whether the hot path answers; if it does, the request is served right there,
 # its decision passed along in the environ, and waitress' worker threads never see it.
 
-PreAnswer = Callable[[dict[str, Any]], Any]  # environ -> decision, or None for the workers
+# environ -> (decision for the app, None: Flask answers; may the socket thread serve it)
+PreAnswer = Callable[[dict[str, Any]], tuple[Any, bool]]
 INLINE_KEY = "teamindex.pre_answer"  # app.extensions: the app's PreAnswer
 # The environ key of a request decided on the socket thread: the decision, or None when
 # the hot path declined it (then the app goes straight to Flask). Clients cannot set it
@@ -395,10 +396,10 @@ def _deciding(server: Any, pre_answer: PreAnswer) -> Callable[[dict[str, Any]], 
             logger=server.logger,
         )
 
-    def decide(environ: dict[str, Any]) -> Any:
+    def decide(environ: dict[str, Any]) -> tuple[Any, bool]:
         found.clear()
         chain(dict(environ), lambda *_args: None)  # a copy: the app's pass translates anew
-        return found[0] if found else None
+        return found[0] if found else (None, False)
 
     return decide
 
@@ -481,13 +482,13 @@ def harden(
             assert inline_task is not None
             try:
                 environ = inline_task(self, request).get_environment()
-                decision = decide(environ)
+                decision, inline = decide(environ)
             except Exception:  # never fail the socket thread; the workers answer
                 log.exception("deciding on the socket thread failed")
                 return False
             request.decided_environ = environ
             request.decision = decision
-            return decision is not None
+            return inline
 
         def serve_inline(self) -> None:
             """service() on this thread, when it cannot wait: one request waiting (so no
