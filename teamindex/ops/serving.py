@@ -494,7 +494,11 @@ def harden(
             """service() on this thread, when it cannot wait: one request waiting (so no
             wait for the next one's output to drain) and little output queued."""
             if len(self.requests) == 1 and self.total_outbufs_len <= INLINE_OUTBUF_LIMIT:
-                self.service()
+                quiet[0] = threading.get_ident()
+                try:
+                    self.service()
+                finally:
+                    quiet[0] = None
             elif self.requests:
                 add_task(self)
 
@@ -523,8 +527,18 @@ def harden(
         else:
             add_task(channel)
 
+    # service() wakes the socket loop when it is done (a byte down a pipe, one more turn of
+    # poll); run by the loop itself, that wake-up is moot: the loop sees the output next.
+    quiet: list[int | None] = [None]
+    pull_trigger = server.pull_trigger
+
+    def pull_trigger_unless_inline(*args: Any) -> None:
+        if quiet[0] != threading.get_ident():
+            pull_trigger(*args)
+
     if decide is not None:
         server.add_task = add_task_or_answer
+        server.pull_trigger = pull_trigger_unless_inline
     server.adj.connection_limit = CONNECTION_LIMIT
     server.adj.asyncore_use_poll = True
     server.adj.channel_timeout = CHANNEL_TIMEOUT_SECONDS
