@@ -28,6 +28,7 @@ from teamindex.app import create_app
 from teamindex.clock import utc_now
 from teamindex.config import Settings
 from teamindex.ops import serving
+from teamindex.ops.metrics import collectors
 
 PIP = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01"  # noqa: E501
 
@@ -287,3 +288,18 @@ def test_a_login_due_for_its_record_is_answered_by_a_worker(servers, published):
     assert touched[0][2] != "waitress"  # the socket thread's name (conftest.start_server)
     assert fetch(inline.url, "/simple/", token) == first
     assert len(tasks) == before + 1 and len(touched) == 1  # recorded: a socket-thread hit
+
+
+def test_socket_thread_answers_are_counted_and_logged(servers, published, caplog):
+    inline, tasks, _plain = servers
+    page = "/simple/foo-bar/"
+    fetch(inline.url, page, basic("alice"))
+    requests = collectors(published).requests.labels("/simple/<name>/", "GET", "200")
+    before, count = requests._value.get(), len(tasks)
+    gzipped = basic("alice") | {"Accept-Encoding": "gzip"}  # a size of its own in the log
+    with caplog.at_level(logging.INFO, logger="teamindex.access"):
+        reply = fetch(inline.url, page, gzipped)
+    assert len(tasks) == count
+    assert requests._value.get() == before + 1
+    lines = [r.getMessage() for r in caplog.records if r.name == "teamindex.access"]
+    assert any(f' alice "GET {page}" 200 {len(reply[3])} ' in line for line in lines), lines
