@@ -180,11 +180,8 @@ class HotReads:
 
     def checked_answer(self, environ: dict[str, Any]) -> PageAnswer | None:
         """answer(), with a failure logged and left to Flask."""
-        try:
-            return self.answer(environ)
-        except Exception:  # a shortcut must not fail a request Flask can still answer
-            log.exception("hot path failed; Flask answers %s", environ.get("PATH_INFO"))
-            return None
+        found = self.checked_decision(environ)
+        return None if found is None else self._admitted(environ, *found)
 
     def checked_decision(self, environ: dict[str, Any]) -> tuple[PageAnswer, VerifiedLogin] | None:
         """decision(), with a failure logged and left to Flask."""
@@ -198,9 +195,11 @@ class HotReads:
         """(route, page, content type) when the hot path may answer, else None; the login
         is admitted (_admit) and named for the request log."""
         found = self.decision(environ)
-        if found is None:
-            return None
-        answer, login = found
+        return None if found is None else self._admitted(environ, *found)
+
+    def _admitted(
+        self, environ: dict[str, Any], answer: PageAnswer, login: VerifiedLogin
+    ) -> PageAnswer:
         self._admit(login, environ.get("REMOTE_ADDR") or "")
         if login.principal.user is not None:
             environ[USER_KEY] = login.principal.user.name  # for the request log
