@@ -14,6 +14,7 @@ import logging
 import socket
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -299,7 +300,15 @@ def test_socket_thread_answers_are_counted_and_logged(servers, published, caplog
     gzipped = basic("alice") | {"Accept-Encoding": "gzip"}  # a size of its own in the log
     with caplog.at_level(logging.INFO, logger="teamindex.access"):
         reply = fetch(inline.url, page, gzipped)
+        # The line is written once the body is handed over, which may be after the client
+        # has read it: wait for it, boundedly.
+        wanted = f' alice "GET {page}" 200 {len(reply[3])} '
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            lines = [r.getMessage() for r in caplog.records if r.name == "teamindex.access"]
+            if any(wanted in line for line in lines):
+                break
+            time.sleep(0.01)
+    assert any(wanted in line for line in lines), lines
     assert len(tasks) == count
     assert requests._value.get() == before + 1
-    lines = [r.getMessage() for r in caplog.records if r.name == "teamindex.access"]
-    assert any(f' alice "GET {page}" 200 {len(reply[3])} ' in line for line in lines), lines
