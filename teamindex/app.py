@@ -28,6 +28,7 @@ from .index.inflight import sweep_dead
 from .index.storage import Store, make_private, open_storage
 from .ops import metrics, requestlog
 from .ops.health import bp as health_bp
+from .ops.serving import INLINE_KEY
 from .upstream import Upstream
 
 log = logging.getLogger("teamindex")
@@ -119,12 +120,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     # Cached simple pages for known logins, before Flask's request machinery (issue 3),
     # and their downloads (issue 14; with a front server, the answer naming the file).
     counters = metrics.collectors(app)
-    app.wsgi_app = HotReads(  # type: ignore[method-assign]
+    hot = HotReads(
         app.wsgi_app,
         app.extensions[EXTENSION_KEY],
         counters.count_request,
         counters.count_download,
     )
+    app.wsgi_app = hot  # type: ignore[method-assign]
+    if not settings.database_url:  # page hits on waitress' socket thread: SQLite reads only
+        app.extensions[INLINE_KEY] = hot.pre_answer
     requestlog.init_app(app)  # one log line per request, hot path included
     make_private(settings.data_dir)  # the database and session key now exist: 0600
     return app

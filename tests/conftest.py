@@ -186,6 +186,21 @@ def start_server(app: Flask, settings: Settings) -> tuple[LiveServer, RunningSer
     )
 
 
+def worker_tasks(running: RunningServer) -> list[object]:
+    """The requests the server hands to its worker threads from now on (a growing list);
+    one it never hands over was answered on the socket thread (ops/serving.py)."""
+    seen: list[object] = []
+    dispatcher = running.server.task_dispatcher
+    add_task = dispatcher.add_task
+
+    def counted(task: object) -> None:
+        seen.append(task)
+        add_task(task)
+
+    dispatcher.add_task = counted
+    return seen
+
+
 @pytest.fixture
 def live_server(app: Flask, settings: Settings) -> Iterator[LiveServer]:
     live, running = start_server(app, settings)

@@ -7,6 +7,7 @@ from the issue's rules (not from teamindex.permissions), so a change in either s
 from __future__ import annotations
 
 import hashlib
+import http.client
 import itertools
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from builders import make_wheel
-from conftest import FAST_HASH, PASSWORD
+from conftest import FAST_HASH, PASSWORD, basic, start_server, worker_tasks
 from packaging.utils import canonicalize_name
 from web_support import CSRF_RE
 
@@ -74,16 +75,20 @@ def expected_listed(user: str, cred: str, visibility: str) -> bool:
 class Matrix:
     """One index with a team and a restricted project, five users and all token kinds."""
 
-    def __init__(self, root: Path, new_projects: str = "anyone", upstream: str = "") -> None:
+    def __init__(
+        self, root: Path, new_projects: str = "anyone", upstream: str = "", trusted_proxy: str = ""
+    ) -> None:
         settings = Settings(
             data_dir=root / "data",
             password_hash=FAST_HASH,
             threads=2,
             new_projects=new_projects,
             upstream=upstream,
+            trusted_proxy=trusted_proxy,
             # Only revoked and expired tokens fail here, and the throttle does not count them
             # (issue 10): the matrix runs with the default limits.
         )
+        self.settings = settings
         self.app = create_app(settings)
         svc = self.app.extensions["teamindex"]
         self.db = svc.db
@@ -433,3 +438,47 @@ def test_upstream_read_cell(upstream_matrix, user: str, cred: str, ip: str) -> N
 
 def test_upstream_matrix_covers_every_combination() -> None:
     assert len(UPSTREAM_CELLS) == len(USERS) * len(CREDS) * len(IPS) == 60
+
+
+# -- reading over a socket (issue 13) ------------------------------------------------------------
+# Oracles 1 and 3 again for the listing and the page, through a real waitress that trusts
+# loopback as its proxy (X-Forwarded-For carries the cell's address), so page hits are
+# answered on waitress' socket thread (ops/serving.py). Each request is sent twice: the
+# first verifies the login (Flask), the second is a socket-thread hit exactly when the cell
+# reads 200; every refusal still comes from Flask, a worker thread's.
+
+
+@pytest.fixture(scope="module")
+def wire_matrix(tmp_path_factory) -> Iterator[tuple[Matrix, str, list[object]]]:
+    matrix = Matrix(tmp_path_factory.mktemp("wire-matrix"), trusted_proxy="127.0.0.1")
+    live, running = start_server(matrix.app, matrix.settings)
+    yield matrix, live.url, worker_tasks(running)
+    running.stop()
+
+
+def wire_get(url: str, path: str, headers: dict[str, str]) -> tuple[int, str]:
+    connection = http.client.HTTPConnection(url.removeprefix("http://"), timeout=10)
+    try:
+        connection.request("GET", path, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize(("user", "cred", "visibility", "ip"), CELLS)
+def test_wire_read_cell(wire_matrix, user: str, cred: str, visibility: str, ip: str) -> None:
+    matrix, url, tasks = wire_matrix
+    headers = basic(*matrix.auth(user, cred)) | {"X-Forwarded-For": IPS[ip]}
+    for endpoint, path in (("root", "/simple/"), ("page", f"/simple/{visibility}-proj/")):
+        want = expected_status(user, cred, visibility, ip, endpoint)
+        for attempt in ("first", "again"):
+            before = len(tasks)
+            status, body = wire_get(url, path, headers)
+            assert status == want, (endpoint, attempt, body[:200])
+            if endpoint == "root" and want == 200:
+                listed = f'href="{visibility}-proj/"' in body
+                assert listed == expected_listed(user, cred, visibility), attempt
+            if attempt == "again":
+                on_socket_thread = len(tasks) == before
+                assert on_socket_thread == (want == 200), (endpoint, status)

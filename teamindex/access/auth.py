@@ -115,6 +115,11 @@ class UsageRecorder:
         self._last: dict[int, tuple[float, str]] = {}
         self._lock = threading.Lock()
 
+    def due(self, token_id: int, ip: str) -> bool:
+        """Whether touch() would write now (it may still not, if another thread just did)."""
+        last = self._last.get(token_id)
+        return last is None or last[1] != ip or time.monotonic() - last[0] >= self.interval
+
     def touch(self, token_id: int, ip: str) -> None:
         now = time.monotonic()
         with self._lock:

@@ -189,6 +189,11 @@ class Throttle:
         self._prune(now)
         return blocked
 
+    def success_due(self, ip: str, user: str) -> bool:
+        """Whether success() would write now (it may still not, if another thread just did)."""
+        last = self._written.get((user, ip))
+        return last is None or self.clock() - last >= self.success_interval
+
     def success(self, ip: str, user: str) -> None:
         """Remember that `user` (the stored name) logged in from `ip`, at most every
         success_interval seconds per pair; best effort like failure()."""

@@ -18,6 +18,10 @@ Anything else — no or unknown credentials, a redirect, 401/403/404/406/429, a 
 rendered — goes to Flask, which answers it and fills the caches. Flask's answer is the
 reference: tests check that both paths send the same status, headers and body. Downloads
 take the same shortcut under the same rules (hotfiles.py).
+
+Page hits are also answered on waitress' socket thread (ops/serving.py, `pre_answer`): the
+decision is the one statement and a cache lookup, bounded work, and handing each request to
+a worker thread and its answer back cost more than the answer itself (issue 13).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from werkzeug.http import HTTP_STATUS_CODES
@@ -42,6 +47,7 @@ from ..access.permissions import (
 )
 from ..context import Services
 from ..ops.requestlog import USER_KEY
+from ..ops.serving import DECISION_KEY
 from ..upstream import Origin
 from . import proxy, render
 from .hotfiles import FILE_RULE, FILES_PREFIX, answer_download
@@ -59,6 +65,19 @@ PROJECT_PATH = re.compile(r"/simple/([a-z0-9]+(?:-[a-z0-9]+)*)/")
 ROOT_RULE = "/simple/"
 PROJECT_RULE = "/simple/<name>/"
 SEND_BLOCK = 1 << 20
+# Pages up to this size are returned as bytes: copied once, sent with the header.
+SMALL_BODY = 64 << 10
+PageAnswer = tuple[str, CachedPage, str]  # route, page, content type
+
+
+@dataclass(frozen=True)
+class Decided:
+    """A page hit decided on waitress' socket thread (HotReads.pre_answer)."""
+
+    answer: PageAnswer
+    user: str | None  # for the request log
+    admit: VerifiedLogin | None  # a login whose record (_admit) is due: written by a worker
+    ip: str
 
 
 class HotReads:
@@ -83,11 +102,10 @@ class HotReads:
         started = time.perf_counter()
         if self.files and environ.get("PATH_INFO", "").startswith(FILES_PREFIX):
             return self.download(environ, start_response, started)
-        try:
-            answer = self.answer(environ)
-        except Exception:  # a shortcut must not fail a request Flask can still answer
-            log.exception("hot path failed; Flask answers %s", environ.get("PATH_INFO"))
-            answer = None
+        if DECISION_KEY in environ:  # decided on the socket thread (pre_answer)
+            answer = self.decided_answer(environ, environ.pop(DECISION_KEY))
+        else:
+            answer = self.checked_answer(environ)
         if answer is None:
             return self.app(environ, start_response)
         rule, page, content_type = answer
@@ -102,6 +120,8 @@ class HotReads:
         self.count(rule, "GET", reply.status, time.perf_counter() - started)
         if not reply.body:
             return []
+        if len(reply.body) <= SMALL_BODY:
+            return [reply.body]  # sent with the header in one piece (ops/serving.py)
         # Handed over as a file: waitress copies a returned bytes object into its output
         # buffer, but sends from a wsgi.file_wrapper directly (430 KB root page: +30% req/s).
         return wrap_file(environ, io.BytesIO(reply.body), SEND_BLOCK)
@@ -134,8 +154,59 @@ class HotReads:
             return []
         return wrap_file(environ, found.body, SEND_BLOCK)
 
-    def answer(self, environ: dict[str, Any]) -> tuple[str, CachedPage, str] | None:
-        """(route, page, content type) when the hot path may answer, else None."""
+    def pre_answer(self, environ: dict[str, Any]) -> tuple[Decided | None, bool]:
+        """For waitress' socket thread (ops/serving.py): the decision, handed to __call__ of
+        the same request under DECISION_KEY (None: Flask answers), and whether the socket
+        thread may send it. Not when the login's record is due (_admit's database write
+        goes to a worker, which may wait for the write lock), nor for downloads (file I/O)."""
+        found = self.checked_decision(environ)
+        if found is None:
+            return None, False
+        answer, login = found
+        user = login.principal.user
+        ip = environ.get("REMOTE_ADDR") or ""
+        due = self._admit_due(login, ip)
+        return Decided(answer, user.name if user else None, login if due else None, ip), not due
+
+    def decided_answer(self, environ: dict[str, Any], decided: Decided | None) -> PageAnswer | None:
+        """The answer pre_answer gave on the socket thread (None: Flask answers)."""
+        if decided is None:
+            return None
+        if decided.admit is not None:
+            self._admit(decided.admit, decided.ip)
+        if decided.user is not None:
+            environ[USER_KEY] = decided.user  # for the request log
+        return decided.answer
+
+    def checked_answer(self, environ: dict[str, Any]) -> PageAnswer | None:
+        """answer(), with a failure logged and left to Flask."""
+        found = self.checked_decision(environ)
+        return None if found is None else self._admitted(environ, *found)
+
+    def checked_decision(self, environ: dict[str, Any]) -> tuple[PageAnswer, VerifiedLogin] | None:
+        """decision(), with a failure logged and left to Flask."""
+        try:
+            return self.decision(environ)
+        except Exception:  # a shortcut must not fail a request Flask can still answer
+            log.exception("hot path failed; Flask answers %s", environ.get("PATH_INFO"))
+            return None
+
+    def answer(self, environ: dict[str, Any]) -> PageAnswer | None:
+        """(route, page, content type) when the hot path may answer, else None; the login
+        is admitted (_admit) and named for the request log."""
+        found = self.decision(environ)
+        return None if found is None else self._admitted(environ, *found)
+
+    def _admitted(
+        self, environ: dict[str, Any], answer: PageAnswer, login: VerifiedLogin
+    ) -> PageAnswer:
+        self._admit(login, environ.get("REMOTE_ADDR") or "")
+        if login.principal.user is not None:
+            environ[USER_KEY] = login.principal.user.name  # for the request log
+        return answer
+
+    def decision(self, environ: dict[str, Any]) -> tuple[PageAnswer, VerifiedLogin] | None:
+        """(answer, login) when the hot path may answer, else None. Reads only."""
         # The path first: downloads and uploads pass here too and must cost nothing more.
         path = environ.get("PATH_INFO", "")
         match = None if path == ROOT_PATH else PROJECT_PATH.fullmatch(path)
@@ -163,10 +234,7 @@ class HotReads:
             rule = PROJECT_RULE
         if found is None:
             return None
-        self._admit(login, ip)
-        if login.principal.user is not None:
-            environ[USER_KEY] = login.principal.user.name  # for the request log
-        return rule, found, content_type
+        return (rule, found, content_type), login
 
     def _root_page(self, content_type: str, login: VerifiedLogin) -> CachedPage | None:
         serial, auth_serial = self.svc.db.serials()
@@ -215,6 +283,13 @@ class HotReads:
         if not proxy.may_read(login.principal, name, project, role):
             return None
         return proxy.warm_page(upstream, self.svc.pages, name, project, rules, content_type)
+
+    def _admit_due(self, login: VerifiedLogin, ip: str) -> bool:
+        """Whether _admit would write to the database now."""
+        principal = login.principal
+        if principal.token is not None and self.svc.token_touch.due(principal.token.id, ip):
+            return True
+        return principal.user is not None and self.svc.throttle.success_due(ip, principal.user.name)
 
     def _admit(self, login: VerifiedLogin, ip: str) -> None:
         """The per-request part of a login, as authenticate() does it for a login it

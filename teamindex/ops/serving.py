@@ -317,15 +317,114 @@ class AddressCounts:
             self._open.pop(address, None)
 
 
-def harden(server: Any, gate: BodyGate, per_address: int = CONNECTIONS_PER_ADDRESS) -> None:
+# -- answering on the socket thread ------------------------------------------------------------
+#
+# waitress hands every request to a worker thread and the answer back to its socket loop
+# (a queue, a condition variable, a wake-up pipe, and GIL hand-offs both ways). For a hot
+# page hit (api/hotpath.py: one SQLite statement and a page from memory) that hand-off cost
+# more than the answer. `PreAnswer` decides on the socket thread, from the environ the app
+# would see, whether the hot path answers; if it does, the request is served right there,
+# its decision passed along in the environ, and waitress' worker threads never see it.
+
+# environ -> (decision for the app, None: Flask answers; may the socket thread serve it)
+PreAnswer = Callable[[dict[str, Any]], tuple[Any, bool]]
+INLINE_KEY = "teamindex.pre_answer"  # app.extensions: the app's PreAnswer
+# The environ key of a request decided on the socket thread: the decision, or None when
+# the hot path declined it (then the app goes straight to Flask). Clients cannot set it
+# (their headers arrive as HTTP_*).
+DECISION_KEY = "teamindex.decision"
+# Output still queued on a connection above which a request goes to the workers: a worker
+# may wait for the socket loop to drain it, the socket loop itself must never wait.
+INLINE_OUTBUF_LIMIT = 1 << 20
+# Bodies up to this size go out with their header in one send (copying them is cheaper
+# than a second system call); larger ones are sent as waitress sends them.
+COALESCE_BYTES = 64 << 10
+
+
+def _inline_task() -> Any:
+    from waitress.task import WSGITask
+
+    class InlineTask(WSGITask):  # type: ignore[misc]
+        """waitress' WSGI task, with the decision the socket thread made for its request
+        (if any) in the environ, whichever thread runs it, and a small body sent in one
+        piece with its header."""
+
+        def get_environment(self) -> dict[str, Any]:
+            if self.environ is None and hasattr(self.request, "decision"):
+                # The environ the decision was made on (built once, not twice).
+                self.environ = {**self.request.decided_environ, DECISION_KEY: self.request.decision}
+            return super().get_environment()
+
+        def write(self, data: bytes) -> None:
+            """Header and body in one write (so one send, not two) when the body comes
+            in one piece of its Content-Length; waitress' own write otherwise."""
+            if (
+                self.wrote_header
+                or not self.complete
+                or not data
+                or len(data) > COALESCE_BYTES
+                or self.content_length != len(data)
+                or not self.has_body
+            ):
+                super().write(data)
+                return
+            header = self.build_response_header()
+            self.wrote_header = True
+            self.content_bytes_written += len(data)
+            self.channel.write_soon(header + data)
+
+    return InlineTask
+
+
+def _deciding(server: Any, pre_answer: PreAnswer) -> Callable[[dict[str, Any]], Any]:
+    """`pre_answer` behind the proxy-header translation waitress puts in front of the app
+    (create_server), so it sees the same REMOTE_ADDR and headers the app will."""
+    found: list[Any] = []
+
+    def capture(environ: dict[str, Any], _start_response: Any) -> list[bytes]:
+        found.append(pre_answer(environ))
+        return []
+
+    adj = server.adj
+    chain: Any = capture
+    if adj.trusted_proxy or adj.clear_untrusted_proxy_headers:
+        from waitress.proxy_headers import proxy_headers_middleware
+
+        chain = proxy_headers_middleware(
+            capture,
+            trusted_proxy=adj.trusted_proxy,
+            trusted_proxy_count=adj.trusted_proxy_count,
+            trusted_proxy_headers=adj.trusted_proxy_headers,
+            clear_untrusted=adj.clear_untrusted_proxy_headers,
+            log_untrusted=False,  # the app's own pass logs
+            logger=server.logger,
+        )
+
+    def decide(environ: dict[str, Any]) -> tuple[Any, bool]:
+        found.clear()
+        chain(dict(environ), lambda *_args: None)  # a copy: the app's pass translates anew
+        return found[0] if found else (None, False)
+
+    return decide
+
+
+def harden(
+    server: Any,
+    gate: BodyGate,
+    per_address: int = CONNECTIONS_PER_ADDRESS,
+    pre_answer: PreAnswer | None = None,
+) -> None:
     """Fit a waitress server (from create_server) with the early refusals above, the cap on
-    connections per address and the header deadline. Every hook runs on the socket thread,
-    so the counts need no lock."""
+    connections per address and the header deadline, and, given `pre_answer`, answers on
+    the socket thread (above; the decision reaches the app under DECISION_KEY). Every
+    hook runs on the socket thread, so the counts need no lock."""
     from waitress.channel import HTTPChannel
 
     from ..access.netrules import address_key
 
     counts = AddressCounts(per_address)
+    decide = _deciding(server, pre_answer) if pre_answer is not None else None
+    inline_task = _inline_task() if decide is not None else None
 
     class HardenedChannel(HTTPChannel):  # type: ignore[misc]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -340,6 +439,10 @@ def harden(server: Any, gate: BodyGate, per_address: int = CONNECTIONS_PER_ADDRE
             self.exempt = gate.is_proxy(self.peer)
             self.address = address_key(self.peer)
             self.counted = self.exempt or counts.enter(self.address)
+            if inline_task is not None:
+                self.task_class = inline_task
+            self.inline_thread: int | None = None
+            self.inline_ready = False
             if not self.counted:
                 self.handle_close()  # over the cap: closed before a byte is read
 
@@ -355,7 +458,53 @@ def harden(server: Any, gate: BodyGate, per_address: int = CONNECTIONS_PER_ADDRE
                 if self.discarded > LINGER_BYTES:
                     self.lingering_until = time.time()  # enough: maintenance closes it
                 return True
-            return bool(super().received(data))
+            if decide is None:
+                return bool(super().received(data))
+            self.inline_thread = threading.get_ident()
+            try:
+                received = bool(super().received(data))
+                # Outside received(): service() takes the requests lock received() holds.
+                while self.inline_ready:
+                    self.inline_ready = False
+                    self.serve_inline()
+            finally:
+                self.inline_thread = None
+            return received
+
+        def decided(self) -> bool:
+            """Called (by add_task below) for the first waiting request, with the requests
+            lock held: True when the hot path answers it (its decision kept on it)."""
+            request = self.requests[0]
+            if (
+                request.error
+                or request.command != "GET"
+                or not request.path.startswith("/simple/")
+                or self.total_outbufs_len > INLINE_OUTBUF_LIMIT
+            ):
+                return False
+            assert decide is not None
+            assert inline_task is not None
+            try:
+                environ = inline_task(self, request).get_environment()
+                decision, inline = decide(environ)
+            except Exception:  # never fail the socket thread; the workers answer
+                log.exception("deciding on the socket thread failed")
+                return False
+            request.decided_environ = environ
+            request.decision = decision
+            return inline
+
+        def serve_inline(self) -> None:
+            """service() on this thread, when it cannot wait: one request waiting (so no
+            wait for the next one's output to drain) and little output queued."""
+            if len(self.requests) == 1 and self.total_outbufs_len <= INLINE_OUTBUF_LIMIT:
+                quiet[0] = threading.get_ident()
+                try:
+                    self.service()
+                finally:
+                    quiet[0] = None
+            elif self.requests:
+                add_task(self)
 
         def handle_close(self) -> None:
             if self.linger_pending and self.connected:
@@ -372,6 +521,28 @@ def harden(server: Any, gate: BodyGate, per_address: int = CONNECTIONS_PER_ADDRE
             super().handle_close()
 
     server.channel_class = HardenedChannel
+    add_task = server.add_task
+
+    def add_task_or_answer(channel: Any) -> None:
+        """waitress' add_task, unless the channel's socket thread is the caller (in
+        received()) and the hot path answers the request: then received() serves it."""
+        if channel.inline_thread == threading.get_ident() and channel.decided():
+            channel.inline_ready = True
+        else:
+            add_task(channel)
+
+    # service() wakes the socket loop when it is done (a byte down a pipe, one more turn of
+    # poll); run by the loop itself, that wake-up is moot: the loop sees the output next.
+    quiet: list[int | None] = [None]
+    pull_trigger = server.pull_trigger
+
+    def pull_trigger_unless_inline(*args: Any) -> None:
+        if quiet[0] != threading.get_ident():
+            pull_trigger(*args)
+
+    if decide is not None:
+        server.add_task = add_task_or_answer
+        server.pull_trigger = pull_trigger_unless_inline
     server.adj.connection_limit = CONNECTION_LIMIT
     server.adj.asyncore_use_poll = True
     server.adj.channel_timeout = CHANNEL_TIMEOUT_SECONDS
@@ -404,5 +575,5 @@ def make_server(app: Any, options: dict[str, Any]) -> Any:
     server = waitress.create_server(app, **options)
     credentials = EarlyCredentials(svc.db.token_standing, svc.throttle, svc.logins)
     gate = BodyGate(lambda: svc.db.allowlist(None), svc.settings.trusted_proxy, credentials)
-    harden(server, gate)
+    harden(server, gate, pre_answer=app.extensions.get(INLINE_KEY))
     return server
