@@ -16,6 +16,11 @@ Before the starts, the tree's package is compiled to bytecode (`compileall`), as
 does for an installed package: a checkout run with PYTHONDONTWRITEBYTECODE=1 (or from a
 read-only tree) never caches its .pyc files, and compiling ~100 modules costs ~0.1 s of CPU
 on every start. `--no-compile` measures that case (existing .pyc files are still used).
+
+`--installed` measures what a deployment runs (the systemd unit's `/opt/teamindex/bin/python -m
+teamindex serve`): the tree is `pip install`ed, not editable, into bench/.venvs/coldstart-installed
+(its dependencies once, the tree's code on every run), and served from there. An editable
+install, as dev.py makes for the tests, adds its import hook to every start (~15 ms here).
 """
 
 from __future__ import annotations
@@ -101,6 +106,23 @@ def first_200(
         proc.wait(10)
 
 
+def install(src: Path) -> tuple[str, Path]:
+    """`pip install` the tree at `src` (not editable) into its own venv: (python, the
+    site-packages directory it is run from). pip compiles the bytecode, as for a deployment."""
+    venv = BENCH_DIR / ".venvs" / "coldstart-installed"
+    python = venv / "bin" / "python"
+    pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+        subprocess.run([*pip, str(src)], check=True, timeout=900)  # with its dependencies
+    subprocess.run([*pip, "--no-deps", "--force-reinstall", str(src)], check=True, timeout=900)
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True, capture_output=True, text=True, timeout=60,
+    ).stdout.strip()  # fmt: skip
+    return str(python), Path(site)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--python", default=sys.executable, help="interpreter with teamindex's deps")
@@ -108,8 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--auth", choices=("both", "token", "password"), default="both")
     p.add_argument("--no-compile", action="store_true", help="don't compile the tree's bytecode")
+    p.add_argument("--installed", action="store_true", help="pip install the tree, run that")
     args = p.parse_args(argv)
-    if not args.no_compile:  # with the interpreter that runs it: .pyc names carry its version
+    if args.installed:
+        args.python, args.src = install(args.src)
+    elif not args.no_compile:  # with the interpreter that runs it: .pyc names carry its version
         subprocess.run([args.python, "-m", "compileall", "-q", str(args.src / "teamindex")],
                        check=True, timeout=300)  # fmt: skip
     work = Path(tempfile.mkdtemp(prefix="coldstart-"))
@@ -134,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         times = [wall for wall, _cpu in results]
         print(json.dumps({
             "src": str(args.src), "auth": kind, "compiled": not args.no_compile,
+            "installed": args.installed,
             "median_s": round(statistics.median(times), 3),
             "cpu_median_s": round(statistics.median(cpu for _wall, cpu in results), 3),
             "min_s": round(min(times), 3), "max_s": round(max(times), 3),
