@@ -174,7 +174,8 @@ def _preparer(
 ) -> Iterator[Callable[[list[Path]], list[Future[Results]]]]:
     """A function that starts preparing a batch: futures of the prepared files in order.
     Threads, or worker processes when the import is big and the store is the local disk
-    (an object store's stage() uploads with a client that is this process's)."""
+    (an object store's stage() uploads with a client that is this process's). As with any
+    multiprocessing, a script that calls import_paths needs `if __name__ == "__main__":`."""
     if isinstance(storage, Storage) and files >= PROCESS_POOL_AFTER and PROCESS_WORKERS > 1:
         context = multiprocessing.get_context("forkserver")
         # The workers fork from a server that has imported the import code once.
@@ -342,8 +343,11 @@ def _record_batch(
 
 
 def _discard_prepared(future: Future[Results]) -> None:
+    # exception(), not result(): a broken pool gives every future the same exception
+    # object, whose traceback would grow with each raise.
     with contextlib.suppress(BaseException):
-        _discard_items(future.result())
+        if future.exception() is None:
+            _discard_items(future.result())
 
 
 def _discard_items(items: Results) -> None:
