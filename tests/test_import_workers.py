@@ -115,7 +115,7 @@ def test_kill_9_of_an_import_ends_its_workers_and_a_rerun_imports_the_rest(tmp_p
     """Killed while its second batch is being renamed into place (so the first is
     committed): the workers exit, every row listed has its file with its bytes, and a
     re-run imports the rest, counting what was committed as identical."""
-    count = 2 * importer.PROCESS_POOL_AFTER
+    count = importer.PROCESS_POOL_AFTER + importer.BATCH_FILES // 2  # three batches
     src = tmp_path / "src"
     src.mkdir()
     for i in range(count):
