@@ -16,6 +16,15 @@ from teamindex.index import importer, ingest
 from teamindex.index.storage import local as storage_module
 
 
+@pytest.fixture(params=["threads", "processes"])
+def preparer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Files prepared on threads, or in worker processes as a big import does."""
+    if request.param == "processes":
+        monkeypatch.setattr(importer, "PROCESS_POOL_AFTER", 1)
+        monkeypatch.setattr(importer, "PROCESS_WORKERS", 2)
+    return request.param
+
+
 def corpus(tmp_path: Path, count: int) -> Path:
     src = tmp_path / "src"
     src.mkdir()
@@ -24,7 +33,7 @@ def corpus(tmp_path: Path, count: int) -> Path:
     return src
 
 
-def test_batches_import_everything_and_refuse_alone(index, tmp_path, monkeypatch):  # noqa: F811
+def test_batches_import_everything_and_refuse_alone(index, tmp_path, monkeypatch, preparer):  # noqa: F811
     db, storage, data = index
     monkeypatch.setattr(importer, "BATCH_FILES", 4)
     src = corpus(tmp_path, 10)
@@ -72,7 +81,13 @@ def _listed(db) -> set[str]:
 
 
 @pytest.mark.parametrize("which", ["temps", "dirs"])
-def test_a_batch_that_fails_before_commit_leaves_nothing(index, tmp_path, monkeypatch, which):  # noqa: F811
+def test_a_batch_that_fails_before_commit_leaves_nothing(
+    index,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+    which,
+    preparer,
+):
     """The second batch fails to make its temp files durable (nothing renamed yet), or its
     renames (files in place, no COMMIT): either way neither its rows nor its files remain,
     no temp file is left, and a re-run imports the rest."""

@@ -9,11 +9,16 @@ A migration that silently loses files is found out only when an install fails.
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
+import select
 import shutil
+import signal
+import threading
+import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,9 +27,10 @@ from typing import TextIO
 from ..clock import utc_stamp
 from ..db import Database
 from .dists import DistributionError, parse_filename
+from .inflight import TempOwner
 from .ingest import IngestError, Outcome, Prepared, ingest_batch, prepare
 from .progress import Progress
-from .storage import Store
+from .storage import Storage, Store
 
 DIST_SUFFIXES = (".whl", ".tar.gz", ".zip")
 # What pypiserver directories hold besides wheels and sdists, and why each is left out.
@@ -98,6 +104,15 @@ BATCH_FILES = 256
 IN_MEMORY_BYTES = 8 << 20
 # Copying, hashing (hashlib releases the GIL), fsyncing and unzipping overlap on threads.
 PREPARE_THREADS = min(8, 2 * (os.cpu_count() or 1))
+# Preparing a file is mostly Python (zip directory, metadata parsing): on threads one GIL
+# held an import of 100 KB wheels to one core, ~750 files/s on the 2-core VM (issue 14).
+# Bigger imports to local disk prepare in worker processes, one per core, and this process
+# records; below this many files a pool's start (~0.2 s) is not worth it.
+PROCESS_POOL_AFTER = 2 * BATCH_FILES
+PROCESS_WORKERS = os.cpu_count() or 1
+PROCESS_CHUNK = 16  # files per task: one round trip to a worker costs ~0.1 ms here
+
+Results = list[Prepared | str]
 
 
 def import_paths(
@@ -114,8 +129,9 @@ def import_paths(
     `keep_times` takes each file's upload time from its mtime (a pypiserver directory's
     only record of when a release came out, which `uv --exclude-newer` relies on).
 
-    Files are prepared on several threads and recorded BATCH_FILES at a time (one
-    transaction each, ingest_batch); the next batch is prepared while one is recorded."""
+    Files are prepared on several threads, or worker processes for a big import
+    (_preparer), and recorded BATCH_FILES at a time (one transaction each, ingest_batch);
+    the next batch is prepared while one is recorded."""
     report = ImportReport()
     found = list(find_files(paths))
     meter = Progress("import", progress)
@@ -131,27 +147,124 @@ def import_paths(
         report.skipped_kinds[skipped[0]] += 1
         meter.advance(1, sizes[path])
     batches = [wanted[i : i + BATCH_FILES] for i in range(0, len(wanted), BATCH_FILES)]
-
-    def prepare_all(batch: list[Path]) -> list[Future[Prepared | str]]:
-        return [
-            pool.submit(_prepare_one, storage, path, owner_id=owner_id, keep_times=keep_times)
-            for path in batch
-        ]
-
-    with ThreadPoolExecutor(PREPARE_THREADS, thread_name_prefix="import") as pool:
+    with _preparer(storage, len(wanted), owner_id, keep_times) as prepare_all:
         pending = prepare_all(batches[0]) if batches else []
         for number, batch in enumerate(batches):
             current = pending
             pending = prepare_all(batches[number + 1]) if number + 1 < len(batches) else []
             try:
-                _record_batch(db, storage, batch, [f.result() for f in current], report)
+                prepared = [item for future in current for item in future.result()]
+                _record_batch(db, storage, batch, prepared, report)
             except BaseException:
-                for future in pending:  # their temp files must not outlive the import
+                # Their temp files must not outlive the import: unstarted work is dropped,
+                # the rest is awaited and removed (a worker process may still write one).
+                for future in current + pending:
+                    future.cancel()
+                for future in current + pending:
                     _discard_prepared(future)
                 raise
             meter.advance(len(batch), sum(sizes[path] for path in batch))
     meter.finish()
     return report
+
+
+@contextlib.contextmanager
+def _preparer(
+    storage: Store, files: int, owner_id: int | None, keep_times: bool
+) -> Iterator[Callable[[list[Path]], list[Future[Results]]]]:
+    """A function that starts preparing a batch: futures of the prepared files in order.
+    Threads, or worker processes when the import is big and the store is the local disk
+    (an object store's stage() uploads with a client that is this process's). As with any
+    multiprocessing, a script that calls import_paths needs `if __name__ == "__main__":`."""
+    if isinstance(storage, Storage) and files >= PROCESS_POOL_AFTER and PROCESS_WORKERS > 1:
+        context = multiprocessing.get_context("forkserver")
+        # The workers fork from a server that has imported the import code once.
+        context.set_forkserver_preload([__name__])
+        with ProcessPoolExecutor(
+            PROCESS_WORKERS,
+            mp_context=context,
+            initializer=_start_worker,
+            initargs=(storage.packages_dir, storage.tmp_dir, storage.owner.token, os.getpid()),
+        ) as processes:
+            yield lambda batch: [
+                processes.submit(
+                    _prepare_in_worker, batch[i : i + PROCESS_CHUNK], owner_id, keep_times
+                )
+                for i in range(0, len(batch), PROCESS_CHUNK)
+            ]
+        return
+    with ThreadPoolExecutor(PREPARE_THREADS, thread_name_prefix="import") as threads:
+        yield lambda batch: [
+            threads.submit(_prepare_list, storage, [path], owner_id, keep_times) for path in batch
+        ]
+
+
+# A worker process's store: the data dir's, with temp files named after the importing
+# process, whose owner lock says they are work in flight (set by _start_worker).
+_worker_storage: Storage | None = None
+
+
+def _start_worker(packages_dir: Path, tmp_dir: Path, owner_token: str, importer: int) -> None:
+    global _worker_storage
+    # Ctrl-C reaches the whole process group: the importing process handles it and
+    # removes what its workers prepared.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with(importer)
+    _worker_storage = Storage(packages_dir, tmp_dir)
+    _worker_storage.owner = TempOwner(tmp_dir, owner_token)
+
+
+WATCH_SECONDS = 1.0  # without pidfd_open: how often a worker looks for its importer
+
+
+def _exit_with(pid: int) -> None:
+    """End this worker as soon as process `pid` (the import) is gone, even by kill -9: a
+    pool's worker holds both ends of its own queues and would wait for work forever, and
+    the fork server stays while any worker does. What it was writing is a temp file named
+    after the dead import's owner lock: debris that `check --repair` and the next server
+    start remove."""
+    if hasattr(os, "pidfd_open"):  # Linux: woken by the kernel when `pid` exits
+        try:
+            handle = os.pidfd_open(pid)
+        except ProcessLookupError:
+            os._exit(1)
+
+        def watch() -> None:
+            select.select([handle], [], [])
+            os._exit(1)
+
+    else:
+
+        def watch() -> None:
+            while True:
+                time.sleep(WATCH_SECONDS)
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    os._exit(1)
+
+    threading.Thread(target=watch, name="import-watch", daemon=True).start()
+
+
+def _prepare_in_worker(paths: list[Path], owner_id: int | None, keep_times: bool) -> Results:
+    if _worker_storage is None:
+        raise RuntimeError("import worker started without its store")
+    return _prepare_list(_worker_storage, paths, owner_id, keep_times)
+
+
+def _prepare_list(
+    storage: Store, paths: list[Path], owner_id: int | None, keep_times: bool
+) -> Results:
+    """Prepare files in order; if one fails (a full disk), the ones already prepared are
+    removed before the error goes up."""
+    results: Results = []
+    try:
+        for path in paths:
+            results.append(_prepare_one(storage, path, owner_id=owner_id, keep_times=keep_times))
+    except BaseException:
+        _discard_items(results)
+        raise
+    return results
 
 
 def _prepare_one(
@@ -229,9 +342,16 @@ def _record_batch(
             report.identical += 1
 
 
-def _discard_prepared(future: Future[Prepared | str]) -> None:
+def _discard_prepared(future: Future[Results]) -> None:
+    # exception(), not result(): a broken pool gives every future the same exception
+    # object, whose traceback would grow with each raise.
     with contextlib.suppress(BaseException):
-        item = future.result()
+        if future.exception() is None:
+            _discard_items(future.result())
+
+
+def _discard_items(items: Results) -> None:
+    for item in items:
         if isinstance(item, Prepared):
             for leftover in (item.temp, item.meta_temp):
                 if leftover is not None:

@@ -28,9 +28,12 @@ CLAIM_ATTEMPTS = 10
 class TempOwner:
     """This process's claim on temp files; the lock file is created on first use."""
 
-    def __init__(self, tmp_dir: Path) -> None:
+    def __init__(self, tmp_dir: Path, token: str | None = None) -> None:
+        """`token`: another process's claim, borrowed (an import's worker processes name
+        their temp files after the importing process, which holds the lock and outlives
+        them; this object never takes or releases a lock then)."""
         self.tmp_dir = tmp_dir
-        self._token: str | None = None
+        self._token: str | None = token
         self._fd: int | None = None
         self._lock = threading.Lock()
 
