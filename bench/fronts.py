@@ -24,7 +24,7 @@ from pathlib import Path
 import corpus
 import load
 import peers
-from workers import PASSWORD, USER, auth, start, stop
+from workers import PASSWORD, USER, add_round_options, auth, rounds_footer, start, stop
 
 MODES = ("serve", "nginx", "caddy")
 
@@ -65,9 +65,7 @@ def measure_round(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--duration", type=float, default=10.0)
-    parser.add_argument("--connections", type=int, default=16)
+    add_round_options(parser)
     args = parser.parse_args()
     assert USER == peers.USER
     cfg = load.LoadConfig(2, args.connections, args.duration)
@@ -99,11 +97,7 @@ def main() -> int:
         rate = statistics.median(rates[mode])
         label = "plain serve" if mode == "serve" else f"behind {mode}"
         print(f"| {label} | {rate:,.0f} | {rate / plain:.2f}x |")
-    print(
-        f"\nmedians of {args.rounds} alternating rounds, wrk -t2 -c{args.connections} "
-        f"-d{args.duration:g}s; load average (1/5/15 min) before "
-        f"{' '.join(f'{x:.2f}' for x in before)}, after {' '.join(f'{x:.2f}' for x in after)}"
-    )
+    print(rounds_footer(args, before, after))
     return 0
 
 

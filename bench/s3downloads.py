@@ -22,7 +22,7 @@ from pathlib import Path
 import corpus
 import load
 import peers
-from workers import PASSWORD, USER, auth, start, stop, teamindex
+from workers import PASSWORD, USER, add_round_options, auth, rounds_footer, start, stop, teamindex
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from s3_support import BUCKET, start_seaweedfs
@@ -32,9 +32,7 @@ MODES = ("local", "s3 redirect", "s3 stream")
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--duration", type=float, default=10.0)
-    parser.add_argument("--connections", type=int, default=16)
+    add_round_options(parser)
     args = parser.parse_args()
     cfg = load.LoadConfig(2, args.connections, args.duration)
     rates: dict[str, list[float]] = {}
@@ -94,11 +92,7 @@ def main() -> int:
     for mode in MODES:
         rate = statistics.median(rates[mode])
         print(f"| {mode} | {rate:,.0f} | {rate / local:.2f}x |")
-    print(
-        f"\nmedians of {args.rounds} alternating rounds, wrk -t2 -c{args.connections} "
-        f"-d{args.duration:g}s, one worker each; load average (1/5/15 min) before "
-        f"{' '.join(f'{x:.2f}' for x in before)}, after {' '.join(f'{x:.2f}' for x in after)}"
-    )
+    print(rounds_footer(args, before, after, ", one worker each"))
     return 0
 
 

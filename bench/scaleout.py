@@ -31,7 +31,19 @@ from pathlib import Path
 import corpus
 import load
 import peers
-from workers import CACHE_DIR, PASSWORD, USER, auth, measure, page_targets, start, stop, teamindex
+from workers import (
+    CACHE_DIR,
+    PASSWORD,
+    USER,
+    add_round_options,
+    auth,
+    measure,
+    page_targets,
+    rounds_footer,
+    start,
+    stop,
+    teamindex,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import pg_support
@@ -68,9 +80,7 @@ def a_wheel_of_the_big_project(url: str) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--duration", type=float, default=10.0)
-    parser.add_argument("--connections", type=int, default=16)
+    add_round_options(parser)
     parser.add_argument("--downloads", choices=("redirect", "stream"), default="redirect")
     args = parser.parse_args()
     spec = corpus.CorpusSpec()
@@ -125,11 +135,7 @@ def main() -> int:
         one = statistics.median(rates[(name, first)])
         other = statistics.median(rates[(name, second)])
         print(f"| {name} | {one:,.0f} | {other:,.0f} | {other / one:.2f}x |")
-    print(
-        f"\nmedians of {args.rounds} alternating rounds, wrk -t2 -c{args.connections} "
-        f"-d{args.duration:g}s; load average (1/5/15 min) before "
-        f"{' '.join(f'{x:.2f}' for x in before)}, after {' '.join(f'{x:.2f}' for x in after)}"
-    )
+    print(rounds_footer(args, before, after))
     return 0
 
 

@@ -103,6 +103,27 @@ def auth() -> dict[str, str]:
 Rates = dict[tuple[str, str], list[float]]
 
 
+def add_round_options(parser: argparse.ArgumentParser) -> None:
+    """--rounds, --duration and --connections, as every alternating-rounds bench takes them."""
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--connections", type=int, default=16)
+
+
+def rounds_footer(
+    args: argparse.Namespace,
+    before: tuple[float, float, float],
+    after: tuple[float, float, float],
+    note: str = "",
+) -> str:
+    """The line under a rounds table: how it was loaded, and the load average around it."""
+    return (
+        f"\nmedians of {args.rounds} alternating rounds, wrk -t2 -c{args.connections} "
+        f"-d{args.duration:g}s{note}; load average (1/5/15 min) before "
+        f"{' '.join(f'{x:.2f}' for x in before)}, after {' '.join(f'{x:.2f}' for x in after)}"
+    )
+
+
 def measure(
     targets: list[tuple[str, str]], label: str, cfg: load.LoadConfig, rates: Rates, round_: int
 ) -> None:
@@ -145,9 +166,7 @@ class Peryx:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--duration", type=float, default=10.0)
-    parser.add_argument("--connections", type=int, default=16)
+    add_round_options(parser)
     parser.add_argument(
         "--postgresql", action="store_true", help="SQLite vs PostgreSQL at N workers"
     )
@@ -208,11 +227,7 @@ def main() -> int:
             theirs = statistics.median(rates[(name, "peryx")])
             row += f" {theirs:,.0f} | {many / theirs:.2f}x |"
         print(row)
-    print(
-        f"\nmedians of {args.rounds} alternating rounds, wrk -t2 -c{args.connections} "
-        f"-d{args.duration:g}s; load average (1/5/15 min) before "
-        f"{' '.join(f'{x:.2f}' for x in before)}, after {' '.join(f'{x:.2f}' for x in after)}"
-    )
+    print(rounds_footer(args, before, after))
     return 0
 
 
