@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -341,50 +342,16 @@ def test_pip_and_uv_install_through_the_front(
     run([venv_python, "-c", "import team_app, team_core"], env=env)
     target = tmp_path / "uv-venv"
     run([uv(), "venv", "--quiet", target], env=env)
-    run(
-        [
-            uv(),
-            "pip",
-            "install",
-            "--python",
-            target / "bin" / "python",
-            "--index-url",
-            index_url,
-            "team-app",
-        ],
-        env=env,
-    )
+
+    def uv_install(url: str, package: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        command = [uv(), "pip", "install", "--python", target / "bin" / "python"]
+        return run([*command, "--index-url", url, package], env=env, check=check)
+
+    uv_install(index_url, "team-app")
     run([target / "bin" / "python", "-c", "import team_app, team_core"], env=env)
     # An outsider of the restricted project cannot install it through the front either.
-    refused = run(
-        [
-            uv(),
-            "pip",
-            "install",
-            "--python",
-            target / "bin" / "python",
-            "--index-url",
-            index_url,
-            "secret-core",
-        ],
-        env=env,
-        check=False,
-    )
-    assert refused.returncode != 0
-    bob_url = index_url.replace("alice", "bob")
-    run(
-        [
-            uv(),
-            "pip",
-            "install",
-            "--python",
-            target / "bin" / "python",
-            "--index-url",
-            bob_url,
-            "secret-core",
-        ],
-        env=env,
-    )
+    assert uv_install(index_url, "secret-core", check=False).returncode != 0
+    uv_install(index_url.replace("alice", "bob"), "secret-core")
 
 
 def test_a_forwarded_for_from_the_client_is_not_believed(front: Front) -> None:
