@@ -550,7 +550,25 @@ class DevpiPeer(Peer):
 
 
 @dataclass
-class TeamindexPeer(Peer):
+class DataDirPeer(Peer):
+    """A server with one data dir per store: ``data`` for the main corpus, ``cold`` for the
+    main corpus plus filler (when a filler was loaded)."""
+
+    def start(self, store: Path, port: int, log_path: Path) -> ServerHandle:
+        """Serve the main corpus."""
+        return self._spawn(store / "data", port, log_path)
+
+    def start_cold(self, store: Path, port: int, log_path: Path) -> ServerHandle:
+        """Serve the cold-start data dir (main corpus plus filler)."""
+        cold = store / "cold"
+        return self._spawn(cold if cold.exists() else store / "data", port, log_path)
+
+    def _spawn(self, data_dir: Path, port: int, log_path: Path) -> ServerHandle:
+        raise NotImplementedError
+
+
+@dataclass
+class TeamindexPeer(DataDirPeer):
     """teamindex from this repository, installed editable into its own venv."""
 
     threads: int | None = None
@@ -647,15 +665,6 @@ class TeamindexPeer(Peer):
         finally:
             handle.stop()
 
-    def start(self, store: Path, port: int, log_path: Path) -> ServerHandle:
-        """Serve the main corpus."""
-        return self._spawn(store / "data", port, log_path)
-
-    def start_cold(self, store: Path, port: int, log_path: Path) -> ServerHandle:
-        """Serve the cold-start data dir (main corpus plus filler)."""
-        cold = store / "cold"
-        return self._spawn(cold if cold.exists() else store / "data", port, log_path)
-
     def _spawn(self, data_dir: Path, port: int, log_path: Path) -> ServerHandle:
         """Spawn ``python -m teamindex serve``."""
         cmd: list[str | Path] = [
@@ -688,7 +697,7 @@ actions = ["read", "write"]
 
 
 @dataclass
-class PeryxPeer(Peer):
+class PeryxPeer(DataDirPeer):
     """peryx (async Rust) with one hosted index that only a token may read or write.
 
     peryx takes the token as the Basic password under any user name, so the benchmark's
@@ -732,15 +741,6 @@ class PeryxPeer(Peer):
         self.import_dir(main, store / "data")
         if fill:
             self.import_dir([*main, *fill], store / "cold")
-
-    def start(self, store: Path, port: int, log_path: Path) -> ServerHandle:
-        """``peryx serve`` on the main data dir."""
-        return self._spawn(store / "data", port, log_path)
-
-    def start_cold(self, store: Path, port: int, log_path: Path) -> ServerHandle:
-        """``peryx serve`` on the cold-start data dir."""
-        cold = store / "cold"
-        return self._spawn(cold if cold.exists() else store / "data", port, log_path)
 
     def _spawn(self, data_dir: Path, port: int, log_path: Path) -> ServerHandle:
         """Spawn ``peryx serve -c`` with warnings only."""
