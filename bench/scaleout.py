@@ -32,17 +32,15 @@ import corpus
 import load
 import peers
 from workers import (
-    CACHE_DIR,
-    PASSWORD,
-    USER,
     add_round_options,
     auth,
+    main_corpus_paths,
     measure,
     page_targets,
     rounds_footer,
+    seeded_data_dir,
     start,
     stop,
-    teamindex,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -83,19 +81,12 @@ def main() -> int:
     add_round_options(parser)
     parser.add_argument("--downloads", choices=("redirect", "stream"), default="redirect")
     args = parser.parse_args()
-    spec = corpus.CorpusSpec()
-    main_corpus = corpus.generate(
-        corpus.main_corpus_dists(spec), CACHE_DIR / "corpus" / f"main-{spec.key()}"
-    )
+    paths = main_corpus_paths()
     cfg = load.LoadConfig(2, args.connections, args.duration)
     rates: dict[tuple[str, str], list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="teamindex-bench-scaleout-") as tmp:
         root = Path(tmp)
-        data_dir, log = root / "data", root / "server.log"
-        data_dir.mkdir()
-        teamindex("adduser", USER, "--password-stdin", data_dir=data_dir, stdin=PASSWORD + "\n")
-        peers.link_tree(main_corpus.paths, root / "src")
-        teamindex("import", "--quiet", root / "src", data_dir=data_dir)
+        data_dir, log = seeded_data_dir(root, paths), root / "server.log"
         cluster = pg_support.start_cluster()
         store = start_seaweedfs(root / "seaweedfs")
         try:

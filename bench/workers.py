@@ -103,6 +103,25 @@ def auth() -> dict[str, str]:
 Rates = dict[tuple[str, str], list[float]]
 
 
+def main_corpus_paths() -> list[Path]:
+    """The wheels and sdists of the main corpus (generated once, then cached)."""
+    spec = corpus.CorpusSpec()
+    generated = corpus.generate(
+        corpus.main_corpus_dists(spec), CACHE_DIR / "corpus" / f"main-{spec.key()}"
+    )
+    return list(generated.paths)
+
+
+def seeded_data_dir(root: Path, paths: list[Path]) -> Path:
+    """root/data with the bench's user and `paths` imported (through root/src)."""
+    data_dir = root / "data"
+    data_dir.mkdir()
+    teamindex("adduser", USER, "--password-stdin", data_dir=data_dir, stdin=PASSWORD + "\n")
+    peers.link_tree(paths, root / "src")
+    teamindex("import", "--quiet", root / "src", data_dir=data_dir)
+    return data_dir
+
+
 def add_round_options(parser: argparse.ArgumentParser) -> None:
     """--rounds, --duration and --connections, as every alternating-rounds bench takes them."""
     parser.add_argument("--rounds", type=int, default=3)
@@ -174,19 +193,12 @@ def main() -> int:
         "--no-peryx", action="store_true", help="skip peryx (measured in the same rounds)"
     )
     args = parser.parse_args()
-    spec = corpus.CorpusSpec()
-    main_corpus = corpus.generate(
-        corpus.main_corpus_dists(spec), CACHE_DIR / "corpus" / f"main-{spec.key()}"
-    )
+    paths = main_corpus_paths()
     cfg = load.LoadConfig(2, args.connections, args.duration)
     rates: dict[tuple[str, str], list[float]] = {}
     cluster = None
     with tempfile.TemporaryDirectory(prefix="teamindex-bench-workers-") as tmp:
-        data_dir, log = Path(tmp) / "data", Path(tmp) / "server.log"
-        data_dir.mkdir()
-        teamindex("adduser", USER, "--password-stdin", data_dir=data_dir, stdin=PASSWORD + "\n")
-        peers.link_tree(main_corpus.paths, Path(tmp) / "src")
-        teamindex("import", "--quiet", Path(tmp) / "src", data_dir=data_dir)
+        data_dir, log = seeded_data_dir(Path(tmp), paths), Path(tmp) / "server.log"
         # (label, workers, database URL) of the two servers that take turns
         setups = [("1 worker", 1, ""), (f"{args.workers} workers", args.workers, "")]
         if args.postgresql:
@@ -200,7 +212,7 @@ def main() -> int:
                 (f"SQLite, {args.workers} workers", args.workers, ""),
                 (f"PostgreSQL, {args.workers} workers", args.workers, url_pg),
             ]
-        peryx = None if args.no_peryx else Peryx(Path(tmp), main_corpus.paths)
+        peryx = None if args.no_peryx else Peryx(Path(tmp), paths)
         before = os.getloadavg()
         for round_ in range(args.rounds):
             if peryx is not None:
