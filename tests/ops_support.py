@@ -136,8 +136,8 @@ def get(
         conn.close()
 
 
-def visible_files(url: str) -> dict[str, str]:
-    """filename -> sha256 of every file the simple API lists."""
+def listed_files(url: str) -> dict[str, tuple[str, str]]:
+    """filename -> (project, sha256) of every file the simple API lists."""
     status, body = get(url, "/simple/", accept=JSON)
     assert status == 200, status
     found = {}
@@ -145,8 +145,13 @@ def visible_files(url: str) -> dict[str, str]:
         status, body = get(url, f"/simple/{project['name']}/", accept=JSON)
         assert status == 200, status
         for entry in json.loads(body)["files"]:
-            found[entry["filename"]] = entry["hashes"]["sha256"]
+            found[entry["filename"]] = (project["name"], entry["hashes"]["sha256"])
     return found
+
+
+def visible_files(url: str) -> dict[str, str]:
+    """filename -> sha256 of every file the simple API lists."""
+    return {filename: sha256 for filename, (_project, sha256) in listed_files(url).items()}
 
 
 def downloaded_sha256(url: str, project: str, filename: str) -> str | None:

@@ -35,6 +35,7 @@ from ops_support import (
     big_wheel,
     cli_env,
     get,
+    listed_files,
     post_upload,
     start_half_upload,
     start_server,
@@ -154,19 +155,6 @@ def listed(url: str, project: str, user: str = "alice", password: str = PASSWORD
     status, body = get(url, f"/simple/{project}/", user, password=password, accept=JSON)
     assert status == 200, (status, body[:200])
     return [entry["filename"] for entry in json.loads(body)["files"]]
-
-
-def all_listed(url: str) -> dict[str, tuple[str, str]]:
-    """filename -> (project, sha256) of every file node `url` lists."""
-    status, body = get(url, "/simple/", accept=JSON)
-    assert status == 200, status
-    found = {}
-    for project in json.loads(body)["projects"]:
-        status, body = get(url, f"/simple/{project['name']}/", accept=JSON)
-        assert status == 200, status
-        for entry in json.loads(body)["files"]:
-            found[entry["filename"]] = (project["name"], entry["hashes"]["sha256"])
-    return found
 
 
 # -- upload on A, install through B ------------------------------------------------------------
@@ -322,7 +310,7 @@ def test_kill_9_of_a_during_20_uploads_loses_nothing_that_got_200(shared, nodes,
     assert ok and len(ok) < UPLOADS, statuses  # the kill came in the middle
 
     # Every 200 is listed on B with its sha256 and downloads; nothing listed lacks its object.
-    on_b = all_listed(b.url)
+    on_b = listed_files(b.url)
     assert ok <= set(on_b), statuses
     for filename, (project, listed_sha256) in on_b.items():
         assert listed_sha256 == sha256[filename], filename
