@@ -22,7 +22,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -81,6 +81,14 @@ def mapped(exc: BaseException) -> BaseException | None:
     return None
 
 
+def raise_mapped(exc: BaseException) -> NoReturn:
+    """Raise the error callers expect for `exc` (mapped), chained to it; else `exc` itself."""
+    better = mapped(exc)
+    if better is not None:
+        raise better from exc
+    raise exc
+
+
 def check_text(parameters: Any) -> None:
     """PostgreSQL's text holds no NUL character (SQLite's does): a value with one can match
     no stored row and cannot be stored, so it is refused as InvalidText (a 4xx), never
@@ -115,10 +123,7 @@ class PgConn:
             else:
                 cursor.execute(sql)  # type: ignore[arg-type]
         except psycopg.Error as exc:
-            better = mapped(exc)
-            if better is not None:
-                raise better from exc
-            raise
+            raise_mapped(exc)
         return cursor
 
     def executemany(self, sql: str, parameters: Any) -> psycopg.Cursor[Row]:
@@ -132,10 +137,7 @@ class PgConn:
             try:
                 cursor.executemany(translate(sql), rows)  # type: ignore[arg-type]
             except psycopg.Error as exc:
-                better = mapped(exc)
-                if better is not None:
-                    raise better from exc
-                raise
+                raise_mapped(exc)
         return cursor
 
     @property
@@ -253,10 +255,7 @@ class PostgresEngine:
         except BaseException as exc:
             if not raw.closed and not raw.broken and conn.in_transaction:
                 raw.execute("ROLLBACK")
-            better = mapped(exc)
-            if better is not None:
-                raise better from exc
-            raise
+            raise_mapped(exc)
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
