@@ -31,6 +31,7 @@ sys.path.insert(0, str(BENCH))
 import clients  # noqa: E402
 import corpus  # noqa: E402
 import peers  # noqa: E402
+from coldstart import cli  # noqa: E402
 
 PASSWORD = "largefile-password-1"
 CACHE_DIR = BENCH / ".cache"
@@ -40,15 +41,9 @@ def serve_tree(python: str, src: Path, wheel: Path, run_dir: Path) -> peers.Serv
     """`teamindex serve` of the tree at `src` on a data dir holding `wheel` (its own CLI)."""
     data = run_dir / "data"
     data.mkdir(parents=True)
-
-    def cli(*args: str | Path, stdin: str | None = None) -> None:
-        subprocess.run(
-            [python, "-m", "teamindex", *map(str, args)], cwd=src, input=stdin, text=True,
-            check=True, capture_output=True, timeout=600,
-        )  # fmt: skip
-
-    cli("adduser", peers.USER, "--admin", "--password-stdin", "--data-dir", data, stdin=PASSWORD)
-    cli("import", "--quiet", "--data-dir", data, wheel)
+    cli(python, src, "adduser", peers.USER, "--admin", "--password-stdin", "--data-dir",
+        str(data), stdin=PASSWORD)  # fmt: skip
+    cli(python, src, "import", "--quiet", "--data-dir", str(data), str(wheel))
     port = peers.free_port()
     proc = subprocess.Popen(
         [python, "-m", "teamindex", "serve", "--data-dir", str(data), "--host", "127.0.0.1",
