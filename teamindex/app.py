@@ -163,7 +163,7 @@ def prepare(settings: Settings) -> int:
     private data dir, crash debris swept, database migrated and audit pruned, session key
     made (each child's create_app repeats these harmlessly: all idempotent, and the sweep
     spares live owners). The number of users, for the first-start hint."""
-    from .web.session import load_secret_key
+    from .access.sessionkey import load_secret_key
 
     _tighten(settings)
     storage = open_storage(settings)

@@ -7,7 +7,10 @@ ISO-8859-1 and a single line.
 
 from __future__ import annotations
 
-from flask import Response
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flask import Response
 
 MAX_REASON = 300
 
@@ -28,6 +31,10 @@ def reason_phrase(message: str) -> str:
 
 
 def plain_error(status: int, message: str, *, message_as_reason: bool = True) -> Response:
+    # Flask is imported where a response is made, not with HTTPError: the hot path raises
+    # and catches HTTPError before Flask is loaded (cold start, issue 14).
+    from flask import Response
+
     response = Response(message.rstrip("\n") + "\n", mimetype="text/plain")
     response.status = f"{status} {reason_phrase(message)}" if message_as_reason else status
     return response

@@ -10,9 +10,10 @@ import pytest
 from conftest import PASSWORD, add_token, add_user, basic
 from web_support import csrf_of, login, post_form
 
+from teamindex.access.sessionkey import SECRET_FILE, load_secret_key
 from teamindex.app import create_app
 from teamindex.clock import utc_now
-from teamindex.web.session import SECRET_FILE, load_secret_key, safe_next
+from teamindex.web.session import safe_next
 
 
 def _db(app):

@@ -1,32 +1,29 @@
-"""Who is asking, and may they: HTTP Basic auth (flask-httpauth), tokens, IP rules, throttling.
+"""Who is asking, and may they, for Flask views: HTTP Basic auth (flask-httpauth) on top of
+access/login.py, which checks the credentials, IP rules and throttle.
 
-Order per request (issue 4): the global IP allowlist first (403 before any credential is
-looked at, so outsiders get no password oracle), then the throttle (429), then credentials
-(401 with `WWW-Authenticate: Basic realm="teamindex"`, which pip, uv and poetry need before
-they send credentials; a password from outside the user's own IP list gets that same 401),
-then a token's and its owner's IP lists (403).
+Order per request (issue 4; login.py): the global IP allowlist first (403 before any
+credential is looked at, so outsiders get no password oracle), then the throttle (429), then
+credentials (401 with `WWW-Authenticate: Basic realm="teamindex"`, which pip, uv and poetry
+need before they send credentials; a password from outside the user's own IP list gets that
+same 401), then a token's and its owner's IP lists (403).
 Views then ask `authorize()`, which applies permissions.decide for the project at hand.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
-from collections.abc import Sequence
-from datetime import datetime, timezone
-from typing import NoReturn
 
 from flask import Response, request
 from flask_httpauth import HTTPBasicAuth
 from packaging.utils import canonicalize_name
 
-from ..context import Services, services
+from ..context import services
 from ..errors import HTTPError, plain_error
 from ..index.dists import is_project_name
-from ..models import LoginFacts, Project, Token, User
-from .auth import TOKEN_USERNAME, looks_like_token, token_digest, token_expired
+from ..models import Project, User
+from . import login
 from .earlycheck import basic_credentials
-from .netrules import ip_allowed, user_key
+from .login import EARLY_REFUSAL, REALM, Verified
 from .permissions import (
     ANONYMOUS,
     Action,
@@ -40,9 +37,6 @@ from .permissions import (
 
 log = logging.getLogger("teamindex")
 
-REALM = "teamindex"
-TOKEN_TOUCH_SECONDS = 60.0  # last-used is written at most this often per token
-
 basic_auth = HTTPBasicAuth(realm=REALM)
 
 
@@ -54,76 +48,16 @@ def client_ip() -> str:
 
 @basic_auth.verify_password
 def _verify(username: str, password: str) -> Principal | None:
-    if not username and not password:
-        require_address_allowed(username)
-        return ANONYMOUS if services().settings.anonymous_read else None
-    return authenticate(username, password, remember_as=request.headers.get("Authorization"))
+    verified = request.environ.get(login.VERIFIED_KEY)
+    header = request.headers.get("Authorization")
+    if isinstance(verified, Verified) and verified.authorization == header:
+        return verified.outcome()  # the hot path checked these credentials already
+    return login.verify(services(), client_ip(), username, password, header)
 
 
 def authenticate(username: str, password: str, remember_as: str | None = None) -> Principal | None:
-    """Check a user name with a password or token; Basic auth and the web login form share
-    it, so both get the global allowlist (403), the throttle (429), the audit of failures
-    and the user's and token's own IP lists (403). None means wrong credentials; a revoked
-    or expired token raises its own 401.
-
-    One database statement reads the user (or token and owner) with every allowlist that
-    applies; the global list is still checked before the credential is looked at. A login
-    that passes is remembered under `remember_as` (the Authorization header) for the hot
-    path, tagged with the auth serial read in that same statement. A header remembered
-    from this address skips the throttle: logins verified before a block keep working
-    while new verifications from a blocked address or name wait."""
-    svc = services()
-    ip = client_ip()
-    is_token = _is_token(username, password)
-    facts = (
-        svc.db.token_login(token_digest(password)) if is_token else svc.db.password_login(username)
-    )
-    _require_on_list(ip, facts.global_allowlist, username, "")
-    # Token failures count against the address only (see netrules.Throttle).
-    throttle_user = (
-        None
-        if is_token or not username
-        else user_key(username, facts.user.name if facts.user else None)
-    )
-    if not _verified_before(svc, remember_as, ip):
-        wait = svc.throttle.retry_after(ip, throttle_user)
-        if wait:
-            raise HTTPError(
-                429,
-                f"Too many failed logins; retry in {wait} seconds.",
-                {"Retry-After": str(wait)},
-            )
-    principal = (
-        _check_token(svc, facts, username) if is_token else _check_password(svc, facts, password)
-    )
-    # A password from outside the user's own list fails exactly like a wrong one (the hash
-    # is checked either way, so the time is the same too): a distinct answer for the right
-    # password would let outsiders guess it from there. The audit log tells admins which.
-    # Token secrets cannot be guessed: their owner's and their own lists answer 403 below.
-    # Such an attempt counts against the user name only, right password or wrong: it can
-    # never succeed from there (no guessing to stop), and counting the address would let a
-    # user whose list is the VPN, running pip at the office, block everyone at the office.
-    off_list = not is_token and not ip_allowed(ip, facts.user_allowlist)
-    if principal is None or off_list:
-        event = "auth_failed" if principal is None else "ip_denied"
-        svc.audit.record(event, ip=ip, user=username, outcome="denied", best_effort=True)
-        for kind, subject in svc.throttle.failure(ip, throttle_user, count_address=not off_list):
-            svc.audit.record(
-                "throttled",
-                ip=ip,
-                user=username,
-                outcome="blocked",
-                detail=f"{kind} {subject}",
-                best_effort=True,
-            )
-        return None
-    assert principal.user is not None
-    _require_on_list(ip, facts.user_allowlist, principal.user.name, " for this user")
-    _require_token_address(ip, principal)
-    svc.throttle.success(ip, principal.user.name)
-    if remember_as:
-        svc.logins.remember(remember_as, ip, username, principal, facts.auth_serial)
-    return principal
+    """login.authenticate for the request at hand (the web login form, the account page)."""
+    return login.authenticate(services(), client_ip(), username, password, remember_as)
 
 
 # Fetch metadata a browser sends with a request it was not told to make by another site
@@ -145,21 +79,6 @@ def refuse_cross_site() -> None:
         raise HTTPError(403, CROSS_SITE_REFUSED)
 
 
-def _verified_before(svc: Services, remember_as: str | None, ip: str) -> bool:
-    """True when this Authorization header passed every check from this address recently
-    (the hot path's LoginCache): not a new verification, so a block does not stop it. At
-    any auth serial: the credentials are verified again against current facts anyway, and
-    a change elsewhere (a new user, a revoked token) must not end every login of a blocked
-    office. An attacker cannot use it: only the header's holder made it from here."""
-    if not remember_as:
-        return False
-    return svc.logins.lookup(remember_as, ip) is not None
-
-
-# Set by serving.BodyGate when waitress refused a request on its headers (body unread).
-EARLY_REFUSAL = "HTTP_TEAMINDEX_REFUSED"
-
-
 def answer_early_refusal() -> None:
     """before_request: answer a request the server refused before reading its body, with
     the same status, words and audit as the checks below would give it later. Its body was
@@ -175,7 +94,7 @@ def answer_early_refusal() -> None:
             429, f"Too many failed logins; retry in {wait} seconds.", {"Retry-After": str(wait)}
         )
     credentials = basic_credentials(request.headers.get("Authorization", ""))
-    if credentials is not None and _is_token(*credentials):
+    if credentials is not None and login.is_token_login(*credentials):
         # A dead or unknown token: the precise "token revoked/expired", or a counted and
         # audited failure, exactly as without the early refusal.
         authenticate(*credentials)
@@ -184,78 +103,20 @@ def answer_early_refusal() -> None:
 
 def require_address_allowed(username: str = "") -> None:
     """403 unless the client address is on the global allowlist (empty list: everyone)."""
-    _require_on_list(client_ip(), services().db.allowlist(None), username, "")
+    svc = services()
+    login.require_on_list(svc, client_ip(), svc.db.allowlist(None), username, "")
 
 
 def require_principal_address_allowed(principal: Principal) -> None:
     """403 unless the client address is on the user's and the token's own lists (for a
     principal that was authenticated earlier, e.g. by a session)."""
     assert principal.user is not None
+    svc = services()
     ip = client_ip()
-    _require_on_list(
-        ip, services().db.allowlist(principal.user.id), principal.user.name, " for this user"
+    login.require_on_list(
+        svc, ip, svc.db.allowlist(principal.user.id), principal.user.name, " for this user"
     )
-    _require_token_address(ip, principal)
-
-
-def _require_on_list(ip: str, cidrs: Sequence[str], user: str, scope: str) -> None:
-    if not ip_allowed(ip, cidrs):
-        services().audit.record("ip_denied", ip=ip, user=user, best_effort=True)
-        raise HTTPError(403, f"Access from {ip} is not allowed{scope}.")
-
-
-def _require_token_address(ip: str, principal: Principal) -> None:
-    token = principal.token
-    if token is not None and not ip_allowed(ip, token.allow_ips):
-        assert principal.user is not None
-        services().audit.record(
-            "ip_denied", ip=ip, user=principal.user.name, token_id=token.id, best_effort=True
-        )
-        raise HTTPError(403, f"Access from {ip} is not allowed for this token.")
-
-
-def _is_token(username: str, password: str) -> bool:
-    return username == TOKEN_USERNAME or looks_like_token(password)
-
-
-def _check_password(svc: Services, facts: LoginFacts, password: str) -> Principal | None:
-    return Principal(facts.user) if svc.credentials.verify(facts.user, password) else None
-
-
-def _check_token(svc: Services, facts: LoginFacts, username: str) -> Principal | None:
-    token, user = facts.token, facts.user
-    if token is None or user is None:
-        return None
-    if token.revoked is not None:
-        _refuse_known_token(svc, token, "revoked")
-    if token_expired(token.expires, datetime.now(timezone.utc)):
-        _refuse_known_token(svc, token, "expired")
-    # With the owner's name instead of __token__, the name must match (constant time).
-    if username != TOKEN_USERNAME and not hmac.compare_digest(
-        username.encode(), token.user_name.encode()
-    ):
-        return None
-    svc.token_touch.touch(token.id, client_ip())
-    return Principal(user, token)
-
-
-def _refuse_known_token(svc: Services, token: Token, state: str) -> NoReturn:
-    """401 with the reason for a secret that matches a revoked or expired token. Not a
-    guess (only its holder has it), so it does not count towards the throttle: a CI job
-    still using an old token must not block its office's address. Only the holder of the
-    secret learns the reason."""
-    ip = client_ip()
-    log.info("%s token %d of %s used from %s", state, token.id, token.user_name, ip)
-    svc.audit.record(
-        "auth_failed",
-        ip=ip,
-        user=token.user_name,
-        token_id=token.id,
-        outcome="denied",
-        detail=f"token {state}",
-        best_effort=True,
-    )
-    raise HTTPError(401, f"Invalid credentials: token {state}.", _challenge())
+    login.require_token_address(svc, ip, principal)
 
 
 @basic_auth.error_handler
@@ -353,5 +214,4 @@ def project_in_url(text: str) -> str:
     return name
 
 
-def _challenge() -> dict[str, str]:
-    return {"WWW-Authenticate": f'Basic realm="{REALM}"'}
+_challenge = login.challenge

@@ -18,11 +18,11 @@ from ..access.oidc.claims import (
 )
 from ..access.oidc.exchange import default_audience
 from ..access.oidc.registry import register
+from ..access.sessionkey import load_secret_key
 from ..clock import utc_now
 from ..config import Settings
 from ..db import Conflict
 from ..index.dists import DistributionError, validate_project_name
-from ..web.session import load_secret_key
 from .base import CommandError, command, open_database, record_cli_event
 
 

@@ -11,10 +11,8 @@ set a cookie; the simple API and uploads keep Basic auth only.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
-import os
 import secrets
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -29,35 +27,18 @@ from ..access.httpauth import (
     require_principal_address_allowed,
 )
 from ..access.permissions import ANONYMOUS, Principal
+from ..access.sessionkey import load_secret_key
 from ..clock import utc_stamp
 from ..context import services
 from ..errors import HTTPError
 from ..models import User
 
-SECRET_FILE = "secret_key"  # noqa: S105 - a file name; the key is in the file
 SESSION_LIFETIME = timedelta(hours=12)
 SESSION_RENEWAL = timedelta(minutes=10)
 CSRF_FIELD = "csrf_token"
 # Blueprints whose responses may carry the session cookie.
 COOKIE_BLUEPRINTS = frozenset({"web"})
 CHALLENGE = {"WWW-Authenticate": 'Basic realm="teamindex"'}
-
-
-def load_secret_key(data_dir: Path) -> bytes:
-    """The data dir's random session key, created (0600) on first start and kept, so sessions
-    survive restarts and every server process of one data dir signs alike."""
-    path = data_dir / SECRET_FILE
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileExistsError):
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write(secrets.token_hex(32) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-    key = path.read_text(encoding="ascii").strip()
-    if len(key) < 32:
-        raise ValueError(f"{path} is too short to be a session key; delete it to make a new one")
-    return key.encode()
 
 
 class IndexSessionInterface(SecureCookieSessionInterface):
