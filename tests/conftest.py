@@ -186,6 +186,32 @@ def start_server(app: Flask, settings: Settings) -> tuple[LiveServer, RunningSer
     )
 
 
+def start_cold_server(
+    settings: Settings, build_flask: Callable[..., object] | None = None
+) -> tuple[str, RunningServer]:
+    """`serve`'s own stack (boot.serving) on a free loopback port, answering while its Flask
+    loads on a thread (`build_flask(svc, counters)`, app.flask_app's by default): (base URL,
+    the running server)."""
+    from teamindex.app import flask_app
+    from teamindex.boot import serving
+    from teamindex.ops.serving import make_wsgi_server
+
+    def default(svc: object, counters: object) -> object:
+        return flask_app(svc, counters).wsgi_app  # type: ignore[arg-type]
+
+    stack = serving(settings, build_flask or default)  # type: ignore[arg-type]
+    options = settings.waitress_options(FORM_OVERHEAD) | {"host": "127.0.0.1", "port": 0}
+    server = make_wsgi_server(stack.wsgi, stack.svc, options, stack.pre_answer)
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=serve_until, args=(server, stop, 5.0), name="waitress", daemon=True
+    )
+    thread.start()
+    stack.flask.start()
+    port = server.socket.getsockname()[1]
+    return f"http://127.0.0.1:{port}", RunningServer(server, thread, stop)
+
+
 def worker_tasks(running: RunningServer) -> list[object]:
     """The requests the server hands to its worker threads from now on (a growing list);
     one it never hands over was answered on the socket thread (ops/serving.py)."""

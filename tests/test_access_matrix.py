@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from builders import make_wheel
-from conftest import FAST_HASH, PASSWORD, basic, start_server, worker_tasks
+from conftest import FAST_HASH, PASSWORD, basic, start_cold_server, start_server, worker_tasks
 from packaging.utils import canonicalize_name
 from web_support import CSRF_RE
 
@@ -444,15 +444,21 @@ def test_upstream_matrix_covers_every_combination() -> None:
 # Oracles 1 and 3 again for the listing and the page, through a real waitress that trusts
 # loopback as its proxy (X-Forwarded-For carries the cell's address), so page hits are
 # answered on waitress' socket thread (ops/serving.py). Each request is sent twice: the
-# first verifies the login (Flask), the second is a socket-thread hit exactly when the cell
-# reads 200; every refusal still comes from Flask, a worker thread's.
+# first verifies the login (on a worker thread), the second is a socket-thread hit exactly
+# when the cell reads 200; every refusal still comes from Flask, a worker thread's. Both
+# servers: create_app's, and `serve`'s own stack (boot.py), whose hot path verifies a new
+# login and renders pages itself while Flask loads (issue 14).
 
 
-@pytest.fixture(scope="module")
-def wire_matrix(tmp_path_factory) -> Iterator[tuple[Matrix, str, list[object]]]:
+@pytest.fixture(scope="module", params=["create_app", "serve"])
+def wire_matrix(request, tmp_path_factory) -> Iterator[tuple[Matrix, str, list[object]]]:
     matrix = Matrix(tmp_path_factory.mktemp("wire-matrix"), trusted_proxy="127.0.0.1")
-    live, running = start_server(matrix.app, matrix.settings)
-    yield matrix, live.url, worker_tasks(running)
+    if request.param == "create_app":
+        live, running = start_server(matrix.app, matrix.settings)
+        url = live.url
+    else:
+        url, running = start_cold_server(matrix.settings)
+    yield matrix, url, worker_tasks(running)
     running.stop()
 
 

@@ -11,18 +11,38 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 
-from conftest import basic
+import pytest
+from builders import make_wheel
+from conftest import add_token, basic, start_cold_server
 from flask import Flask
+from uploading import upload
 
 SERVE_IMPORTS = """
 import json, sys
 from teamindex import cli
 parser = cli.build_parser(["serve", "--port", "0"])
 parser.parse_args(["serve", "--port", "0"])
-import teamindex.app, teamindex.ops.serving
+import teamindex.boot, teamindex.ops.serving, teamindex.ops.workers
 print(json.dumps(sorted(sys.modules)))
 """
+
+# Loaded by each worker on a thread of its own once it answers (boot.py): the first
+# requests, /simple/ pages with a token, are answered without them (~0.1 s of a start).
+LOADED_AFTER_LISTENING = (
+    "flask",
+    "flask_httpauth",
+    "jinja2",
+    "click",
+    "itsdangerous",
+    "teamindex.app",
+    "teamindex.web",
+    "teamindex.api.simple",
+    "teamindex.api.upload",
+    "teamindex.access.httpauth",
+)
 
 # Never needed to serve without --upstream: the other commands' modules (backup, integrity,
 # removal, nginx-config) and the upstream proxy's HTTP client.
@@ -61,8 +81,9 @@ def _modules(code: str) -> set[str]:
 
 def test_serve_does_not_import_what_serving_never_needs() -> None:
     loaded = _modules(SERVE_IMPORTS)
-    assert "teamindex.app" in loaded
+    assert "teamindex.boot" in loaded
     assert sorted(loaded & set(NOT_AT_START)) == []
+    assert sorted(loaded & set(LOADED_AFTER_LISTENING)) == []
 
 
 def test_other_commands_and_help_still_see_every_command() -> None:
@@ -259,3 +280,142 @@ def test_a_page_request_that_cannot_wait_for_running_requests_gets_503(monkeypat
     slow.join(10)
     assert _call(gate, "/page")[0] == "200 /page"
     assert events.count("register") == 1
+
+
+# -- the first requests, answered while Flask loads (boot.py) -----------------------------
+
+FIRST_REQUEST = """
+import base64, json, sys
+from pathlib import Path
+from teamindex.boot import serving
+from teamindex.config import load_settings
+
+def no_flask(svc, counters):
+    raise AssertionError("the first request needed Flask")
+
+stack = serving(load_settings({"data_dir": Path(sys.argv[1])}), no_flask)  # never started
+answers = []
+for path in ("/simple/", "/simple/demo/"):
+    environ = {
+        "REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": "", "SERVER_NAME": "x",
+        "SERVER_PORT": "80", "REMOTE_ADDR": "127.0.0.1", "wsgi.url_scheme": "http",
+        "HTTP_AUTHORIZATION": "Basic " + base64.b64encode(sys.argv[2].encode()).decode(),
+        "HTTP_ACCEPT": sys.argv[3],
+    }
+    status = []
+    body = b"".join(stack.wsgi(environ, lambda s, h, e=None: status.append(s)))
+    answers.append([status[0], body.decode()])
+print(json.dumps({"answers": answers, "modules": sorted(sys.modules)}))
+"""
+
+
+def _first_answers(settings, credentials: str, accept: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", FIRST_REQUEST, str(settings.data_dir), credentials, accept],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    return json.loads(out.stdout)
+
+
+def test_a_fresh_process_answers_token_page_requests_without_loading_flask(
+    app: Flask, client, settings, tmp_path
+) -> None:
+    """What a CI runner's first requests need, in a process that loaded nothing else: the
+    login verified and the pages rendered on the hot path, Flask never called."""
+    if settings.database_url:
+        pytest.skip("the subprocess opens the data dir's SQLite database")
+    assert upload(client, make_wheel(tmp_path, "demo", "1.0")).status == "200 OK"
+    _id, secret = add_token(app, "alice", scope="read")
+    pip_accept = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01"  # noqa: E501
+    for accept in ("", pip_accept):
+        found = _first_answers(settings, f"__token__:{secret}", accept)
+        (root_status, root), (page_status, page) = found["answers"]
+        assert root_status == "200 OK" and "demo" in root
+        assert page_status == "200 OK" and "demo-1.0-py3-none-any.whl" in page
+        loaded = set(found["modules"])
+        assert sorted(loaded & set(LOADED_AFTER_LISTENING)) == []
+
+
+def _get(url: str, headers: dict[str, str]) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            return reply.status, reply.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_requests_only_flask_answers_wait_for_it_to_load(app: Flask, client, settings, tmp_path):
+    """While Flask loads, a fresh server answers token and password page requests on the
+    hot path; anything else (no credentials, a wrong password, other routes) waits for
+    Flask, then gets Flask's answer."""
+    from teamindex.app import flask_app
+
+    assert upload(client, make_wheel(tmp_path, "demo", "1.0")).status == "200 OK"
+    _id, secret = add_token(app, "alice", scope="read")
+    release = threading.Event()
+
+    def build_flask(svc, counters):
+        assert release.wait(30)
+        return flask_app(svc, counters).wsgi_app
+
+    base, running = start_cold_server(settings, build_flask)
+    try:
+        for login in (basic("__token__", secret), basic("alice")):
+            assert _get(f"{base}/simple/", login)[0] == 200
+            status, body = _get(f"{base}/simple/demo/", login)
+            assert status == 200 and b"demo-1.0-py3-none-any.whl" in body
+        waiting: dict[str, tuple[int, bytes]] = {}
+        cases = {
+            "anonymous": (f"{base}/simple/", {}),
+            "wrong": (f"{base}/simple/", basic("alice", "wrong-password")),
+            "health": (f"{base}/healthz", {}),
+        }
+        threads = [
+            threading.Thread(target=lambda k=k, c=c: waiting.update({k: _get(*c)}))
+            for k, c in cases.items()
+        ]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.3)
+        assert waiting == {}  # all wait for Flask
+        release.set()
+        for thread in threads:
+            thread.join(30)
+        assert waiting["anonymous"][0] == 401 and waiting["wrong"][0] == 401
+        assert waiting["health"][0] == 200
+    finally:
+        release.set()
+        running.stop()
+
+
+def test_flask_that_does_not_load_in_time_or_at_all_is_a_503(monkeypatch, caplog) -> None:
+    from teamindex import boot
+
+    monkeypatch.setattr(boot, "FLASK_WAIT_SECONDS", 0.2)
+    release = threading.Event()
+
+    def slow(environ, start_response):  # the app, once built
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"loaded"]
+
+    def build():
+        assert release.wait(10)
+        return slow
+
+    deferred = boot.DeferredApp(build)
+    deferred.start()
+    answer, headers = _call(deferred, "/x")
+    assert answer.startswith("503 teamindex is starting") and headers["Retry-After"] == "1"
+    release.set()
+    assert deferred.wait(10) and _call(deferred, "/x")[0] == "200 loaded"
+
+    def broken():
+        raise RuntimeError("no such module")
+
+    failed = boot.DeferredApp(broken)
+    failed.start()
+    with caplog.at_level("ERROR", logger="teamindex"):
+        assert not failed.wait(10)
+    assert "loading the web application failed" in caplog.text
+    assert _call(failed, "/x")[0].startswith("503")

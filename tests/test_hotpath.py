@@ -101,17 +101,48 @@ def test_hot_replies_equal_flask_replies(published, client):
                     assert answered and status == "304 NOT MODIFIED" and body == b"", case
 
 
-def test_hot_path_serves_only_cached_pages_at_the_current_serial(published, client, tmp_path):
+def test_hot_path_renders_pages_at_the_current_serial(published, client, tmp_path):
+    """A worker's first request for a page (issue 14: a fresh server's first) is verified
+    and rendered on the hot path; a hit renders nothing; a new upload renders it anew."""
     headers = basic("alice") | {"Accept": JSON}
-    assert status_of(published, PAGE, headers) == (False, 200)  # not rendered yet
-    assert client.get(PAGE, headers=headers).status_code == 200
+    pages = published.extensions["teamindex"].pages
+    builds = pages.builds
+    assert status_of(published, PAGE, headers) == (True, 200)  # not seen, not rendered yet
+    assert pages.builds == builds + 1
     assert status_of(published, PAGE, headers) == (True, 200)
+    assert pages.builds == builds + 1
     assert upload(client, make_wheel(tmp_path, "Foo_Bar", "1.1")).status == "200 OK"
-    builds = published.extensions["teamindex"].pages.builds
-    assert status_of(published, PAGE, headers) == (False, 200)  # Flask renders 1.1
-    assert published.extensions["teamindex"].pages.builds == builds + 1
     answered, (_status, _sent, body) = compare(published, PAGE, headers)
     assert answered and b"foo_bar-1.1-py3-none-any.whl" in body
+    assert pages.builds == builds + 2
+
+
+def test_pages_rendered_on_the_hot_path_equal_flask_renderings(published, client):
+    """The same bytes whichever path renders a page: each is rendered with empty caches
+    (pages and logins: a fresh worker's), once by the hot path and once by Flask, for every
+    reader and content type."""
+    _id, secret = add_token(published, "alice", scope="read", projects=["other"])
+    db = published.extensions["teamindex"].db
+    assert db.set_visibility("foo-bar", "restricted")
+    pages, logins = (
+        published.extensions["teamindex"].pages,
+        published.extensions["teamindex"].logins,
+    )
+    layer = hot_layer(published)
+    readers = [basic("alice"), basic("bob"), basic("root"), basic("__token__", secret)]
+    for login in readers:
+        for path in (ROOT, PAGE, "/simple/other/"):
+            for accept in (None, PIP, "text/html", V1_HTML, JSON):
+                headers = login if accept is None else login | {"Accept": accept}
+                pages.clear()
+                logins.clear()
+                answered = layer.answer(environ(path, headers)) is not None
+                hot = call(layer, path, headers)
+                pages.clear()
+                logins.clear()
+                flask = call(layer.app, path, headers)
+                assert hot == flask, (login, path, accept)
+                assert answered == (flask[0] == "200 OK"), (login, path, accept, flask[0])
 
 
 @pytest.mark.parametrize(
@@ -138,8 +169,7 @@ def test_declines_unknown_and_missing_credentials(published, client):
     wrong = basic("alice", "wrong-password")
     for _ in range(2):  # a failure is never remembered
         assert status_of(published, ROOT, wrong) == (False, 401)
-    other_address = {"environ_base": {"REMOTE_ADDR": "127.0.0.2"}}
-    assert status_of(published, ROOT, basic("alice"), **other_address) == (False, 200)
+    other_address = {"environ_base": {"REMOTE_ADDR": "127.0.0.2"}}  # verified anew there
     assert status_of(published, ROOT, basic("alice"), **other_address) == (True, 200)
 
 
@@ -216,11 +246,11 @@ def test_blocked_address_keeps_verified_logins_and_refuses_new_ones(published, c
     for _ in range(throttle.policy.ip_failures):
         throttle.failure("127.0.0.1", None)
     assert status_of(published, ROOT, basic("alice")) == (True, 200)
-    assert status_of(published, PAGE, basic("alice")) == (False, 200)  # Flask renders it
+    assert status_of(published, PAGE, basic("alice")) == (True, 200)  # rendered there too
     add_user(published, "carol")
     assert status_of(published, ROOT, basic("carol")) == (False, 429)  # a new verification
     elsewhere = {"environ_base": {"REMOTE_ADDR": "127.0.0.2"}}
-    assert status_of(published, ROOT, basic("alice"), **elsewhere) == (False, 200)
+    assert status_of(published, ROOT, basic("alice"), **elsewhere) == (True, 200)
 
 
 def test_token_use_is_recorded_from_the_hot_path(published, client):
@@ -274,3 +304,32 @@ def test_a_failing_hot_path_leaves_the_request_to_flask(published, client, monke
         response = client.get(ROOT, headers=basic("alice"))
     assert response.status_code == 200 and b"foo-bar" in response.data
     assert any("hot path failed" in r.getMessage() for r in caplog.records)
+
+
+def test_a_login_is_checked_once_whichever_path_answers(published, client):
+    """The hot path verifies a login it has not seen as Flask would, and leaves the outcome
+    in the environ for Flask when it declines the request: a refusal is audited and counted
+    by the throttle once, with the words Flask gives it, never twice."""
+    svc = published.extensions["teamindex"]
+    token_id, secret = add_token(published, "alice", scope="read")
+    assert svc.db.revoke_token(token_id, utc_now())
+    failures: list[str] = []
+    counted = svc.throttle.failure
+    svc.throttle.failure = lambda ip, *args, **kwargs: (
+        failures.append(ip) or counted(ip, *args, **kwargs)
+    )
+    layer = hot_layer(published)
+    cases = [
+        (basic("alice", "wrong-password"), "401 Invalid or missing credentials for teamindex.", 1),
+        (basic("__token__", secret), "401 Invalid credentials: token revoked.", 0),
+        (basic("__token__", "tix_" + "x" * 40), "401 Invalid or missing credentials", 1),
+    ]
+    for headers, status, counts in cases:
+        for wsgi in (layer.app, layer):  # Flask alone, then the hot path in front of it
+            audited = len(svc.db.query_audit(since="", action="auth_failed"))
+            del failures[:]
+            reply_status, _sent, body = call(wsgi, ROOT, headers)
+            assert reply_status.startswith(status), (headers, wsgi)
+            assert body.startswith(status.split(" ", 1)[1].encode())
+            assert len(svc.db.query_audit(since="", action="auth_failed")) == audited + 1
+            assert len(failures) == counts, (headers, wsgi)

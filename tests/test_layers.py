@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "teamindex"
 # Top to bottom; a module may import its own layer and those below it.
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"__main__", "cli"}),
-    frozenset({"app", "handlers"}),
+    frozenset({"app", "boot", "handlers"}),
     frozenset({"api", "web"}),
     frozenset({"ops"}),
     frozenset({"index", "access", "context", "upstream"}),

@@ -8,20 +8,27 @@ layer answers the common case from memory and one SQLite statement, when all of 
 - GET /simple/ or /simple/<normalized name>/ with no query string, and an Accept header
   that picks one of our content types;
 - the Authorization header was verified by this server, from this client address, at the
-  current auth serial (LoginCache; the statement reads the serial);
+  current auth serial (LoginCache; the statement reads the serial), or, on a worker thread,
+  it is verified now (access/login.verify, the very check Flask's login_required makes; its
+  outcome is left in the environ for Flask, so a refusal is counted and audited once);
 - permissions.decide allows READ, on facts read in that same statement;
-- the page is in the page cache at the current serial.
+- the page is in the page cache at the current serial, or, on a worker thread, a hosted
+  page is rendered now (simplepages.py, as the Flask view renders it).
 
 The throttle is not asked: a login verified from this address keeps working through a block,
 and only new verifications wait (authenticate()); so a blocked office keeps its installs.
-Anything else — no or unknown credentials, a redirect, 401/403/404/406/429, a page not yet
-rendered — goes to Flask, which answers it and fills the caches. Flask's answer is the
+Anything else — no or wrong credentials, a redirect, 401/403/404/406/429, a proxied page not
+yet fetched — goes to Flask, which answers it. Flask's answer is the
 reference: tests check that both paths send the same status, headers and body. Downloads
 take the same shortcut under the same rules (hotfiles.py).
 
 Page hits are also answered on waitress' socket thread (ops/serving.py, `pre_answer`): the
 decision is the one statement and a cache lookup, bounded work, and handing each request to
 a worker thread and its answer back cost more than the answer itself (issue 13).
+
+This module imports neither Flask nor werkzeug (downloads and the proxy load theirs when
+first used): `teamindex serve` answers a worker's first /simple/ request before Flask is
+loaded, which is most of a cold start (issue 14; boot.py).
 """
 
 from __future__ import annotations
@@ -34,23 +41,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from werkzeug.http import HTTP_STATUS_CODES
-from werkzeug.wsgi import wrap_file
-
+from ..access import login
 from ..access.logincache import VerifiedLogin
-from ..access.permissions import (
-    Action,
-    Decision,
-    ProjectFacts,
-    decide,
-    listing_view,
-)
+from ..access.permissions import Action, Decision, ProjectFacts, decide, listing_view
 from ..context import Services
 from ..ops.requestlog import USER_KEY
 from ..ops.serving import DECISION_KEY
-from ..upstream import Origin
-from . import proxy, render
-from .hotfiles import FILE_RULE, FILES_PREFIX, answer_download
+from . import render, simplepages
 from .pagecache import CachedPage, page_reply, project_key, root_key
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -64,6 +61,10 @@ PROJECT_PATH = re.compile(r"/simple/([a-z0-9]+(?:-[a-z0-9]+)*)/")
 # Route templates as Flask's url_rule names them, so metrics label both paths alike.
 ROOT_RULE = "/simple/"
 PROJECT_RULE = "/simple/<name>/"
+FILES_PREFIX = "/files/"  # downloads: hotfiles.py, loaded with the first one
+# The status lines of page answers as werkzeug writes them, so both paths send the same
+# bytes (tests compare them with werkzeug's own table).
+PAGE_STATUS_LINES = {200: "200 OK", 304: "304 NOT MODIFIED"}
 SEND_BLOCK = 1 << 20
 # Pages up to this size are returned as bytes: copied once, sent with the header.
 SMALL_BODY = 64 << 10
@@ -102,9 +103,10 @@ class HotReads:
         started = time.perf_counter()
         if self.files and environ.get("PATH_INFO", "").startswith(FILES_PREFIX):
             return self.download(environ, start_response, started)
-        if DECISION_KEY in environ:  # decided on the socket thread (pre_answer)
-            answer = self.decided_answer(environ, environ.pop(DECISION_KEY))
-        else:
+        decided = environ.pop(DECISION_KEY, None)  # decided on the socket thread (pre_answer)
+        if decided is not None:
+            answer = self.decided_answer(environ, decided)
+        else:  # not decided there, or declined: this thread may verify and render
             answer = self.checked_answer(environ)
         if answer is None:
             return self.app(environ, start_response)
@@ -115,22 +117,28 @@ class HotReads:
             environ.get("HTTP_ACCEPT_ENCODING", ""),
             environ.get("HTTP_IF_NONE_MATCH"),
         )
-        # The status line as werkzeug writes it, so both paths send the same bytes.
-        start_response(f"{reply.status} {HTTP_STATUS_CODES[reply.status].upper()}", reply.headers)
+        start_response(PAGE_STATUS_LINES[reply.status], reply.headers)
         self.count(rule, "GET", reply.status, time.perf_counter() - started)
         if not reply.body:
             return []
-        if len(reply.body) <= SMALL_BODY:
+        file_wrapper = environ.get("wsgi.file_wrapper")
+        if len(reply.body) <= SMALL_BODY or file_wrapper is None:
             return [reply.body]  # sent with the header in one piece (ops/serving.py)
         # Handed over as a file: waitress copies a returned bytes object into its output
         # buffer, but sends from a wsgi.file_wrapper directly (430 KB root page: +30% req/s).
-        return wrap_file(environ, io.BytesIO(reply.body), SEND_BLOCK)
+        return file_wrapper(io.BytesIO(reply.body), SEND_BLOCK)
 
     def download(
         self, environ: dict[str, Any], start_response: Callable[..., Any], started: float
     ) -> Any:
         """A file from hotfiles.answer_download, counted, audited and logged as Flask's
         download is; anything it declines (or fails on) goes to Flask."""
+        # Loaded with the first download (it needs werkzeug's HTTP date and range parsing).
+        from werkzeug.http import HTTP_STATUS_CODES
+        from werkzeug.wsgi import wrap_file
+
+        from .hotfiles import FILE_RULE, answer_download
+
         try:
             found = answer_download(self.svc, environ)
         except Exception:  # a shortcut must not fail a request Flask can still answer
@@ -159,7 +167,7 @@ class HotReads:
         the same request under DECISION_KEY (None: Flask answers), and whether the socket
         thread may send it. Not when the login's record is due (_admit's database write
         goes to a worker, which may wait for the write lock), nor for downloads (file I/O)."""
-        found = self.checked_decision(environ)
+        found = self.checked_decision(environ, on_worker=False)
         if found is None:
             return None, False
         answer, login = found
@@ -180,21 +188,23 @@ class HotReads:
 
     def checked_answer(self, environ: dict[str, Any]) -> PageAnswer | None:
         """answer(), with a failure logged and left to Flask."""
-        found = self.checked_decision(environ)
+        found = self.checked_decision(environ, on_worker=True)
         return None if found is None else self._admitted(environ, *found)
 
-    def checked_decision(self, environ: dict[str, Any]) -> tuple[PageAnswer, VerifiedLogin] | None:
+    def checked_decision(
+        self, environ: dict[str, Any], on_worker: bool
+    ) -> tuple[PageAnswer, VerifiedLogin] | None:
         """decision(), with a failure logged and left to Flask."""
         try:
-            return self.decision(environ)
+            return self.decision(environ, on_worker)
         except Exception:  # a shortcut must not fail a request Flask can still answer
             log.exception("hot path failed; Flask answers %s", environ.get("PATH_INFO"))
             return None
 
     def answer(self, environ: dict[str, Any]) -> PageAnswer | None:
         """(route, page, content type) when the hot path may answer, else None; the login
-        is admitted (_admit) and named for the request log."""
-        found = self.decision(environ)
+        is admitted (_admit) and named for the request log. On a worker thread."""
+        found = self.decision(environ, on_worker=True)
         return None if found is None else self._admitted(environ, *found)
 
     def _admitted(
@@ -205,8 +215,13 @@ class HotReads:
             environ[USER_KEY] = login.principal.user.name  # for the request log
         return answer
 
-    def decision(self, environ: dict[str, Any]) -> tuple[PageAnswer, VerifiedLogin] | None:
-        """(answer, login) when the hot path may answer, else None. Reads only."""
+    def decision(
+        self, environ: dict[str, Any], on_worker: bool
+    ) -> tuple[PageAnswer, VerifiedLogin] | None:
+        """(answer, login) when the hot path may answer, else None. Only reads memory and
+        the database, unless `on_worker`: then a login not seen before is verified (which
+        writes its record, or a failure's) and a hosted page not yet cached is rendered.
+        The socket thread never waits on a write or renders (pre_answer)."""
         # The path first: downloads and uploads pass here too and must cost nothing more.
         path = environ.get("PATH_INFO", "")
         match = None if path == ROOT_PATH else PROJECT_PATH.fullmatch(path)
@@ -224,26 +239,49 @@ class HotReads:
             return None
         ip = environ.get("REMOTE_ADDR") or ""
         login = self.svc.logins.lookup(authorization, ip)
+        if login is None and on_worker:
+            login = self._verify(environ, authorization, ip)
         if login is None:
             return None
         if match is None:
-            found = self._root_page(content_type, login)
+            found = self._root_page(content_type, login, on_worker)
             rule = ROOT_RULE
         else:
-            found = self._project_page(match.group(1), content_type, login)
+            found = self._project_page(match.group(1), content_type, login, on_worker)
             rule = PROJECT_RULE
         if found is None:
             return None
         return (rule, found, content_type), login
 
-    def _root_page(self, content_type: str, login: VerifiedLogin) -> CachedPage | None:
+    def _verify(self, environ: dict[str, Any], authorization: str, ip: str) -> VerifiedLogin | None:
+        """The first request of a login: verified here as Flask's login_required would (the
+        same credentials, the same login.verify), the outcome kept for Flask under
+        VERIFIED_KEY; the login as the cache now holds it, or None (Flask answers).
+        Not for a request refused on its headers (Flask's answer_early_refusal audits it)."""
+        if login.EARLY_REFUSAL in environ:
+            return None
+        credentials = login.basic_auth_credentials(authorization)
+        if credentials is None or credentials == ("", ""):
+            return None  # no credentials: the anonymous reader's answer is Flask's
+        verified = login.verify_once(self.svc, ip, *credentials, authorization)
+        environ[login.VERIFIED_KEY] = verified
+        if verified.principal is None:
+            return None
+        return self.svc.logins.lookup(authorization, ip)
+
+    def _root_page(
+        self, content_type: str, login: VerifiedLogin, on_worker: bool
+    ) -> CachedPage | None:
         serial, auth_serial = self.svc.db.serials()
         if auth_serial != login.auth_serial:
             return None
-        return self.svc.pages.get(root_key(content_type, listing_view(login.principal)), serial)
+        key = root_key(content_type, listing_view(login.principal))
+        if not on_worker:
+            return self.svc.pages.get(key, serial)
+        return simplepages.root_page(self.svc, login.principal, content_type, serial)
 
     def _project_page(
-        self, name: str, content_type: str, login: VerifiedLogin
+        self, name: str, content_type: str, login: VerifiedLogin, on_worker: bool
     ) -> CachedPage | None:
         user = login.principal.user
         if self.svc.upstream is not None:
@@ -256,7 +294,9 @@ class HotReads:
         facts = ProjectFacts.of(name, project, role)
         if decide(login.principal, Action.READ, facts) is not Decision.ALLOW:
             return None
-        return self.svc.pages.get(project_key(project.name, content_type), project.serial)
+        if not on_worker:
+            return self.svc.pages.get(project_key(project.name, content_type), project.serial)
+        return simplepages.project_page(self.svc, project, content_type)
 
     def _upstream_aware_page(
         self, name: str, content_type: str, login: VerifiedLogin
@@ -264,6 +304,9 @@ class HotReads:
         """With an upstream: the same one statement also reads the rules' serial, then the
         pure origin decides between the local page and a proxied one (api/proxy.warm_page:
         memory only; an upstream copy past its TTL goes to Flask, which revalidates it)."""
+        from ..upstream import Origin  # with an upstream only (proxy loads Flask)
+        from . import proxy
+
         upstream = self.svc.upstream
         assert upstream is not None
         user = login.principal.user

@@ -8,16 +8,15 @@ views fill; these views are the reference it is tested against.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from flask import Blueprint, Response, redirect, request, url_for
 
 from ..access.httpauth import authorize, current_principal, login_required, project_in_url
-from ..access.permissions import Action, Principal, listing_view, token_covers
+from ..access.permissions import Action
 from ..context import services
 from ..errors import HTTPError
 from . import proxy, render
-from .pagecache import CachedPage, page_reply, project_key, root_key
+from .pagecache import CachedPage, page_reply
+from .simplepages import project_page, root_page, serializer
 
 bp = Blueprint("simple", __name__)
 
@@ -50,33 +49,13 @@ def page_response(page: CachedPage, content_type: str) -> Response:
     return Response(reply.body, status=reply.status, headers=reply.headers)
 
 
-def _serializer(content_type: str, html: Callable[[dict], bytes]) -> Callable[[dict], bytes]:
-    return render.to_json if content_type == render.JSON_TYPE else html
-
-
 @bp.get("/simple/")
 @login_required
 def index() -> Response:
     svc = services()
     content_type = negotiate()
-    serialize = _serializer(content_type, render.root_html)
-    principal = current_principal()
-    page = svc.pages.get_or_build(
-        root_key(content_type, listing_view(principal)),
-        svc.db.serial(),
-        lambda: serialize(render.root_page(_visible_projects(principal))),
-    )
+    page = root_page(svc, current_principal(), content_type, svc.db.serial())
     return page_response(page, content_type)
-
-
-def _visible_projects(principal: Principal) -> list[tuple[str, str]]:
-    user = principal.user
-    projects = services().db.list_projects(
-        viewer_id=user.id if user else None, everything=principal.is_admin
-    )
-    if principal.token is not None:
-        projects = [p for p in projects if token_covers(principal.token, p[0])]
-    return projects
 
 
 @bp.get("/simple/<name>/")
@@ -104,17 +83,11 @@ def _project_page(name: str, endpoint: str) -> Response:
     svc = services()
     if svc.upstream is not None:
         content_type = negotiate()
-        serialize = _serializer(content_type, render.project_html)
+        serialize = serializer(content_type, render.project_html)
         proxied = proxy.project_page(normalized, content_type, serialize)
         if proxied is not None:
             return page_response(proxied, content_type)
     found, _principal = authorize(Action.READ, normalized)
     assert found is not None
     content_type = negotiate()
-    serialize = _serializer(content_type, render.project_html)
-    page = svc.pages.get_or_build(
-        project_key(found.name, content_type),
-        found.serial,
-        lambda: serialize(render.project_page(found.name, svc.db.project_files(found))),
-    )
-    return page_response(page, content_type)
+    return page_response(project_page(svc, found, content_type), content_type)

@@ -7,7 +7,7 @@ import getpass
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,18 +72,20 @@ def _serve_args(parser: argparse.ArgumentParser) -> None:
 @command(_serve_args)
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     """Run the index with waitress (migrates the database first)."""
-    from ..app import FORM_OVERHEAD, create_app
-    from ..ops.serving import make_server
+    from ..boot import FORM_OVERHEAD
     from ..ops.workers import resolve_workers
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     workers = resolve_workers(settings.workers)
     if workers > 1:
         return _serve_workers(settings, workers)
-    app = create_app(settings)
-    server = make_server(app, settings.waitress_options(FORM_OVERHEAD))
-    host, port = server.socket.getsockname()[:2]  # type: ignore[union-attr]
-    db = app.extensions["teamindex"].db
+    options = settings.waitress_options(FORM_OVERHEAD)
+    _serve(settings, options, lambda server, svc: _log_serving(settings, server, svc))
+    return 0
+
+
+def _log_serving(settings: Settings, server: Any, svc: Any) -> None:
+    host, port = server.socket.getsockname()[:2]
     log.info(
         "teamindex %s serving http://%s:%s/simple/ (data dir %s, %d threads)",
         __version__,
@@ -92,15 +94,35 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         settings.data_dir.resolve(),
         settings.threads,
     )
-    if db.count_users() == 0:
+    if svc.db.count_users() == 0:
         _no_users_hint(settings)
-    from ..ops.serving import serve_until_stopped, tune_for_serving
 
+
+def _serve(
+    settings: Settings, options: dict[str, Any], listening: Callable[[Any, Any], None]
+) -> Any:
+    """Serve boot.serving's stack until stopped: answering at once, Flask loading meanwhile
+    (cold start, issue 14). `listening(server, services)` runs once the socket is bound.
+    The services, once stopped."""
+    from ..boot import serving
+    from ..ops.serving import make_wsgi_server, serve_until_stopped, tune_for_serving
+
+    stack = serving(settings, _flask_wsgi)
+    server = make_wsgi_server(stack.wsgi, stack.svc, options, stack.pre_answer)
+    listening(server, stack.svc)
     tune_for_serving()  # quiet queue warnings, frozen start-up objects, GIL switch interval
+    stack.flask.start()
     serve_until_stopped(server)  # SIGTERM: stop accepting, finish in-flight requests
     # Download counts (and --audit-downloads rows) are batched in memory: write the last ones.
-    app.extensions["teamindex"].audit.flush()
-    return 0
+    stack.svc.audit.flush()
+    return stack.svc
+
+
+def _flask_wsgi(svc: Any, counters: Any) -> Any:
+    """The Flask part of `serve`'s stack, loaded on a thread once the server answers."""
+    from ..app import flask_app
+
+    return flask_app(svc, counters).wsgi_app
 
 
 def _no_users_hint(settings: Settings) -> None:
@@ -115,9 +137,7 @@ def _no_users_hint(settings: Settings) -> None:
 def _serve_workers(settings: Settings, workers: int) -> int:
     """The parent of `serve --workers N` (N > 1): start-up work once, the socket bound,
     then N children supervised (ops/workers.py)."""
-    from prometheus_client import multiprocess
-
-    from ..app import FORM_OVERHEAD, prepare
+    from ..boot import FORM_OVERHEAD, prepare
     from ..ops import workers as pool
 
     for handler in logging.getLogger().handlers:  # which worker wrote each line
@@ -142,25 +162,24 @@ def _serve_workers(settings: Settings, workers: int) -> int:
         supervisor = pool.Supervisor(
             workers,
             lambda: _serve_worker(settings, {**options, "sockets": listening}),
-            on_exit=lambda pid: multiprocess.mark_process_dead(pid, shared),
+            on_exit=lambda pid: _mark_dead(pid, shared),
         )
         return supervisor.run(listening)
 
 
+def _mark_dead(pid: int, shared: str) -> None:
+    """A worker is gone: prometheus-client merges its live gauges no more."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(pid, shared)
+
+
 def _serve_worker(settings: Settings, options: dict[str, Any]) -> int:
     """One child of `serve --workers N`: today's server on the inherited socket(s)."""
-    from ..app import create_app
-    from ..ops.metrics import count_in_shared_dir
-    from ..ops.serving import make_server, serve_until_stopped, tune_for_serving
+    from ..ops.counters import count_in_shared_dir
 
     count_in_shared_dir()
-    app = create_app(settings)
-    server = make_server(app, options)
-    tune_for_serving()
-    log.info("worker ready")
-    serve_until_stopped(server)
-    svc = app.extensions["teamindex"]
-    svc.audit.flush()
+    svc = _serve(settings, options, lambda _server, _svc: log.info("worker ready"))
     svc.storage.owner.release()  # the child ends with os._exit: no atexit handlers
     return 0
 

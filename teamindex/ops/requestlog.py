@@ -17,13 +17,13 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from flask import Flask, Response, request
-
-from ..access.httpauth import basic_auth
 from ..access.permissions import Principal
+
+if TYPE_CHECKING:
+    from flask import Flask, Response
 
 log = logging.getLogger("teamindex.access")
 
@@ -117,14 +117,18 @@ class _LoggedBody:
             self._finish(self._sent)
 
 
-def _remember_user(response: Response) -> Response:
-    principal = basic_auth.current_user()
-    if isinstance(principal, Principal) and principal.user is not None:
-        request.environ[USER_KEY] = principal.user.name
-    return response
-
-
 def init_app(app: Flask) -> None:
-    """Log every request of *app* (wraps its WSGI callable)."""
-    app.after_request(_remember_user)
-    app.wsgi_app = RequestLog(app.wsgi_app)  # type: ignore[method-assign]
+    """Name the user of each request Flask answers in its log line; RequestLog, wrapped
+    around the app's WSGI callable by whoever serves it, writes the line. Flask is imported
+    here: RequestLog logs the hot path's answers before Flask is loaded (issue 14)."""
+    from flask import request
+
+    from ..access.httpauth import basic_auth
+
+    def remember_user(response: Response) -> Response:
+        principal = basic_auth.current_user()
+        if isinstance(principal, Principal) and principal.user is not None:
+            request.environ[USER_KEY] = principal.user.name
+        return response
+
+    app.after_request(remember_user)

@@ -27,6 +27,7 @@ from waitress import wasyncore
 
 if TYPE_CHECKING:
     from ..access.earlycheck import EarlyCredentials
+    from ..context import Services
 
 log = logging.getLogger("teamindex")
 
@@ -566,14 +567,23 @@ def harden(
 
 
 def make_server(app: Any, options: dict[str, Any]) -> Any:
-    """waitress.create_server for the teamindex app, hardened (see harden)."""
+    """waitress.create_server for a Flask app from create_app, hardened (see harden)."""
+    return make_wsgi_server(
+        app, app.extensions["teamindex"], options, app.extensions.get(INLINE_KEY)
+    )
+
+
+def make_wsgi_server(
+    wsgi: Any, svc: Services, options: dict[str, Any], pre_answer: PreAnswer | None = None
+) -> Any:
+    """waitress.create_server for `wsgi` on `svc` (boot.serving's stack), hardened (see
+    harden); `pre_answer` answers page hits on the socket thread."""
     import waitress
 
     from ..access.earlycheck import EarlyCredentials
 
-    svc = app.extensions["teamindex"]
-    server = waitress.create_server(app, **options)
+    server = waitress.create_server(wsgi, **options)
     credentials = EarlyCredentials(svc.db.token_standing, svc.throttle, svc.logins)
     gate = BodyGate(lambda: svc.db.allowlist(None), svc.settings.trusted_proxy, credentials)
-    harden(server, gate, pre_answer=app.extensions.get(INLINE_KEY))
+    harden(server, gate, pre_answer=pre_answer)
     return server
