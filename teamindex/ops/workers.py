@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import fcntl
 import logging
 import os
@@ -159,8 +158,9 @@ def sweep_metrics_dirs(parent: Path) -> None:
 def die_with_parent(parent: int) -> None:
     """SIGTERM this process when `parent` exits (even by kill -9): it then drains and
     exits like on a stop. Called in the child right after fork."""
-    libc_name = ctypes.util.find_library("c")
-    prctl = getattr(ctypes.CDLL(libc_name, use_errno=True), "prctl", None) if libc_name else None
+    # The running program's own symbols, libc's among them (dlopen(NULL)): find_library
+    # would run `ldconfig -p` in a subprocess, ~5-10 ms of every worker's start (issue 14).
+    prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)
     if prctl is not None and prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0:
         if os.getppid() != parent:  # the parent died before the request took effect
             os.kill(os.getpid(), signal.SIGTERM)
