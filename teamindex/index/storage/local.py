@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from packaging.utils import canonicalize_name
-
 from ..inflight import TempOwner
 from .base import Store, StoredObject
 
@@ -376,6 +374,10 @@ def make_private(directory: Path) -> list[Path]:
 def check_names(project: str, filename: str) -> None:
     """ValueError unless `project` is a normalized name and `filename` one plain component:
     stored names are built from these two only, so no request can name another path."""
+    # Imported here: packaging.utils loads packaging.tags (platform, sysconfig), ~10 ms that
+    # `serve` spends before its first answer otherwise, which stores nothing (issue 14).
+    from packaging.utils import canonicalize_name
+
     if canonicalize_name(project) != project or not _is_plain(project):
         raise ValueError(f"not a normalized project name: {project!r}")
     if not _is_plain(filename):
