@@ -42,6 +42,7 @@ LOADED_AFTER_LISTENING = (
     "teamindex.api.simple",
     "teamindex.api.upload",
     "teamindex.access.httpauth",
+    "packaging.tags",  # with packaging.utils: platform, sysconfig, subprocess
 )
 
 # Never needed to serve without --upstream: the other commands' modules (backup, integrity,
