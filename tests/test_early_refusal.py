@@ -122,6 +122,7 @@ def _dead_token(app, state: str) -> str:
         "Basic " + _b64("__token__:tix_" + "A" * 43),
         "Basic " + _b64("alice:tix_" + "A" * 43),
         "Basic " + _b64("__token__:" + basic("alice")["Authorization"]),
+        "Basic \u00e9\u00e9\u00e9\u00e9",  # not ASCII: werkzeug raised, so the body was read
     ],
 )
 def test_credentials_that_cannot_log_in_are_401_before_the_body(live_server, authorization):

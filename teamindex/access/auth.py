@@ -20,8 +20,6 @@ from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
 
-from werkzeug.security import check_password_hash, generate_password_hash
-
 from ..clock import parse_moment, utc_stamp
 from ..models import User
 
@@ -56,7 +54,17 @@ def validate_password(password: str) -> str:
 
 
 def hash_password(password: str, method: str) -> str:
+    from werkzeug.security import generate_password_hash  # see check_password_hash
+
     return generate_password_hash(password, method=method)
+
+
+def check_password_hash(stored: str, password: str) -> bool:
+    """werkzeug's check, imported on the first password check: importing werkzeug costs
+    ~45 ms, and a token login or an anonymous first request must not pay it (issue 14)."""
+    from werkzeug.security import check_password_hash as check
+
+    return check(stored, password)
 
 
 class CredentialCache:
@@ -102,6 +110,8 @@ class CredentialCache:
 
 @functools.cache
 def _dummy_hash() -> str:
+    from werkzeug.security import generate_password_hash  # see check_password_hash
+
     return generate_password_hash(_DUMMY_PASSWORD)
 
 

@@ -21,8 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from werkzeug.datastructures import Authorization
-
+from ..headers import basic_credentials  # httpauth imports it from here
 from .auth import TOKEN_USERNAME, looks_like_token, token_digest, token_expired
 from .logincache import LoginCache
 from .netrules import Throttle
@@ -57,15 +56,3 @@ class EarlyCredentials:
             return False
         revoked, expires = standing
         return revoked is None and not token_expired(expires, datetime.now(timezone.utc))
-
-
-def basic_credentials(authorization: str) -> tuple[str, str] | None:
-    """(user, password) of a Basic header as werkzeug (and so flask-httpauth) reads it, or
-    None when it is none, or has no user or no password (nothing that could log in)."""
-    parsed = Authorization.from_header(authorization)
-    if parsed is None or parsed.type != "basic":
-        return None
-    username, password = parsed.username or "", parsed.password or ""
-    if not username or not password:
-        return None
-    return username, password

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
-from werkzeug.http import parse_etags
+from ..headers import UNSURE, weak_match
 
 # Below this size gzip saves less than the header and the CPU it costs.
 GZIP_MIN_BYTES = 1024
@@ -62,7 +62,7 @@ def page_reply(
         ("X-Content-Type-Options", "nosniff"),
     ]
     # RFC 9110 13.1.2: If-None-Match uses weak comparison (nginx weakens ETags it gzips).
-    if if_none_match and parse_etags(if_none_match).contains_weak(etag):
+    if if_none_match and _etag_matches(if_none_match, etag):
         return PageReply(304, headers, b"")
     body = page.body
     if use_gzip and page.gzipped is not None:
@@ -71,6 +71,17 @@ def page_reply(
     headers.append(("Content-Type", mimetype))
     headers.append(("Content-Length", str(len(body))))
     return PageReply(200, headers, body)
+
+
+def _etag_matches(if_none_match: str, etag: str) -> bool:
+    """Weak comparison, werkzeug only for headers outside the simple grammar (imported then:
+    the first request must not pay for it, issue 14)."""
+    matched = weak_match(if_none_match, etag)
+    if matched is not UNSURE:
+        return matched
+    from werkzeug.http import parse_etags
+
+    return parse_etags(if_none_match).contains_weak(etag)
 
 
 def root_key(content_type: str, view: str) -> tuple[str, ...]:

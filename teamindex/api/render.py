@@ -14,9 +14,8 @@ from urllib.parse import quote
 
 from markupsafe import escape
 from packaging.version import Version
-from werkzeug.datastructures import MIMEAccept
-from werkzeug.http import parse_accept_header
 
+from ..headers import UNSURE, best_match
 from ..models import FileRecord
 
 API_VERSION = "1.1"  # PEP 700 fields are implemented; provenance (1.3) is not
@@ -45,6 +44,14 @@ def best_content_type(accept: str) -> str | None:
         return TEXT_HTML
     for alias, concrete in LATEST_ALIASES.items():
         accept = accept.replace(alias, concrete)
+    best = best_match(accept, OFFERS)
+    if best is not UNSURE:
+        return best
+    # A header outside the simple grammar: werkzeug decides, imported only now so that the
+    # first request does not pay for it (issue 14, cold start).
+    from werkzeug.datastructures import MIMEAccept
+    from werkzeug.http import parse_accept_header
+
     return parse_accept_header(accept, MIMEAccept).best_match(OFFERS)
 
 
