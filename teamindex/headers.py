@@ -5,7 +5,9 @@ The first /simple/ request is answered by the hot path before Flask is imported,
 ~45 ms of a 0.25 s budget). Those three headers are all that request parses, so they are
 parsed here, giving exactly werkzeug 3.1's answers:
 
-- basic_credentials mirrors `Authorization.from_header` (a few lines of stdlib).
+- basic_credentials mirrors `Authorization.from_header` (a few lines of stdlib), and
+  httpauth_credentials flask-httpauth's own, more lenient reading (HTTPBasicAuth.get_auth):
+  the hot path verifies a new login with the very words Flask's login_required would.
 - best_match and weak_match cover the simple grammar real clients send (PROTOCOL.md 3.2:
   pip, uv, poetry, pdm, hatch, browsers; RFC 9110 13.1.2 entity tags) and return UNSURE for
   anything else, so the caller asks werkzeug, imported only then. werkzeug stays the
@@ -15,6 +17,7 @@ parsed here, giving exactly werkzeug 3.1's answers:
 from __future__ import annotations
 
 import base64
+import binascii
 import enum
 import re
 from collections.abc import Sequence
@@ -63,6 +66,21 @@ def basic_credentials(authorization: str) -> tuple[str, str] | None:
     if not username or not password:
         return None
     return username, password
+
+
+def httpauth_credentials(authorization: str) -> tuple[str, str] | None:
+    """(user, password) as flask-httpauth's HTTPBasicAuth.get_auth reads the header: any
+    scheme word, lenient base64, UTF-8 else Latin-1; None where it sees no credentials."""
+    value = authorization.encode("utf-8")
+    try:
+        _scheme, credentials = value.split(b" ", 1)
+        encoded_user, encoded_password = base64.b64decode(credentials).split(b":", 1)
+    except (ValueError, TypeError, binascii.Error):
+        return None
+    try:
+        return encoded_user.decode("utf-8"), encoded_password.decode("utf-8")
+    except UnicodeDecodeError:
+        return encoded_user.decode("latin1"), encoded_password.decode("latin1")
 
 
 def best_match(accept: str, offers: Sequence[str]) -> str | Literal[Unsure.UNSURE] | None:

@@ -33,6 +33,7 @@ print(json.dumps(sorted(sys.modules)))
 # requests, /simple/ pages with a token, are answered without them (~0.1 s of a start).
 LOADED_AFTER_LISTENING = (
     "flask",
+    "werkzeug",  # headers.py reads the first requests' headers (tests/test_headers.py)
     "flask_httpauth",
     "jinja2",
     "click",

@@ -19,7 +19,13 @@ from werkzeug.http import parse_accept_header, parse_etags
 
 from teamindex.api.pagecache import CachedPage, page_reply
 from teamindex.api.render import HTML_TYPE, JSON_TYPE, OFFERS, TEXT_HTML, best_content_type
-from teamindex.headers import UNSURE, basic_credentials, best_match, weak_match
+from teamindex.headers import (
+    UNSURE,
+    basic_credentials,
+    best_match,
+    httpauth_credentials,
+    weak_match,
+)
 
 # The Accept headers of real clients (PROTOCOL.md 3.2, observed on the wire).
 PIP = f"{JSON_TYPE}, {HTML_TYPE}; q=0.1, text/html; q=0.01"
@@ -422,6 +428,49 @@ def test_fuzz_basic_credentials_agree_with_werkzeug() -> None:
         assert parsed == werkzeug_credentials(header), header
         found += parsed is not None
     assert 250 < found < 4000, found
+
+
+def flask_httpauth_credentials(authorization: str) -> tuple[str, str] | None:
+    """What flask-httpauth's HTTPBasicAuth passes to our verify callback (None: no
+    credentials, it passes "" and ""), for a request with this header."""
+    from flask import Flask
+    from flask_httpauth import HTTPBasicAuth
+
+    app = Flask("headers-test")
+    with app.test_request_context(environ_overrides={"HTTP_AUTHORIZATION": authorization}):
+        auth = HTTPBasicAuth().get_auth()
+    return None if auth is None else (auth.username, auth.password)
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        "Basic " + b64("alice:secret"),
+        "Bearer " + b64("alice:secret"),  # flask-httpauth reads any scheme word
+        "Basic " + b64("alice:"),
+        "Basic " + b64(":"),
+        "Basic " + b64("\u00e9:pw".encode("latin-1")),  # not UTF-8: Latin-1
+        "Basic " + b64("alice:secret") + "!",  # lenient base64
+        "Basic\t" + b64("alice:secret"),
+        "Basic",
+        "",
+    ],
+)
+def test_httpauth_credentials_as_flask_httpauth_reads_them(authorization) -> None:
+    assert httpauth_credentials(authorization) == flask_httpauth_credentials(authorization)
+
+
+def test_fuzz_httpauth_credentials_agree_with_flask_httpauth() -> None:
+    """The hot path verifies a new login with these words (api/hotpath.py): they must be
+    the ones Flask's login_required passes, or the two paths would check different logins."""
+    rng = random.Random(SEED + 5)
+    found = 0
+    for _ in range(3000):
+        header = rng.choice(SCHEMES) + rng.choice(SCHEME_SEPARATORS) + _payload(rng)
+        parsed = httpauth_credentials(header)
+        assert parsed == flask_httpauth_credentials(header), header
+        found += parsed is not None
+    assert 250 < found < 2900, found
 
 
 # --- The first request's path imports no werkzeug -----------------------------------------

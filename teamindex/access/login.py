@@ -13,8 +13,6 @@ answered without loading Flask at all (cold start, issue 14).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
 import logging
 from collections.abc import Sequence
@@ -44,23 +42,6 @@ CHALLENGE = {"WWW-Authenticate": f'Basic realm="{REALM}"'}
 def challenge() -> dict[str, str]:
     """The WWW-Authenticate header pip, uv and poetry need before they send credentials."""
     return dict(CHALLENGE)
-
-
-def basic_auth_credentials(authorization: str) -> tuple[str, str] | None:
-    """(user, password) from an Authorization header exactly as flask-httpauth's
-    HTTPBasicAuth.get_auth reads it (any scheme word, lenient base64, UTF-8 else Latin-1),
-    or None where it sees no credentials. The hot path verifies a login with the same
-    words Flask's login_required would pass to `verify`."""
-    value = authorization.encode("utf-8")
-    try:
-        _scheme, credentials = value.split(b" ", 1)
-        encoded_user, encoded_password = base64.b64decode(credentials).split(b":", 1)
-    except (ValueError, TypeError, binascii.Error):
-        return None
-    try:
-        return encoded_user.decode("utf-8"), encoded_password.decode("utf-8")
-    except UnicodeDecodeError:
-        return encoded_user.decode("latin1"), encoded_password.decode("latin1")
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ from ..access import login
 from ..access.logincache import VerifiedLogin
 from ..access.permissions import Action, Decision, ProjectFacts, decide, listing_view
 from ..context import Services
+from ..headers import httpauth_credentials
 from ..ops.requestlog import USER_KEY
 from ..ops.serving import DECISION_KEY
 from . import render, simplepages
@@ -260,7 +261,7 @@ class HotReads:
         Not for a request refused on its headers (Flask's answer_early_refusal audits it)."""
         if login.EARLY_REFUSAL in environ:
             return None
-        credentials = login.basic_auth_credentials(authorization)
+        credentials = httpauth_credentials(authorization)
         if credentials is None or credentials == ("", ""):
             return None  # no credentials: the anonymous reader's answer is Flask's
         verified = login.verify_once(self.svc, ip, *credentials, authorization)
