@@ -19,8 +19,9 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from . import loading
 from .access.audit import AuditLog
 from .access.auth import CredentialCache, UsageRecorder
 from .access.logincache import LoginCache
@@ -35,9 +36,12 @@ from .db import BUSY_TIMEOUT_MS, REQUEST_BUSY_TIMEOUT_MS, Database
 from .errors import reason_phrase
 from .index.inflight import sweep_dead
 from .index.storage import Store, make_private, open_storage
-from .ops.counters import Metrics
 from .ops.requestlog import RequestLog
 from .ops.serving import PreAnswer, freeze_startup_objects
+from .ops.tally import Counts, Tally
+
+if TYPE_CHECKING:
+    from .ops.counters import Metrics
 
 log = logging.getLogger("teamindex")
 
@@ -114,7 +118,7 @@ def prepare(settings: Settings) -> int:
     return users
 
 
-def front(svc: Services, counters: Metrics, inner: WSGIApp) -> tuple[WSGIApp, PreAnswer | None]:
+def front(svc: Services, counters: Counts, inner: WSGIApp) -> tuple[WSGIApp, PreAnswer | None]:
     """The request log around the hot path around `inner` (Flask), and the hot path's
     answer on waitress' socket thread (SQLite only: there it may only read)."""
     hot = HotReads(inner, svc, counters.count_request, counters.count_download)
@@ -134,20 +138,26 @@ class Serving:
 
 
 def serving(settings: Settings, build_flask: Callable[[Services, Metrics], WSGIApp]) -> Serving:
-    """`serve`'s stack with Flask deferred: `build_flask` (app.flask_app's WSGI callable)
-    runs on its own thread from `flask.start()`, called once the server is listening."""
+    """`serve`'s stack with Flask deferred: the counters (ops/tally.py) and `build_flask`
+    (app.flask_app's WSGI callable) are made on a thread of their own from `flask.start()`,
+    called once the server is listening."""
     svc = open_services(settings)
     load_secret_key(settings.data_dir)
     make_private(settings.data_dir)  # the database and session key exist: 0600
-    counters = Metrics(svc.db, svc.upstream)
+    tally = Tally()
 
     def build() -> WSGIApp:
+        from .ops.counters import Metrics, count_in_shared_dir
+
+        count_in_shared_dir()  # under --workers N: before this process's first metric
+        counters = Metrics(svc.db, svc.upstream)
+        tally.attach(counters)
         app = build_flask(svc, counters)
         freeze_startup_objects()  # Flask's objects too, as those loaded before the fork
         return app
 
     flask = DeferredApp(build)
-    wsgi, pre_answer = front(svc, counters, flask)
+    wsgi, pre_answer = front(svc, tally, flask)
     return Serving(wsgi, svc, pre_answer, flask)
 
 
@@ -161,7 +171,9 @@ class DeferredApp:
         self._ready = threading.Event()
 
     def start(self) -> None:
-        threading.Thread(target=self._load, name="load-flask", daemon=True).start()
+        loader = threading.Thread(target=self._load, name="load-flask", daemon=True)
+        loading.begin(loader)  # a request needing werkzeug meanwhile waits (loading.py)
+        loader.start()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Whether the app is built within `timeout` (FLASK_WAIT_SECONDS) seconds (False:
@@ -175,6 +187,7 @@ class DeferredApp:
         except Exception:
             log.exception("loading the web application failed; requests it answers get 503")
         finally:
+            loading.end()
             self._ready.set()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:

@@ -176,9 +176,6 @@ def _mark_dead(pid: int, shared: str) -> None:
 
 def _serve_worker(settings: Settings, options: dict[str, Any]) -> int:
     """One child of `serve --workers N`: today's server on the inherited socket(s)."""
-    from ..ops.counters import count_in_shared_dir
-
-    count_in_shared_dir()
     svc = _serve(settings, options, lambda _server, _svc: log.info("worker ready"))
     svc.storage.owner.release()  # the child ends with os._exit: no atexit handlers
     return 0

@@ -163,9 +163,9 @@ class Metrics:
 
 
 def count_in_shared_dir() -> None:
-    """Make metrics created from now on count in the multiprocess files of MULTIPROC_ENV.
-    prometheus-client chooses at import; a forked worker imported it before the variable
-    was set (the parent loads the app's modules once, for all its children)."""
+    """Make metrics created from now on count in the multiprocess files of MULTIPROC_ENV,
+    whenever prometheus-client was imported (it chooses at import: a worker forked from a
+    parent that had imported it would count in its own memory)."""
     from prometheus_client import values
 
     values.ValueClass = values.get_value_class()
