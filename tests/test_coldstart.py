@@ -44,6 +44,7 @@ LOADED_AFTER_LISTENING = (
     "teamindex.api.upload",
     "teamindex.access.httpauth",
     "packaging.tags",  # with packaging.utils: platform, sysconfig, subprocess
+    "prometheus_client",  # with http.server for its exporters (ops/tally.py)
 )
 
 # Never needed to serve without --upstream: the other commands' modules (backup, integrity,
@@ -348,9 +349,10 @@ def _get(url: str, headers: dict[str, str]) -> tuple[int, bytes]:
 
 
 def test_requests_only_flask_answers_wait_for_it_to_load(app: Flask, client, settings, tmp_path):
-    """While Flask loads, a fresh server answers token and password page requests on the
-    hot path; anything else (no credentials, a wrong password, other routes) waits for
-    Flask, then gets Flask's answer."""
+    """While Flask loads, a fresh server answers token page requests on the hot path;
+    anything else waits for Flask, then gets Flask's answer: no credentials, a wrong token,
+    other routes, and a password (its check imports werkzeug, which the loading thread is
+    importing: loading.py)."""
     from teamindex.app import flask_app
 
     assert upload(client, make_wheel(tmp_path, "demo", "1.0")).status == "200 OK"
@@ -363,14 +365,15 @@ def test_requests_only_flask_answers_wait_for_it_to_load(app: Flask, client, set
 
     base, running = start_cold_server(settings, build_flask)
     try:
-        for login in (basic("__token__", secret), basic("alice")):
-            assert _get(f"{base}/simple/", login)[0] == 200
-            status, body = _get(f"{base}/simple/demo/", login)
-            assert status == 200 and b"demo-1.0-py3-none-any.whl" in body
+        token = basic("__token__", secret)
+        assert _get(f"{base}/simple/", token)[0] == 200
+        status, body = _get(f"{base}/simple/demo/", token)
+        assert status == 200 and b"demo-1.0-py3-none-any.whl" in body
         waiting: dict[str, tuple[int, bytes]] = {}
         cases = {
             "anonymous": (f"{base}/simple/", {}),
-            "wrong": (f"{base}/simple/", basic("alice", "wrong-password")),
+            "wrong": (f"{base}/simple/", basic("__token__", "tix_" + "x" * 40)),
+            "password": (f"{base}/simple/demo/", basic("alice")),
             "health": (f"{base}/healthz", {}),
         }
         threads = [
@@ -385,7 +388,7 @@ def test_requests_only_flask_answers_wait_for_it_to_load(app: Flask, client, set
         for thread in threads:
             thread.join(30)
         assert waiting["anonymous"][0] == 401 and waiting["wrong"][0] == 401
-        assert waiting["health"][0] == 200
+        assert waiting["password"][0] == 200 and waiting["health"][0] == 200
     finally:
         release.set()
         running.stop()

@@ -18,7 +18,9 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"ops"}),
     frozenset({"index", "access", "context", "upstream"}),
     frozenset({"db"}),
-    frozenset({"__init__", "config", "models", "clock", "errors", "migrations", "headers"}),
+    frozenset(
+        {"__init__", "config", "models", "clock", "errors", "migrations", "headers", "loading"}
+    ),
 )
 
 

@@ -20,6 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
 
+from .. import loading
 from ..clock import parse_moment, utc_stamp
 from ..models import User
 
@@ -54,6 +55,7 @@ def validate_password(password: str) -> str:
 
 
 def hash_password(password: str, method: str) -> str:
+    loading.wait()
     from werkzeug.security import generate_password_hash  # see check_password_hash
 
     return generate_password_hash(password, method=method)
@@ -62,6 +64,7 @@ def hash_password(password: str, method: str) -> str:
 def check_password_hash(stored: str, password: str) -> bool:
     """werkzeug's check, imported on the first password check: importing werkzeug costs
     ~45 ms, and a token login or an anonymous first request must not pay it (issue 14)."""
+    loading.wait()
     from werkzeug.security import check_password_hash as check
 
     return check(stored, password)
@@ -110,6 +113,7 @@ class CredentialCache:
 
 @functools.cache
 def _dummy_hash() -> str:
+    loading.wait()
     from werkzeug.security import generate_password_hash  # see check_password_hash
 
     return generate_password_hash(_DUMMY_PASSWORD)

@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from .. import loading
 from ..access import login
 from ..access.logincache import VerifiedLogin
 from ..access.permissions import Action, Decision, ProjectFacts, decide, listing_view
@@ -135,6 +136,7 @@ class HotReads:
         """A file from hotfiles.answer_download, counted, audited and logged as Flask's
         download is; anything it declines (or fails on) goes to Flask."""
         # Loaded with the first download (it needs werkzeug's HTTP date and range parsing).
+        loading.wait()
         from werkzeug.http import HTTP_STATUS_CODES
         from werkzeug.wsgi import wrap_file
 
@@ -305,6 +307,7 @@ class HotReads:
         """With an upstream: the same one statement also reads the rules' serial, then the
         pure origin decides between the local page and a proxied one (api/proxy.warm_page:
         memory only; an upstream copy past its TTL goes to Flask, which revalidates it)."""
+        loading.wait()
         from ..upstream import Origin  # with an upstream only (proxy loads Flask)
         from . import proxy
 

@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
+from .. import loading
 from ..headers import UNSURE, weak_match
 
 # Below this size gzip saves less than the header and the CPU it costs.
@@ -79,6 +80,7 @@ def _etag_matches(if_none_match: str, etag: str) -> bool:
     matched = weak_match(if_none_match, etag)
     if matched is not UNSURE:
         return matched
+    loading.wait()
     from werkzeug.http import parse_etags
 
     return parse_etags(if_none_match).contains_weak(etag)

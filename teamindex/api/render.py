@@ -15,6 +15,7 @@ from urllib.parse import quote
 from markupsafe import escape
 from packaging.version import Version
 
+from .. import loading
 from ..headers import UNSURE, best_match
 from ..models import FileRecord
 
@@ -49,6 +50,7 @@ def best_content_type(accept: str) -> str | None:
         return best
     # A header outside the simple grammar: werkzeug decides, imported only now so that the
     # first request does not pay for it (issue 14, cold start).
+    loading.wait()
     from werkzeug.datastructures import MIMEAccept
     from werkzeug.http import parse_accept_header
 
