@@ -333,3 +333,23 @@ def test_a_login_is_checked_once_whichever_path_answers(published, client):
             assert body.startswith(status.split(" ", 1)[1].encode())
             assert len(svc.db.query_audit(since="", action="auth_failed")) == audited + 1
             assert len(failures) == counts, (headers, wsgi)
+
+
+def test_a_login_check_that_fails_on_the_hot_path_is_answered_by_flask_as_its_own(published):
+    """A database busy past its timeout while the hot path verifies a new login: Flask
+    answers that very failure (503, Retry-After), and does not check the login again."""
+    from teamindex.db import Busy
+
+    svc = published.extensions["teamindex"]
+    _id, secret = add_token(published, "alice", scope="read")
+    calls: list[str] = []
+
+    def busy(digest: str) -> object:
+        calls.append(digest)
+        raise Busy("database is locked")
+
+    svc.db.token_login = busy
+    status, sent, body = call(hot_layer(published), ROOT, basic("__token__", secret))
+    assert status.startswith("503") and "Retry-After" in dict(sent)
+    assert body.startswith(b"The index database is busy")
+    assert len(calls) == 1

@@ -52,7 +52,7 @@ class Verified:
 
     authorization: str
     principal: Principal | None
-    error: HTTPError | None = None
+    error: Exception | None = None  # raised again in Flask, whose handlers answer it
 
     def outcome(self) -> Principal | None:
         if self.error is not None:
@@ -74,10 +74,12 @@ def verify(
 def verify_once(
     svc: Services, ip: str, username: str, password: str, authorization: str
 ) -> Verified:
-    """`verify`, its refusal caught: what the hot path keeps for Flask."""
+    """`verify`, with whatever it raised caught: what the hot path keeps for Flask. A
+    refusal (HTTPError) or a failure (a database busy past its timeout, say) is raised again
+    there, so it is answered as if Flask had checked, and never checked a second time."""
     try:
         return Verified(authorization, verify(svc, ip, username, password, authorization))
-    except HTTPError as exc:
+    except Exception as exc:  # handed to Flask's handlers, not swallowed
         return Verified(authorization, None, exc)
 
 
