@@ -353,3 +353,13 @@ def test_a_login_check_that_fails_on_the_hot_path_is_answered_by_flask_as_its_ow
     assert status.startswith("503") and "Retry-After" in dict(sent)
     assert body.startswith(b"The index database is busy")
     assert len(calls) == 1
+
+
+def test_page_status_lines_are_werkzeugs() -> None:
+    """The hot path writes the status line itself (it loads no werkzeug): the same bytes."""
+    from werkzeug.http import HTTP_STATUS_CODES
+
+    from teamindex.api.hotpath import PAGE_STATUS_LINES
+
+    for code, line in PAGE_STATUS_LINES.items():
+        assert line == f"{code} {HTTP_STATUS_CODES[code].upper()}"
