@@ -445,7 +445,7 @@ def measure_peer(key: str, ctx: Context, results: Results) -> None:
         def cold() -> None:
             out = clients.cold_start(
                 lambda: peer.start_cold(store, peers.free_port(), run_dir / "cold.log"),
-                peer.auth_headers(),
+                peer.cold_auth_headers(store),
                 ctx.args.repeats,
             )
             results.put("cold_start_s", key, out["median_s"])
