@@ -50,8 +50,9 @@ _Range = tuple[str, str, float, int]
 
 
 def basic_credentials(authorization: str) -> tuple[str, str] | None:
-    """(user, password) of a Basic header as werkzeug (and so flask-httpauth) reads it, or
-    None when it is none, or has no user or no password (nothing that could log in).
+    """(user, password) of a Basic header as werkzeug's Authorization.from_header reads it
+    (the early gate's reading: flask-httpauth reads more leniently, httpauth_credentials),
+    or None when it is none, or has no user or no password (nothing that could log in).
 
     One difference: werkzeug raises ValueError on non-ASCII base64 text; that is no
     credentials either, so None."""
