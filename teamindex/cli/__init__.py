@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..access.auth import AuthError, hash_password, validate_password, validate_username
@@ -18,6 +18,11 @@ from ..config import OPTIONS, Settings, load_settings
 from ..db import Conflict
 from ..index.storage import StorageError, StorageUnavailable, open_storage
 from .base import COMMANDS, CommandError, command, open_database, record_cli_event
+
+if TYPE_CHECKING:  # types only: `serve` imports these where it needs them (cold start)
+    from ..boot import WSGIApp
+    from ..context import Services
+    from ..ops.counters import Metrics
 
 log = logging.getLogger("teamindex")
 
@@ -84,7 +89,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _log_serving(settings: Settings, server: Any, svc: Any) -> None:
+def _log_serving(settings: Settings, server: Any, svc: Services) -> None:
     host, port = server.socket.getsockname()[:2]
     log.info(
         "teamindex %s serving http://%s:%s/simple/ (data dir %s, %d threads)",
@@ -99,8 +104,8 @@ def _log_serving(settings: Settings, server: Any, svc: Any) -> None:
 
 
 def _serve(
-    settings: Settings, options: dict[str, Any], listening: Callable[[Any, Any], None]
-) -> Any:
+    settings: Settings, options: dict[str, Any], listening: Callable[[Any, Services], None]
+) -> Services:
     """Serve boot.serving's stack until stopped: answering at once, Flask loading meanwhile
     (cold start, issue 14). `listening(server, services)` runs once the socket is bound.
     The services, once stopped."""
@@ -118,7 +123,7 @@ def _serve(
     return stack.svc
 
 
-def _flask_wsgi(svc: Any, counters: Any) -> Any:
+def _flask_wsgi(svc: Services, counters: Metrics) -> WSGIApp:
     """The Flask part of `serve`'s stack, loaded on a thread once the server answers."""
     from ..app import flask_app
 
