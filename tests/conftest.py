@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import itertools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,6 +37,27 @@ USERS = {"alice": False, "bob": False, "root": True}  # name -> is_admin
 def basic(user: str, password: str = PASSWORD) -> dict[str, str]:
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
     return {"Authorization": f"Basic {token}"}
+
+
+def page_requests(
+    logins: dict[str, dict[str, str]],
+    paths: Iterable[str],
+    accepts: Iterable[str | None],
+    encodings: Iterable[str | None] = (None,),
+) -> Iterator[tuple[tuple[str, str, str | None, str | None], str, dict[str, str]]]:
+    """Every combination of a login's headers, a path, an Accept and an Accept-Encoding (None:
+    the header is not sent), as (case, path, headers): the page requests that hot path tests
+    send to both paths."""
+    encodings = list(encodings)
+    for who, login in logins.items():
+        for path, accept in itertools.product(paths, accepts):
+            for encoding in encodings:
+                headers = dict(login)
+                if accept is not None:
+                    headers["Accept"] = accept
+                if encoding is not None:
+                    headers["Accept-Encoding"] = encoding
+                yield (who, path, accept, encoding), path, headers
 
 
 def add_user(app: Flask, name: str, password: str = PASSWORD, *, admin: bool = False) -> None:

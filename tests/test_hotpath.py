@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from builders import make_sdist, make_wheel
-from conftest import PASSWORD, add_token, add_user, basic
+from conftest import PASSWORD, add_token, add_user, basic, page_requests
 from flask import Flask
 from uploading import upload
 from werkzeug.test import EnvironBuilder, run_wsgi_app
@@ -80,25 +80,17 @@ def test_hot_replies_equal_flask_replies(published, client):
         "root": basic("root"),
         "token": basic("__token__", secret),
     }
-    for who, login in credentials.items():
-        for path in (ROOT, PAGE):
-            for accept in (None, PIP, "text/html", V1_HTML):
-                for encoding in (None, "gzip"):
-                    headers = dict(login)
-                    if accept is not None:
-                        headers["Accept"] = accept
-                    if encoding is not None:
-                        headers["Accept-Encoding"] = encoding
-                    first = client.get(path, headers=headers)  # Flask: remembers, renders
-                    assert first.status_code == 200
-                    case = (who, path, accept, encoding)
-                    answered, (status, sent, body) = compare(published, path, headers)
-                    assert answered, case
-                    assert status == "200 OK" and body == first.data, case
-                    assert ("ETag", first.headers["ETag"]) in sent, case
-                    conditional = headers | {"If-None-Match": first.headers["ETag"]}
-                    answered, (status, _sent, body) = compare(published, path, conditional)
-                    assert answered and status == "304 NOT MODIFIED" and body == b"", case
+    accepts = (None, PIP, "text/html", V1_HTML)
+    for case, path, headers in page_requests(credentials, (ROOT, PAGE), accepts, (None, "gzip")):
+        first = client.get(path, headers=headers)  # Flask: remembers, renders
+        assert first.status_code == 200
+        answered, (status, sent, body) = compare(published, path, headers)
+        assert answered, case
+        assert status == "200 OK" and body == first.data, case
+        assert ("ETag", first.headers["ETag"]) in sent, case
+        conditional = headers | {"If-None-Match": first.headers["ETag"]}
+        answered, (status, _sent, body) = compare(published, path, conditional)
+        assert answered and status == "304 NOT MODIFIED" and body == b"", case
 
 
 def test_hot_path_renders_pages_at_the_current_serial(published, client, tmp_path):
@@ -129,20 +121,19 @@ def test_pages_rendered_on_the_hot_path_equal_flask_renderings(published, client
         published.extensions["teamindex"].logins,
     )
     layer = hot_layer(published)
-    readers = [basic("alice"), basic("bob"), basic("root"), basic("__token__", secret)]
-    for login in readers:
-        for path in (ROOT, PAGE, "/simple/other/"):
-            for accept in (None, PIP, "text/html", V1_HTML, JSON):
-                headers = login if accept is None else login | {"Accept": accept}
-                pages.clear()
-                logins.clear()
-                answered = layer.answer(environ(path, headers)) is not None
-                hot = call(layer, path, headers)
-                pages.clear()
-                logins.clear()
-                flask = call(layer.app, path, headers)
-                assert hot == flask, (login, path, accept)
-                assert answered == (flask[0] == "200 OK"), (login, path, accept, flask[0])
+    readers = {name: basic(name) for name in ("alice", "bob", "root")}
+    readers["token"] = basic("__token__", secret)
+    paths, accepts = (ROOT, PAGE, "/simple/other/"), (None, PIP, "text/html", V1_HTML, JSON)
+    for case, path, headers in page_requests(readers, paths, accepts):
+        pages.clear()
+        logins.clear()
+        answered = layer.answer(environ(path, headers)) is not None
+        hot = call(layer, path, headers)
+        pages.clear()
+        logins.clear()
+        flask = call(layer.app, path, headers)
+        assert hot == flask, case
+        assert answered == (flask[0] == "200 OK"), (case, flask[0])
 
 
 @pytest.mark.parametrize(

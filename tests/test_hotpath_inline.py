@@ -21,7 +21,15 @@ from typing import Any
 
 import pytest
 from builders import make_wheel
-from conftest import USERS, add_token, add_user, basic, start_server, worker_tasks
+from conftest import (
+    USERS,
+    add_token,
+    add_user,
+    basic,
+    page_requests,
+    start_server,
+    worker_tasks,
+)
 from flask import Flask
 from uploading import upload
 
@@ -80,28 +88,20 @@ def test_page_hits_are_answered_on_the_socket_thread_with_the_same_bytes(servers
     inline, tasks, plain = servers
     _id, secret = add_token(published, "alice", scope="read")
     logins = {"alice": basic("alice"), "root": basic("root"), "token": basic("__token__", secret)}
-    for who, login in logins.items():
-        for path in ("/simple/", "/simple/foo-bar/"):
-            for accept in (None, PIP, "text/html"):
-                for encoding in (None, "gzip"):
-                    headers = dict(login)
-                    if accept is not None:
-                        headers["Accept"] = accept
-                    if encoding is not None:
-                        headers["Accept-Encoding"] = encoding
-                    case = (who, path, accept, encoding)
-                    first = fetch(inline.url, path, headers)  # Flask, on a worker
-                    assert first[0] == 200, case
-                    before = len(tasks)
-                    again = fetch(inline.url, path, headers)
-                    assert len(tasks) == before, case  # no worker saw it
-                    assert again == first == fetch(plain.url, path, headers), case
-                    etag = next(v for k, v in first[2] if k.lower() == "etag")
-                    conditional = headers | {"If-None-Match": etag}
-                    not_modified = fetch(inline.url, path, conditional)
-                    assert len(tasks) == before, case
-                    assert not_modified == fetch(plain.url, path, conditional), case
-                    assert not_modified[0] == 304 and not_modified[3] == b"", case
+    paths, accepts = ("/simple/", "/simple/foo-bar/"), (None, PIP, "text/html")
+    for case, path, headers in page_requests(logins, paths, accepts, (None, "gzip")):
+        first = fetch(inline.url, path, headers)  # verified and rendered on a worker
+        assert first[0] == 200, case
+        before = len(tasks)
+        again = fetch(inline.url, path, headers)
+        assert len(tasks) == before, case  # no worker saw it
+        assert again == first == fetch(plain.url, path, headers), case
+        etag = next(v for k, v in first[2] if k.lower() == "etag")
+        conditional = headers | {"If-None-Match": etag}
+        not_modified = fetch(inline.url, path, conditional)
+        assert len(tasks) == before, case
+        assert not_modified == fetch(plain.url, path, conditional), case
+        assert not_modified[0] == 304 and not_modified[3] == b"", case
 
 
 def test_everything_else_goes_to_the_workers(servers, published):
