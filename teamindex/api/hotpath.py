@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import loading
-from ..access import login
+from ..access.login import EARLY_REFUSAL, VERIFIED_KEY, verify_once
 from ..access.logincache import VerifiedLogin
 from ..access.permissions import Action, Decision, ProjectFacts, decide, listing_view
 from ..context import Services
@@ -167,7 +167,8 @@ class HotReads:
 
     def pre_answer(self, environ: dict[str, Any]) -> tuple[Decided | None, bool]:
         """For waitress' socket thread (ops/serving.py): the decision, handed to __call__ of
-        the same request under DECISION_KEY (None: Flask answers), and whether the socket
+        the same request under DECISION_KEY (None: the worker decides again, where it may
+        verify a login and render a page), and whether the socket
         thread may send it. Not when the login's record is due (_admit's database write
         goes to a worker, which may wait for the write lock), nor for downloads (file I/O)."""
         found = self.checked_decision(environ, on_worker=False)
@@ -179,10 +180,8 @@ class HotReads:
         due = self._admit_due(login, ip)
         return Decided(answer, user.name if user else None, login if due else None, ip), not due
 
-    def decided_answer(self, environ: dict[str, Any], decided: Decided | None) -> PageAnswer | None:
-        """The answer pre_answer gave on the socket thread (None: Flask answers)."""
-        if decided is None:
-            return None
+    def decided_answer(self, environ: dict[str, Any], decided: Decided) -> PageAnswer:
+        """The answer pre_answer gave on the socket thread."""
         if decided.admit is not None:
             self._admit(decided.admit, decided.ip)
         if decided.user is not None:
@@ -261,13 +260,13 @@ class HotReads:
         same credentials, the same login.verify), the outcome kept for Flask under
         VERIFIED_KEY; the login as the cache now holds it, or None (Flask answers).
         Not for a request refused on its headers (Flask's answer_early_refusal audits it)."""
-        if login.EARLY_REFUSAL in environ:
+        if EARLY_REFUSAL in environ:
             return None
         credentials = httpauth_credentials(authorization)
         if credentials is None or credentials == ("", ""):
             return None  # no credentials: the anonymous reader's answer is Flask's
-        verified = login.verify_once(self.svc, ip, *credentials, authorization)
-        environ[login.VERIFIED_KEY] = verified
+        verified = verify_once(self.svc, ip, *credentials, authorization)
+        environ[VERIFIED_KEY] = verified
         if verified.principal is None:
             return None
         return self.svc.logins.lookup(authorization, ip)

@@ -331,8 +331,8 @@ class AddressCounts:
 PreAnswer = Callable[[dict[str, Any]], tuple[Any, bool]]
 INLINE_KEY = "teamindex.pre_answer"  # app.extensions: the app's PreAnswer
 # The environ key of a request decided on the socket thread: the decision, or None when
-# the hot path declined it (then the app goes straight to Flask). Clients cannot set it
-# (their headers arrive as HTTP_*).
+# the hot path declined it there (then it decides again on the worker, where it may verify
+# a login and render a page). Clients cannot set it (their headers arrive as HTTP_*).
 DECISION_KEY = "teamindex.decision"
 # Output still queued on a connection above which a request goes to the workers: a worker
 # may wait for the socket loop to drain it, the socket loop itself must never wait.
