@@ -23,7 +23,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..access.httpauth import client_ip, current_principal, login_required
 from ..access.netrules import ip_allowed
-from ..context import EXTENSION_KEY as SERVICES_KEY
 from ..context import services
 from ..errors import HTTPError
 from .counters import Metrics
@@ -83,12 +82,9 @@ def _metrics_for_admins() -> Response:
     return _exposition()
 
 
-def init_app(app: Flask, collectors: Metrics | None = None) -> None:
-    """Count every request of *app* (into `collectors`, made here when not given: the
-    serving path makes them before Flask is loaded) and serve /metrics."""
-    if collectors is None:
-        svc = app.extensions[SERVICES_KEY]
-        collectors = Metrics(svc.db, svc.upstream)
+def init_app(app: Flask, collectors: Metrics) -> None:
+    """Count every request of *app* into `collectors` (made by whoever builds the stack:
+    the hot path counts into them too) and serve /metrics."""
     app.extensions[EXTENSION_KEY] = collectors
 
     @app.before_request
