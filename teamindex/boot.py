@@ -58,16 +58,8 @@ def open_services(settings: Settings) -> Services:
     """The services of one data dir: private data dir, crash debris swept, database
     migrated and audit pruned, caches empty."""
     check_combination(settings)
-    _tighten(settings)  # before the first file is created in it
-    storage = open_storage(settings)
-    storage.ensure_dirs()
-    _sweep_crash_debris(storage)
-    # Requests wait a few seconds for another writer, then answer 503; start-up waits as
-    # long as a CLI command would.
-    db = Database(settings.database, busy_timeout_ms=REQUEST_BUSY_TIMEOUT_MS)
-    with db.waiting(BUSY_TIMEOUT_MS):
-        db.migrate()
-        db.prune_audit(_audit_horizon(settings))
+    # Requests wait a few seconds for another writer, then answer 503.
+    storage, db = _open_data_dir(settings, REQUEST_BUSY_TIMEOUT_MS)
     upstream = None
     if settings.upstream:
         from .upstream import Upstream  # only with a proxy: it loads an HTTP client
@@ -101,15 +93,8 @@ def prepare(settings: Settings) -> int:
     dir, crash debris swept, database migrated and audit pruned, session key made (each
     child's open_services repeats these harmlessly: all idempotent, and the sweep spares
     live owners). The number of users, for the first-start hint."""
-    _tighten(settings)
-    storage = open_storage(settings)
-    storage.ensure_dirs()
-    _sweep_crash_debris(storage)
-    db = Database(settings.database)
+    _storage, db = _open_data_dir(settings, BUSY_TIMEOUT_MS)
     try:
-        with db.waiting(BUSY_TIMEOUT_MS):
-            db.migrate()
-            db.prune_audit(_audit_horizon(settings))
         users = db.count_users()
     finally:
         db.close()  # no connection may cross the fork
@@ -207,9 +192,20 @@ class DeferredApp:
         return self._app(environ, start_response)
 
 
-def _audit_horizon(settings: Settings) -> str:
-    """Audit rows older than this stamp are pruned at start-up."""
-    return utc_stamp(datetime.now(timezone.utc) - timedelta(days=settings.audit_retention_days))
+def _open_data_dir(settings: Settings, busy_timeout_ms: int) -> tuple[Store, Database]:
+    """The store and the database of a data dir made private (before the first file is
+    created in it), crash debris swept, the database migrated and the audit pruned; start-up
+    waits for another writer as long as a CLI command would, requests `busy_timeout_ms`."""
+    _tighten(settings)
+    storage = open_storage(settings)
+    storage.ensure_dirs()
+    _sweep_crash_debris(storage)
+    db = Database(settings.database, busy_timeout_ms=busy_timeout_ms)
+    with db.waiting(BUSY_TIMEOUT_MS):
+        db.migrate()
+        cutoff = datetime.now(timezone.utc) - timedelta(days=settings.audit_retention_days)
+        db.prune_audit(utc_stamp(cutoff))
+    return storage, db
 
 
 def _tighten(settings: Settings) -> None:
