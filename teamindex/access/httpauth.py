@@ -103,8 +103,7 @@ def answer_early_refusal() -> None:
 
 def require_address_allowed(username: str = "") -> None:
     """403 unless the client address is on the global allowlist (empty list: everyone)."""
-    svc = services()
-    login.require_on_list(svc, client_ip(), svc.db.allowlist(None), username, "")
+    login.require_address_allowed(services(), client_ip(), username)
 
 
 def require_principal_address_allowed(principal: Principal) -> None:

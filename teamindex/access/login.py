@@ -66,7 +66,7 @@ def verify(
     """Basic auth's check: no credentials at all is the anonymous reader (where allowed,
     and from an allowed address), anything else goes through `authenticate`."""
     if not username and not password:
-        require_on_list(svc, ip, svc.db.allowlist(None), username, "")
+        require_address_allowed(svc, ip, username)
         return ANONYMOUS if svc.settings.anonymous_read else None
     return authenticate(svc, ip, username, password, remember_as)
 
@@ -160,6 +160,11 @@ def _verified_before(svc: Services, remember_as: str | None, ip: str) -> bool:
     if not remember_as:
         return False
     return svc.logins.lookup(remember_as, ip) is not None
+
+
+def require_address_allowed(svc: Services, ip: str, username: str = "") -> None:
+    """403 (audited) unless `ip` is on the global allowlist (empty list: everyone)."""
+    require_on_list(svc, ip, svc.db.allowlist(None), username, "")
 
 
 def require_on_list(svc: Services, ip: str, cidrs: Sequence[str], user: str, scope: str) -> None:
